@@ -30,7 +30,11 @@ unsafe impl Sync for Bump {}
 impl Bump {
     /// An allocator that owns no memory yet; it takes pages with `memory.grow` as needed.
     pub const fn new() -> Self {
-        Self { next: Cell::new(0), end: Cell::new(0), last: Cell::new(usize::MAX) }
+        Self {
+            next: Cell::new(0),
+            end: Cell::new(0),
+            last: Cell::new(usize::MAX),
+        }
     }
 
     /// Grows linear memory so that at least `bytes` more are available after `next`.
@@ -89,7 +93,10 @@ unsafe impl GlobalAlloc for Bump {
             let end = at.saturating_add(new_size);
             if end > self.end.get() {
                 let contiguous_end = self.end.get();
-                if self.reserve(end - contiguous_end) && self.end.get() >= end && self.next.get() <= at + layout.size() {
+                if self.reserve(end - contiguous_end)
+                    && self.end.get() >= end
+                    && self.next.get() <= at + layout.size()
+                {
                     self.next.set(end);
                     return ptr;
                 }

@@ -94,15 +94,24 @@ fn unexpected_text(unexp: &Unexpected<'_>) -> String {
 
 impl de::Error for PathError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self { path: Vec::new(), message: msg.to_string() }
+        Self {
+            path: Vec::new(),
+            message: msg.to_string(),
+        }
     }
 
     fn invalid_type(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
-        Self::custom(format_args!("invalid type: {}, expected {exp}", unexpected_text(&unexp)))
+        Self::custom(format_args!(
+            "invalid type: {}, expected {exp}",
+            unexpected_text(&unexp)
+        ))
     }
 
     fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
-        Self::custom(format_args!("invalid value: {}, expected {exp}", unexpected_text(&unexp)))
+        Self::custom(format_args!(
+            "invalid value: {}, expected {exp}",
+            unexpected_text(&unexp)
+        ))
     }
 }
 
@@ -132,8 +141,14 @@ impl<'de> Deserializer<'de> for ValueDe<'de> {
             Value::Bool(b) => visitor.visit_bool(*b),
             Value::Number(n) => visit_number(n, visitor),
             Value::String(s) => visitor.visit_borrowed_str(s),
-            Value::Array(items) => visitor.visit_seq(Seq { items: items.iter(), index: 0 }),
-            Value::Object(map) => visitor.visit_map(Entries { iter: map.iter(), value: None }),
+            Value::Array(items) => visitor.visit_seq(Seq {
+                items: items.iter(),
+                index: 0,
+            }),
+            Value::Object(map) => visitor.visit_map(Entries {
+                iter: map.iter(),
+                value: None,
+            }),
         }
     }
 
@@ -166,7 +181,10 @@ impl<'de> Deserializer<'de> for ValueDe<'de> {
                     .visit_enum(Enum { variant, value })
                     .map_err(|e| e.within(Segment::Key(variant.clone())))
             }
-            other => Err(de::Error::invalid_type(unexpected(other), &"a string or a map with one key")),
+            other => Err(de::Error::invalid_type(
+                unexpected(other),
+                &"a string or a map with one key",
+            )),
         }
     }
 
@@ -200,10 +218,14 @@ impl<'de> SeqAccess<'de> for Seq<'de> {
     type Error = PathError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, PathError> {
-        let Some(item) = self.items.next() else { return Ok(None) };
+        let Some(item) = self.items.next() else {
+            return Ok(None);
+        };
         let index = self.index;
         self.index += 1;
-        seed.deserialize(ValueDe(item)).map(Some).map_err(|e| e.within(Segment::Index(index)))
+        seed.deserialize(ValueDe(item))
+            .map(Some)
+            .map_err(|e| e.within(Segment::Index(index)))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -220,7 +242,9 @@ impl<'de> MapAccess<'de> for Entries<'de> {
     type Error = PathError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, PathError> {
-        let Some((key, value)) = self.iter.next() else { return Ok(None) };
+        let Some((key, value)) = self.iter.next() else {
+            return Ok(None);
+        };
         self.value = Some((key, value));
         seed.deserialize(key.as_str().into_deserializer())
             .map(Some)
@@ -228,8 +252,12 @@ impl<'de> MapAccess<'de> for Entries<'de> {
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, PathError> {
-        let (key, value) = self.value.take().ok_or_else(|| de::Error::custom("value without a key"))?;
-        seed.deserialize(ValueDe(value)).map_err(|e| e.within(Segment::Key(key.clone())))
+        let (key, value) = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value without a key"))?;
+        seed.deserialize(ValueDe(value))
+            .map_err(|e| e.within(Segment::Key(key.clone())))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -339,7 +367,10 @@ mod tests {
 
     #[test]
     fn a_wrong_type_is_named_by_its_path() {
-        assert_eq!(err(json!({"replicas": "3"})), "spec.replicas: invalid type: string \"3\", expected u16");
+        assert_eq!(
+            err(json!({"replicas": "3"})),
+            "spec.replicas: invalid type: string \"3\", expected u16"
+        );
         assert_eq!(
             err(json!({"replicas": 1, "ports": [{"name": "a", "port": 1}, {"name": "b", "port": -1}]})),
             "spec.ports[1].port: invalid value: integer `-1`, expected u16"
@@ -356,7 +387,9 @@ mod tests {
             err(json!({"replicas": 1, "size": "huge"})),
             "spec.size: unknown variant `huge`, expected `small` or `large`"
         );
-        assert!(err(json!({"replicas": 1, "colour": "x"})).starts_with("spec.colour: unknown field `colour`"));
+        assert!(
+            err(json!({"replicas": 1, "colour": "x"})).starts_with("spec.colour: unknown field `colour`")
+        );
         assert_eq!(err(json!({})), "spec: missing field `replicas`");
     }
 }

@@ -54,7 +54,10 @@ pub struct Desired {
 impl Desired {
     /// A set holding `rendered` children and naming `pending` nodes.
     pub fn new(rendered: impl IntoIterator<Item = (Key, DesiredChild)>, pending: Vec<PendingNode>) -> Self {
-        let mut desired = Self { pending, ..Self::default() };
+        let mut desired = Self {
+            pending,
+            ..Self::default()
+        };
         for (key, child) in rendered {
             let slot = desired.slot(key);
             *slot = child;
@@ -70,7 +73,16 @@ impl Desired {
         let at = match self.children.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(at) => at,
             Err(at) => {
-                self.children.insert(at, (key, DesiredChild { object: Value::Null, ready: Readiness::Unknown }));
+                self.children.insert(
+                    at,
+                    (
+                        key,
+                        DesiredChild {
+                            object: Value::Null,
+                            ready: Readiness::Unknown,
+                        },
+                    ),
+                );
                 at
             }
         };
@@ -248,13 +260,17 @@ mod tests {
         d.put_item("svc", 1, json!({}));
         d.put("other", json!({}));
         d.remove_all("svc");
-        assert_eq!(d.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>(), ["other"]);
+        assert_eq!(
+            d.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>(),
+            ["other"]
+        );
     }
 
     #[test]
     fn a_condition_replaces_one_of_the_same_type() {
         let mut s = Status::default();
-        s.condition(Condition::new("Available", false)).condition(Condition::new("Available", true));
+        s.condition(Condition::new("Available", false))
+            .condition(Condition::new("Available", true));
         let (_, conditions, _, _) = s.into_parts();
         assert_eq!(conditions.len(), 1);
     }

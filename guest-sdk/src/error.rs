@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn decode_names_the_field_that_does_not_fit() {
         let err = decode::<Spec>(&serde_json::json!({"replicas": "3"}), "spec").unwrap_err();
-        assert!(err.starts_with("spec.replicas: invalid type: string \"3\""), "{err}");
+        assert!(
+            err.starts_with("spec.replicas: invalid type: string \"3\""),
+            "{err}"
+        );
     }
 
     #[test]

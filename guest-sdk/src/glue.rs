@@ -20,7 +20,11 @@ fn parse(json: &str, what: &str) -> Result<Value, Error> {
 }
 
 fn config<P: Plugin>(json: &str) -> Result<P::Config, Error> {
-    let value = if json.trim().is_empty() { Value::Null } else { parse(json, "config")? };
+    let value = if json.trim().is_empty() {
+        Value::Null
+    } else {
+        parse(json, "config")?
+    };
     match value {
         // No config, or an empty one, is the plugin's default configuration.
         Value::Null => Ok(P::Config::default()),
@@ -62,7 +66,9 @@ pub fn info<P: Plugin>() -> bindings::PluginInfo {
 /// The config does not decode or the plugin refuses it.
 pub fn validate_config<P: Plugin>(config_json: String) -> Result<(), bindings::PluginError> {
     crate::log::install_panic_hook();
-    config::<P>(&config_json).and_then(|c| P::validate_config(&c)).map_err(Error::into_wit)
+    config::<P>(&config_json)
+        .and_then(|c| P::validate_config(&c))
+        .map_err(Error::into_wit)
 }
 
 /// `transform` export.
@@ -86,10 +92,23 @@ fn transform_inner<P: Plugin>(input: bindings::TransformInput) -> Result<binding
         .map(|d| {
             let key = Key::from_wit(d.key);
             let object = parse(&d.object, &format!("rendered {key}"))?;
-            Ok((key, DesiredChild { object, ready: Readiness::from_wit(d.ready) }))
+            Ok((
+                key,
+                DesiredChild {
+                    object,
+                    ready: Readiness::from_wit(d.ready),
+                },
+            ))
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let pending = input.pending.into_iter().map(|p| PendingNode { id: p.id, reason: p.reason }).collect();
+    let pending = input
+        .pending
+        .into_iter()
+        .map(|p| PendingNode {
+            id: p.id,
+            reason: p.reason,
+        })
+        .collect();
     let mut desired = Desired::new(rendered, pending);
     let cx = Context {
         graph: &input.meta.graph,
@@ -103,7 +122,10 @@ fn transform_inner<P: Plugin>(input: bindings::TransformInput) -> Result<binding
     let mut out = Vec::with_capacity(children.len());
     for (key, child) in children {
         if !is_valid_id(&key.id) {
-            return Err(Error::internal(format!("desired child id '{}': must match ^[a-z][a-zA-Z0-9]*$", key.id)));
+            return Err(Error::internal(format!(
+                "desired child id '{}': must match ^[a-z][a-zA-Z0-9]*$",
+                key.id
+            )));
         }
         match &child.object {
             Value::Object(map) if map.contains_key("status") => {
@@ -114,7 +136,11 @@ fn transform_inner<P: Plugin>(input: bindings::TransformInput) -> Result<binding
             Value::Object(_) => {}
             _ => return Err(Error::internal(format!("desired {key}: must be a JSON object"))),
         }
-        out.push(bindings::Desired { key: key.to_wit(), object: to_json(&child.object), ready: child.ready.to_wit() });
+        out.push(bindings::Desired {
+            key: key.to_wit(),
+            object: to_json(&child.object),
+            ready: child.ready.to_wit(),
+        });
     }
     Ok(bindings::TransformOutput {
         desired: out,
@@ -150,10 +176,15 @@ fn derive_status_inner<P: Plugin>(input: bindings::StatusInput) -> Result<bindin
     let (fields, conditions, ready, events) = status.into_parts();
     for reserved in ["state", "conditions"] {
         if fields.contains_key(reserved) {
-            return Err(Error::internal(format!("status.{reserved}: belongs to the host; a plugin cannot set it")));
+            return Err(Error::internal(format!(
+                "status.{reserved}: belongs to the host; a plugin cannot set it"
+            )));
         }
     }
-    if let Some(c) = conditions.iter().find(|c| HOST_CONDITIONS.contains(&c.type_.as_str())) {
+    if let Some(c) = conditions
+        .iter()
+        .find(|c| HOST_CONDITIONS.contains(&c.type_.as_str()))
+    {
         return Err(Error::internal(format!(
             "condition type '{}' belongs to the host; report readiness with Status::ready instead",
             c.type_

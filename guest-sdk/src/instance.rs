@@ -51,7 +51,10 @@ impl Instance {
 
     /// `metadata.generation`, or 0.
     pub fn generation(&self) -> i64 {
-        self.object.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or_default()
+        self.object
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or_default()
     }
 
     /// `apiVersion`.
@@ -93,7 +96,11 @@ impl Instance {
 fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
     value
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -115,8 +122,14 @@ mod tests {
     #[test]
     fn metadata_accessors_read_the_object() {
         let i = instance();
-        assert_eq!((i.name(), i.namespace(), i.uid(), i.generation()), ("shop", Some("prod"), "u-1", 3));
-        assert_eq!(i.labels(), BTreeMap::from([("team".to_string(), "a".to_string())]));
+        assert_eq!(
+            (i.name(), i.namespace(), i.uid(), i.generation()),
+            ("shop", Some("prod"), "u-1", 3)
+        );
+        assert_eq!(
+            i.labels(),
+            BTreeMap::from([("team".to_string(), "a".to_string())])
+        );
         assert_eq!(i.kind(), "WebApp");
     }
 
@@ -128,6 +141,9 @@ mod tests {
             replicas: String,
         }
         let err = instance().spec::<Spec>().unwrap_err();
-        assert!(matches!(&err, Error::InvalidInput(m) if m.starts_with("spec.replicas: invalid type")), "{err}");
+        assert!(
+            matches!(&err, Error::InvalidInput(m) if m.starts_with("spec.replicas: invalid type")),
+            "{err}"
+        );
     }
 }

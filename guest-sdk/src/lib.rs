@@ -170,22 +170,26 @@ macro_rules! export {
                 fn info() -> $crate::bindings::PluginInfo {
                     $crate::glue::info::<$plugin>()
                 }
-                fn validate_config(config: $crate::bindings::Json) -> ::core::result::Result<(), $crate::bindings::PluginError> {
+                fn validate_config(
+                    config: $crate::bindings::Json,
+                ) -> ::core::result::Result<(), $crate::bindings::PluginError> {
                     $crate::glue::validate_config::<$plugin>(config)
                 }
                 fn transform(
                     input: $crate::bindings::TransformInput,
-                ) -> ::core::result::Result<$crate::bindings::TransformOutput, $crate::bindings::PluginError> {
+                ) -> ::core::result::Result<$crate::bindings::TransformOutput, $crate::bindings::PluginError>
+                {
                     $crate::glue::transform::<$plugin>(input)
                 }
                 fn derive_status(
                     input: $crate::bindings::StatusInput,
-                ) -> ::core::result::Result<$crate::bindings::StatusOutput, $crate::bindings::PluginError> {
+                ) -> ::core::result::Result<$crate::bindings::StatusOutput, $crate::bindings::PluginError>
+                {
                     $crate::glue::derive_status::<$plugin>(input)
                 }
             }
 
-            $crate::bindings::__export_raw!(KroxideGuest with_types_in $crate::bindings);
+    $crate::bindings::__export_raw!(KroxideGuest with_types_in $crate::bindings);
         };
     };
 }

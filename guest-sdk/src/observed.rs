@@ -38,7 +38,9 @@ impl Child {
 
     /// `metadata.name`, or `""`.
     pub fn name(&self) -> &str {
-        self.get("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+        self.get("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// The object decoded into your type (e.g. a `k8s-openapi` struct).
@@ -72,12 +74,16 @@ impl Observed {
 
     /// The child of plain node `id`, if it exists.
     pub fn get(&self, id: &str) -> Option<&Child> {
-        self.children.iter().find(|c| c.key.id == id && c.key.index.is_none())
+        self.children
+            .iter()
+            .find(|c| c.key.id == id && c.key.index.is_none())
     }
 
     /// Item `index` of collection node `id`, if it exists.
     pub fn item(&self, id: &str, index: u32) -> Option<&Child> {
-        self.children.iter().find(|c| c.key.id == id && c.key.index == Some(index))
+        self.children
+            .iter()
+            .find(|c| c.key.id == id && c.key.index == Some(index))
     }
 
     /// Every child of node `id` (the plain child, or every item of a collection), by index.
@@ -125,10 +131,16 @@ mod tests {
     fn lookups_tell_plain_nodes_from_collection_items() {
         let obs = Observed::new(vec![
             Child::new(Key::item("svc", 1), json!({"metadata": {"name": "b"}})),
-            Child::new(Key::new("deployment"), json!({"status": {"availableReplicas": 2}})),
+            Child::new(
+                Key::new("deployment"),
+                json!({"status": {"availableReplicas": 2}}),
+            ),
             Child::new(Key::item("svc", 0), json!({"metadata": {"name": "a"}})),
         ]);
-        assert_eq!(obs.field("deployment", "/status/availableReplicas"), Some(&json!(2)));
+        assert_eq!(
+            obs.field("deployment", "/status/availableReplicas"),
+            Some(&json!(2))
+        );
         assert!(obs.get("svc").is_none());
         assert_eq!(obs.items("svc").map(Child::name).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(obs.item("svc", 1).map(Child::name), Some("b"));

@@ -77,7 +77,10 @@ pub struct Transformed {
 impl Transformed {
     /// The object of plain node `id`.
     pub fn get(&self, id: &str) -> Option<&Value> {
-        self.desired.iter().find(|c| c.key == Key::new(id)).map(|c| &c.object)
+        self.desired
+            .iter()
+            .find(|c| c.key == Key::new(id))
+            .map(|c| &c.object)
     }
 
     /// The keys of the desired set, printed (`svc[0]` for collection items).
@@ -109,7 +112,13 @@ impl Derived {
 }
 
 fn object_ref(object: &Value) -> bindings::ObjectRef {
-    let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |p: &str| {
+        object
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let ns = s("/metadata/namespace");
     bindings::ObjectRef {
         api_version: s("/apiVersion"),
@@ -120,7 +129,10 @@ fn object_ref(object: &Value) -> bindings::ObjectRef {
 }
 
 fn logs() -> Vec<String> {
-    crate::log::native::take().into_iter().map(|(l, m): (Level, String)| format!("{}: {m}", level_name(l))).collect()
+    crate::log::native::take()
+        .into_iter()
+        .map(|(l, m): (Level, String)| format!("{}: {m}", level_name(l)))
+        .collect()
 }
 
 impl Call {
@@ -181,13 +193,21 @@ impl Call {
     }
 
     fn meta(&self) -> bindings::RequestMeta {
-        bindings::RequestMeta { graph: self.graph.clone(), revision: self.revision, config: self.config.to_string() }
+        bindings::RequestMeta {
+            graph: self.graph.clone(),
+            revision: self.revision,
+            config: self.config.to_string(),
+        }
     }
 
     fn observed_wit(&self) -> Vec<bindings::Observed> {
         self.observed
             .iter()
-            .map(|(k, o)| bindings::Observed { key: k.to_wit(), ref_: object_ref(o), object: o.to_string() })
+            .map(|(k, o)| bindings::Observed {
+                key: k.to_wit(),
+                ref_: object_ref(o),
+                object: o.to_string(),
+            })
             .collect()
     }
 
@@ -222,7 +242,10 @@ impl Call {
             pending: self
                 .pending
                 .iter()
-                .map(|(id, reason)| bindings::Pending { id: id.clone(), reason: reason.clone() })
+                .map(|(id, reason)| bindings::Pending {
+                    id: id.clone(),
+                    reason: reason.clone(),
+                })
                 .collect(),
         };
         let out = glue::transform::<P>(input).map_err(Error::from_wit)?;

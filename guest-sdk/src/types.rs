@@ -17,21 +17,33 @@ pub struct Key {
 impl Key {
     /// The key of a plain (non-collection) node.
     pub fn new(id: impl Into<String>) -> Self {
-        Self { id: id.into(), index: None }
+        Self {
+            id: id.into(),
+            index: None,
+        }
     }
 
     /// The key of item `index` of collection node `id`.
     pub fn item(id: impl Into<String>, index: u32) -> Self {
-        Self { id: id.into(), index: Some(index) }
+        Self {
+            id: id.into(),
+            index: Some(index),
+        }
     }
 
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) fn from_wit(key: bindings::ChildKey) -> Self {
-        Self { id: key.id, index: key.index }
+        Self {
+            id: key.id,
+            index: key.index,
+        }
     }
 
     pub(crate) fn to_wit(&self) -> bindings::ChildKey {
-        bindings::ChildKey { id: self.id.clone(), index: self.index }
+        bindings::ChildKey {
+            id: self.id.clone(),
+            index: self.index,
+        }
     }
 }
 
@@ -131,7 +143,12 @@ impl Condition {
             ConditionStatus::False => "False",
             ConditionStatus::Unknown => "Unknown",
         };
-        Self { type_: type_.into(), status, reason: reason.to_string(), message: String::new() }
+        Self {
+            type_: type_.into(),
+            status,
+            reason: reason.to_string(),
+            message: String::new(),
+        }
     }
 
     /// Sets the reason.
@@ -201,12 +218,22 @@ pub struct Event {
 impl Event {
     /// A `Normal` event.
     pub fn normal(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Normal, reason: reason.into(), message: message.into(), target: None }
+        Self {
+            severity: Severity::Normal,
+            reason: reason.into(),
+            message: message.into(),
+            target: None,
+        }
     }
 
     /// A `Warning` event.
     pub fn warning(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { severity: Severity::Warning, reason: reason.into(), message: message.into(), target: None }
+        Self {
+            severity: Severity::Warning,
+            reason: reason.into(),
+            message: message.into(),
+            target: None,
+        }
     }
 
     /// Names the child the event is about.

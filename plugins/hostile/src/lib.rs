@@ -38,15 +38,24 @@ fn mode(config: &str) -> String {
 }
 
 fn key(id: &str, index: Option<u32>) -> ChildKey {
-    ChildKey { id: id.to_string(), index }
+    ChildKey {
+        id: id.to_string(),
+        index,
+    }
 }
 
 fn config_map(name: &str) -> Json {
-    format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"ok":"yes"}}}}"#)
+    format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"ok":"yes"}}}}"#
+    )
 }
 
 fn desired(id: &str, object: Json) -> Desired {
-    Desired { key: key(id, None), object, ready: Readiness::Unknown }
+    Desired {
+        key: key(id, None),
+        object,
+        ready: Readiness::Unknown,
+    }
 }
 
 #[inline(never)]
@@ -79,7 +88,7 @@ fn misbehave(mode: &str) -> Option<PluginError> {
         }
         "panic" => panic!("deliberate panic in the hostile plugin"),
         "log-flood" => {
-            for i in 0..100_000 {
+            for i in 0..10_000 {
                 bindings::kroxide::plugin::log::emit(bindings::Level::Info, &format!("flood line {i}"));
             }
             None
@@ -96,7 +105,9 @@ fn misbehave(mode: &str) -> Option<PluginError> {
             }
             (total != 802_000).then(|| PluginError::Internal(format!("churn computed {total}")))
         }
-        "error" => Some(PluginError::Internal("deliberate failure from the hostile plugin".to_string())),
+        "error" => Some(PluginError::Internal(
+            "deliberate failure from the hostile plugin".to_string(),
+        )),
         _ => None,
     }
 }
@@ -116,7 +127,10 @@ impl Guest for Hostile {
         if MODES.contains(&mode.as_str()) {
             Ok(())
         } else {
-            Err(PluginError::InvalidConfig(format!("mode: must be one of {}", MODES.join(", "))))
+            Err(PluginError::InvalidConfig(format!(
+                "mode: must be one of {}",
+                MODES.join(", ")
+            )))
         }
     }
 
@@ -130,21 +144,41 @@ impl Guest for Hostile {
             "invalid-json" => vec![desired("config", "{not json".to_string())],
             "oversized" => {
                 let big = "x".repeat(5 << 20);
-                vec![desired("config", format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"big":"{big}"}}}}"#))]
+                vec![desired(
+                    "config",
+                    format!(
+                        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"big":"{big}"}}}}"#
+                    ),
+                )]
             }
             "too-many" => (0..5000u32)
-                .map(|i| Desired { key: key("item", Some(i)), object: config_map(&format!("item-{i}")), ready: Readiness::Unknown })
+                .map(|i| Desired {
+                    key: key("item", Some(i)),
+                    object: config_map(&format!("item-{i}")),
+                    ready: Readiness::Unknown,
+                })
                 .collect(),
-            "duplicate-ids" => vec![desired("config", config_map("a")), desired("config", config_map("b"))],
+            "duplicate-ids" => vec![
+                desired("config", config_map("a")),
+                desired("config", config_map("b")),
+            ],
             "status-in-desired" => vec![desired(
                 "config",
-                r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"s"},"status":{"phase":"Up"}}"#.to_string(),
+                r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"s"},"status":{"phase":"Up"}}"#
+                    .to_string(),
             )],
             "bad-id" => vec![desired("Bad-Id", config_map("bad"))],
-            "missing-name" => vec![desired("config", r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#.to_string())],
+            "missing-name" => vec![desired(
+                "config",
+                r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}"#.to_string(),
+            )],
             _ => vec![desired("config", config_map("hostile-ok"))],
         };
-        Ok(TransformOutput { desired, events: Vec::new(), requeue_after_ms: None })
+        Ok(TransformOutput {
+            desired,
+            events: Vec::new(),
+            requeue_after_ms: None,
+        })
     }
 
     fn derive_status(input: StatusInput) -> Result<StatusOutput, PluginError> {
@@ -166,7 +200,12 @@ impl Guest for Hostile {
             "invalid-json" => "[1,".to_string(),
             _ => r#"{"mode":"ok"}"#.to_string(),
         };
-        Ok(StatusOutput { status, conditions, ready: Readiness::Ready, events: Vec::new() })
+        Ok(StatusOutput {
+            status,
+            conditions,
+            ready: Readiness::Ready,
+            events: Vec::new(),
+        })
     }
 }
 

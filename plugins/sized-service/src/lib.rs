@@ -40,7 +40,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { sizes: BTreeMap::new(), cpu_limit_factor: 2 }
+        Self {
+            sizes: BTreeMap::new(),
+            cpu_limit_factor: 2,
+        }
     }
 }
 
@@ -51,7 +54,12 @@ fn builtin_size(name: &str) -> Option<Size> {
         "large" => (2000, 2048, 10, 60),
         _ => return None,
     };
-    Some(Size { cpu_millis, memory_mib, max_replicas, target_cpu_percent })
+    Some(Size {
+        cpu_millis,
+        memory_mib,
+        max_replicas,
+        target_cpu_percent,
+    })
 }
 
 impl Config {
@@ -60,7 +68,10 @@ impl Config {
     }
 
     fn size_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = ["small", "medium", "large"].iter().map(|s| s.to_string()).collect();
+        let mut names: Vec<String> = ["small", "medium", "large"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         names.extend(self.sizes.keys().filter(|k| builtin_size(k).is_none()).cloned());
         names
     }
@@ -111,18 +122,29 @@ pub struct Autoscaling {
 
 impl Default for Autoscaling {
     fn default() -> Self {
-        Self { enabled: true, max_replicas: None }
+        Self {
+            enabled: true,
+            max_replicas: None,
+        }
     }
 }
 
 /// CPU as Kubernetes prints it: whole cores as `"2"`, otherwise millicores (`"250m"`).
 fn cpu_quantity(millis: u32) -> String {
-    if millis % 1000 == 0 { (millis / 1000).to_string() } else { format!("{millis}m") }
+    if millis % 1000 == 0 {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
 }
 
 /// Memory as Kubernetes prints it: whole GiB as `"2Gi"`, otherwise MiB.
 fn memory_quantity(mib: u32) -> String {
-    if mib % 1024 == 0 { format!("{}Gi", mib / 1024) } else { format!("{mib}Mi") }
+    if mib % 1024 == 0 {
+        format!("{}Gi", mib / 1024)
+    } else {
+        format!("{mib}Mi")
+    }
 }
 
 /// Pods that must stay up during voluntary disruptions: all but a quarter (at least one may go).
@@ -137,7 +159,9 @@ fn max_replicas(replicas: u32, size: &Size, override_max: Option<u32>) -> u32 {
 
 /// FNV-1a, 64 bits: stable across builds and machines, enough to notice a changed file.
 fn fnv1a64(data: &str) -> u64 {
-    data.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    data.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Validates the routes and renders them as a routing file, longest path first so that the
@@ -146,10 +170,14 @@ fn routes_file(routes: &[Route], port: u16) -> Result<String> {
     let mut seen = BTreeMap::new();
     for (i, route) in routes.iter().enumerate() {
         if !route.path.starts_with('/') {
-            return Err(Error::invalid_input(format!("spec.routes[{i}].path: must start with '/'")));
+            return Err(Error::invalid_input(format!(
+                "spec.routes[{i}].path: must start with '/'"
+            )));
         }
         if route.upstream.is_empty() {
-            return Err(Error::invalid_input(format!("spec.routes[{i}].upstream: must not be empty")));
+            return Err(Error::invalid_input(format!(
+                "spec.routes[{i}].upstream: must not be empty"
+            )));
         }
         if let Some(first) = seen.insert(route.path.as_str(), i) {
             return Err(Error::invalid_input(format!(
@@ -178,7 +206,8 @@ impl Plugin for SizedService {
     type Config = Config;
     const NAME: &'static str = "sized-service";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "Service sized from a table, with PDB, HPA and a generated routing file";
+    const DESCRIPTION: &'static str =
+        "Service sized from a table, with PDB, HPA and a generated routing file";
 
     fn validate_config(config: &Config) -> Result<()> {
         if config.cpu_limit_factor == 0 {
@@ -186,10 +215,14 @@ impl Plugin for SizedService {
         }
         for (name, size) in &config.sizes {
             if size.cpu_millis == 0 || size.memory_mib == 0 {
-                return Err(Error::invalid_config(format!("sizes.{name}: cpuMillis and memoryMiB must be positive")));
+                return Err(Error::invalid_config(format!(
+                    "sizes.{name}: cpuMillis and memoryMiB must be positive"
+                )));
             }
             if size.target_cpu_percent == 0 || size.target_cpu_percent > 100 {
-                return Err(Error::invalid_config(format!("sizes.{name}.targetCpuPercent: must be 1-100")));
+                return Err(Error::invalid_config(format!(
+                    "sizes.{name}.targetCpuPercent: must be 1-100"
+                )));
             }
         }
         Ok(())
@@ -199,7 +232,10 @@ impl Plugin for SizedService {
         let spec: Spec = cx.instance().spec()?;
         let config = cx.config();
         let size = config.size(&spec.size).ok_or_else(|| {
-            Error::invalid_input(format!("spec.size: must be one of {}", config.size_names().join(", ")))
+            Error::invalid_input(format!(
+                "spec.size: must be one of {}",
+                config.size_names().join(", ")
+            ))
         })?;
         if spec.replicas == 0 {
             return Err(Error::invalid_input("spec.replicas: must be at least 1"));
@@ -296,26 +332,38 @@ impl Plugin for SizedService {
     fn derive_status(cx: &Context<'_, Config>, status: &mut Status) -> Result<()> {
         let spec: Spec = cx.instance().spec()?;
         let observed = cx.observed();
-        let ready_replicas = observed.field("deployment", "/status/readyReplicas").and_then(Value::as_u64).unwrap_or(0);
+        let ready_replicas = observed
+            .field("deployment", "/status/readyReplicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         let available = observed
             .field("deployment", "/status/conditions")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
             .any(|c| c["type"] == "Available" && c["status"] == "True");
-        status.set("size", spec.size.clone()).set("readyReplicas", ready_replicas).set("routes", spec.routes.len());
+        status
+            .set("size", spec.size.clone())
+            .set("readyReplicas", ready_replicas)
+            .set("routes", spec.routes.len());
         if let Some(size) = cx.config().size(&spec.size) {
             let max = max_replicas(spec.replicas, &size, spec.autoscaling.max_replicas);
             if spec.autoscaling.enabled {
-                status.set("autoscaling", json!({ "minReplicas": spec.replicas, "maxReplicas": max }));
+                status.set(
+                    "autoscaling",
+                    json!({ "minReplicas": spec.replicas, "maxReplicas": max }),
+                );
             }
         }
         let routes_published = observed.get("routes").is_some();
         let ready = available && routes_published && ready_replicas >= u64::from(spec.replicas);
         status
             .condition(
-                Condition::new("RoutesPublished", routes_published)
-                    .reason(if routes_published { "ConfigMapExists" } else { "WaitingForConfigMap" }),
+                Condition::new("RoutesPublished", routes_published).reason(if routes_published {
+                    "ConfigMapExists"
+                } else {
+                    "WaitingForConfigMap"
+                }),
             )
             .ready(ready);
         Ok(())
@@ -340,31 +388,47 @@ mod tests {
 
     #[test]
     fn quantities_print_as_kubernetes_does() {
-        assert_eq!((cpu_quantity(250), cpu_quantity(2000)), ("250m".to_string(), "2".to_string()));
-        assert_eq!((memory_quantity(512), memory_quantity(2048)), ("512Mi".to_string(), "2Gi".to_string()));
+        assert_eq!(
+            (cpu_quantity(250), cpu_quantity(2000)),
+            ("250m".to_string(), "2".to_string())
+        );
+        assert_eq!(
+            (memory_quantity(512), memory_quantity(2048)),
+            ("512Mi".to_string(), "2Gi".to_string())
+        );
     }
 
     #[test]
     fn a_single_replica_gets_no_disruption_budget() {
-        let out = call(json!({ "image": "api:1" })).transform::<SizedService>().unwrap();
+        let out = call(json!({ "image": "api:1" }))
+            .transform::<SizedService>()
+            .unwrap();
         assert_eq!(out.keys(), ["deployment", "hpa", "routes", "service"]);
     }
 
     #[test]
     fn the_budget_keeps_all_but_a_quarter() {
         assert_eq!([2, 3, 4, 8].map(min_available), [1, 2, 3, 6]);
-        let out = call(json!({ "image": "api:1", "replicas": 4 })).transform::<SizedService>().unwrap();
+        let out = call(json!({ "image": "api:1", "replicas": 4 }))
+            .transform::<SizedService>()
+            .unwrap();
         assert_eq!(out.get("pdb").unwrap()["spec"]["minAvailable"], 3);
     }
 
     #[test]
     fn size_selects_requests_limits_and_autoscaler_bounds() {
-        let out = call(json!({ "image": "api:1", "size": "medium", "replicas": 8 })).transform::<SizedService>().unwrap();
-        let resources = &out.get("deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]["resources"];
+        let out = call(json!({ "image": "api:1", "size": "medium", "replicas": 8 }))
+            .transform::<SizedService>()
+            .unwrap();
+        let resources =
+            &out.get("deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]["resources"];
         assert_eq!(resources["requests"], json!({ "cpu": "500m", "memory": "512Mi" }));
         assert_eq!(resources["limits"], json!({ "cpu": "1", "memory": "512Mi" }));
         let hpa = &out.get("hpa").unwrap()["spec"];
-        assert_eq!((hpa["minReplicas"].clone(), hpa["maxReplicas"].clone()), (json!(8), json!(8)));
+        assert_eq!(
+            (hpa["minReplicas"].clone(), hpa["maxReplicas"].clone()),
+            (json!(8), json!(8))
+        );
     }
 
     #[test]
@@ -373,13 +437,16 @@ mod tests {
             .config(json!({ "sizes": { "tiny": { "cpuMillis": 50, "memoryMiB": 64, "maxReplicas": 2, "targetCpuPercent": 90 } } }))
             .transform::<SizedService>()
             .unwrap();
-        let requests = &out.get("deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"];
+        let requests = &out.get("deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]["resources"]
+            ["requests"];
         assert_eq!(requests["cpu"], "50m");
     }
 
     #[test]
     fn an_unknown_size_lists_the_valid_ones() {
-        let err = call(json!({ "image": "api:1", "size": "huge" })).transform::<SizedService>().unwrap_err();
+        let err = call(json!({ "image": "api:1", "size": "huge" }))
+            .transform::<SizedService>()
+            .unwrap_err();
         assert_eq!(err.message(), "spec.size: must be one of small, medium, large");
     }
 
@@ -390,30 +457,48 @@ mod tests {
             { "path": "/api/v2", "upstream": "api-v2", "timeoutSeconds": 5 },
             { "path": "/api", "upstream": "api" },
         ]);
-        let out = call(json!({ "image": "api:1", "routes": routes })).transform::<SizedService>().unwrap();
-        let file = out.get("routes").unwrap()["data"]["routes.conf"].as_str().unwrap().to_string();
+        let out = call(json!({ "image": "api:1", "routes": routes }))
+            .transform::<SizedService>()
+            .unwrap();
+        let file = out.get("routes").unwrap()["data"]["routes.conf"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert_eq!(
             file,
             "# generated by the sized-service plugin\nlisten 8080;\nroute /api/v2 -> api-v2 timeout=5s;\nroute /api -> api;\nroute / -> web;\n"
         );
         let dup = json!([{ "path": "/a", "upstream": "x" }, { "path": "/a", "upstream": "y" }]);
-        let err = call(json!({ "image": "api:1", "routes": dup })).transform::<SizedService>().unwrap_err();
-        assert_eq!(err.message(), "spec.routes[1].path: /a is already routed by spec.routes[0]");
+        let err = call(json!({ "image": "api:1", "routes": dup }))
+            .transform::<SizedService>()
+            .unwrap_err();
+        assert_eq!(
+            err.message(),
+            "spec.routes[1].path: /a is already routed by spec.routes[0]"
+        );
     }
 
     #[test]
     fn changing_routes_changes_the_pod_template_hash() {
         let hash = |routes: Value| {
-            let out = call(json!({ "image": "api:1", "routes": routes })).transform::<SizedService>().unwrap();
+            let out = call(json!({ "image": "api:1", "routes": routes }))
+                .transform::<SizedService>()
+                .unwrap();
             out.get("deployment").unwrap()["spec"]["template"]["metadata"]["annotations"]["kroxide.dev/routes-hash"].clone()
         };
-        assert_ne!(hash(json!([{ "path": "/", "upstream": "a" }])), hash(json!([{ "path": "/", "upstream": "b" }])));
+        assert_ne!(
+            hash(json!([{ "path": "/", "upstream": "a" }])),
+            hash(json!([{ "path": "/", "upstream": "b" }]))
+        );
     }
 
     #[test]
     fn readiness_needs_the_deployment_and_the_routes() {
         let deployment = json!({ "status": { "readyReplicas": 1, "conditions": [{ "type": "Available", "status": "True" }] } });
-        let status = call(json!({ "image": "api:1" })).observe("deployment", deployment.clone()).derive_status::<SizedService>().unwrap();
+        let status = call(json!({ "image": "api:1" }))
+            .observe("deployment", deployment.clone())
+            .derive_status::<SizedService>()
+            .unwrap();
         assert_eq!(status.ready, Readiness::NotReady);
         let status = call(json!({ "image": "api:1" }))
             .observe("deployment", deployment)
@@ -421,12 +506,18 @@ mod tests {
             .derive_status::<SizedService>()
             .unwrap();
         assert_eq!(status.ready, Readiness::Ready);
-        assert_eq!(status.status["autoscaling"], json!({ "minReplicas": 1, "maxReplicas": 3 }));
+        assert_eq!(
+            status.status["autoscaling"],
+            json!({ "minReplicas": 1, "maxReplicas": 3 })
+        );
     }
 
     #[test]
     fn a_zero_limit_factor_is_refused() {
-        let err = Call::new(json!({})).config(json!({ "cpuLimitFactor": 0 })).validate_config::<SizedService>().unwrap_err();
+        let err = Call::new(json!({}))
+            .config(json!({ "cpuLimitFactor": 0 }))
+            .validate_config::<SizedService>()
+            .unwrap_err();
         assert_eq!(err, Error::invalid_config("cpuLimitFactor: must be at least 1"));
     }
 }

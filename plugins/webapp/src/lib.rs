@@ -20,7 +20,10 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { ingress_class_name: None, container_name: "app".to_string() }
+        Self {
+            ingress_class_name: None,
+            container_name: "app".to_string(),
+        }
     }
 }
 
@@ -87,10 +90,16 @@ impl Plugin for WebApp {
             return Err(Error::invalid_input("spec.port: must be between 1 and 65535"));
         }
         if spec.ingress.enabled && !spec.service.enabled {
-            return Err(Error::invalid_input("spec.ingress.enabled: an Ingress needs spec.service.enabled"));
+            return Err(Error::invalid_input(
+                "spec.ingress.enabled: an Ingress needs spec.service.enabled",
+            ));
         }
         let labels = json!({ "app.kubernetes.io/name": name });
-        let env: Vec<Value> = spec.env.iter().map(|(k, v)| json!({ "name": k, "value": v })).collect();
+        let env: Vec<Value> = spec
+            .env
+            .iter()
+            .map(|(k, v)| json!({ "name": k, "value": v }))
+            .collect();
         let mut container = json!({
             "name": cx.config().container_name,
             "image": spec.image,
@@ -161,7 +170,9 @@ impl Plugin for WebApp {
     fn derive_status(cx: &Context<'_, Config>, status: &mut Status) -> Result<()> {
         let spec: Spec = cx.instance().spec()?;
         let observed = cx.observed();
-        let available = observed.field("deployment", "/status/availableReplicas").and_then(Value::as_u64);
+        let available = observed
+            .field("deployment", "/status/availableReplicas")
+            .and_then(Value::as_u64);
         let deployment_available = observed
             .field("deployment", "/status/conditions")
             .and_then(Value::as_array)
@@ -174,12 +185,19 @@ impl Plugin for WebApp {
         let url = if spec.ingress.enabled {
             let host = spec.ingress.host.clone().or_else(|| {
                 let lb = observed.field("ingress", "/status/loadBalancer/ingress/0")?;
-                lb.get("hostname").or_else(|| lb.get("ip")).and_then(Value::as_str).map(str::to_string)
+                lb.get("hostname")
+                    .or_else(|| lb.get("ip"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
             });
             host.map(|h| format!("http://{h}{}", spec.ingress.path.as_deref().unwrap_or("/")))
         } else if spec.service.enabled && observed.get("service").is_some() {
             let ns = cx.instance().namespace().unwrap_or("default");
-            Some(format!("http://{}.{ns}.svc.cluster.local:{}", cx.instance().name(), spec.port))
+            Some(format!(
+                "http://{}.{ns}.svc.cluster.local:{}",
+                cx.instance().name(),
+                spec.port
+            ))
         } else {
             None
         };
@@ -192,7 +210,11 @@ impl Plugin for WebApp {
         status
             .condition(
                 Condition::new("DeploymentAvailable", ready)
-                    .reason(if ready { "MinimumReplicasAvailable" } else { "WaitingForReplicas" })
+                    .reason(if ready {
+                        "MinimumReplicasAvailable"
+                    } else {
+                        "WaitingForReplicas"
+                    })
                     .message(message),
             )
             .ready(ready);
@@ -225,20 +247,27 @@ mod tests {
 
     #[test]
     fn ingress_is_added_when_enabled_and_dropped_with_the_service() {
-        let out = Call::new(instance(json!({ "ingress": { "enabled": true, "host": "shop.example.com" } })))
-            .transform::<WebApp>()
-            .unwrap();
+        let out = Call::new(instance(
+            json!({ "ingress": { "enabled": true, "host": "shop.example.com" } }),
+        ))
+        .transform::<WebApp>()
+        .unwrap();
         assert_eq!(out.keys(), ["deployment", "ingress", "service"]);
-        let err = Call::new(instance(json!({ "service": { "enabled": false }, "ingress": { "enabled": true } })))
-            .transform::<WebApp>()
-            .unwrap_err();
+        let err = Call::new(instance(
+            json!({ "service": { "enabled": false }, "ingress": { "enabled": true } }),
+        ))
+        .transform::<WebApp>()
+        .unwrap_err();
         assert!(err.message().starts_with("spec.ingress.enabled"), "{err}");
     }
 
     #[test]
     fn a_disabled_service_removes_the_rendered_one() {
         let out = Call::new(instance(json!({ "service": { "enabled": false } })))
-            .rendered("service", json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "x" } }))
+            .rendered(
+                "service",
+                json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "x" } }),
+            )
             .transform::<WebApp>()
             .unwrap();
         assert_eq!(out.keys(), ["deployment"]);
@@ -257,12 +286,17 @@ mod tests {
             .derive_status::<WebApp>()
             .unwrap();
         assert_eq!(short.ready, Readiness::NotReady);
-        assert_eq!(short.condition("DeploymentAvailable").unwrap().message, "2/3 replicas available");
+        assert_eq!(
+            short.condition("DeploymentAvailable").unwrap().message,
+            "2/3 replicas available"
+        );
     }
 
     #[test]
     fn a_wrongly_typed_spec_field_is_named() {
-        let err = Call::new(instance(json!({ "replicas": "three" }))).transform::<WebApp>().unwrap_err();
+        let err = Call::new(instance(json!({ "replicas": "three" })))
+            .transform::<WebApp>()
+            .unwrap_err();
         assert!(err.message().starts_with("spec.replicas: invalid type"), "{err}");
     }
 }
