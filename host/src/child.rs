@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn keys_order_plain_nodes_before_their_items() {
-        let mut keys = vec![
+        let mut keys = [
             ChildKey::item("a", 1),
             ChildKey::new("b"),
             ChildKey::new("a"),

@@ -4,11 +4,19 @@
 //! Data flow of one instance reconcile, one module per stage:
 //!
 //! ```text
-//! watch -> graph revision -> render (templates) -> plugin transform -> apply -> prune
+//! watch -> graph revision -> render (templates, then plugin transform) -> apply -> prune
 //!       -> observe -> derive status -> status patch
 //! ```
 //!
-//! Start with [`plugin::PluginRuntime`] for the sandbox.
+//! Start with [`render::desired`] for what an instance should have, and
+//! [`plugin::PluginRuntime`] for the sandbox.
 
 pub mod child;
+pub mod cli;
+pub mod commands;
+pub mod metadata;
 pub mod plugin;
+pub mod render;
+pub mod rgd;
+pub mod status;
+pub mod yaml;

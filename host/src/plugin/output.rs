@@ -352,10 +352,10 @@ mod tests {
 
     #[test]
     fn status_may_not_claim_host_fields_or_conditions() {
-        let out = |status: &str, conditions: Vec<bindings::Condition>| {
+        let out = |text: &str, conditions: Vec<bindings::Condition>| {
             status(
                 bindings::StatusOutput {
-                    status: status.to_string(),
+                    status: text.to_string(),
                     conditions,
                     ready: bindings::Readiness::Ready,
                     events: vec![],

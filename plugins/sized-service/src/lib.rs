@@ -131,7 +131,7 @@ impl Default for Autoscaling {
 
 /// CPU as Kubernetes prints it: whole cores as `"2"`, otherwise millicores (`"250m"`).
 fn cpu_quantity(millis: u32) -> String {
-    if millis % 1000 == 0 {
+    if millis.is_multiple_of(1000) {
         (millis / 1000).to_string()
     } else {
         format!("{millis}m")
@@ -140,7 +140,7 @@ fn cpu_quantity(millis: u32) -> String {
 
 /// Memory as Kubernetes prints it: whole GiB as `"2Gi"`, otherwise MiB.
 fn memory_quantity(mib: u32) -> String {
-    if mib % 1024 == 0 {
+    if mib.is_multiple_of(1024) {
         format!("{}Gi", mib / 1024)
     } else {
         format!("{mib}Mi")

@@ -1,0 +1,5 @@
+//! Kubernetes object schemas shared by kroxide's offline tools and its test API server, so the
+//! offline and live paths cannot diverge: the catalog of built-in kinds, and (for custom
+//! resources) structural-schema pruning, defaulting and validation.
+
+pub mod kinds;

@@ -1,0 +1,120 @@
+//! The `kroxide` command line (clap derive). Turned into library calls by [`run`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{self, render::Format};
+
+/// kro-compatible Kubernetes controller with sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "kroxide", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the children of an instance exactly as the controller would apply them (no cluster).
+    Render(RenderArgs),
+    /// Package and inspect plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `kroxide render`.
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The ResourceGraphDefinition (YAML).
+    #[arg(long)]
+    pub rgd: PathBuf,
+    /// The instance (YAML).
+    #[arg(long)]
+    pub instance: PathBuf,
+    /// The plugin's .wasm (raw or gzip) for graphs with spec.plugin.
+    #[arg(long)]
+    pub plugin: Option<PathBuf>,
+    /// Live children to simulate: a YAML file or a directory of them.
+    #[arg(long)]
+    pub observed: Option<PathBuf>,
+    /// Plugin config (YAML or JSON) replacing spec.plugin.config.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// CustomResourceDefinition files for custom child kinds (repeatable).
+    #[arg(long = "crd")]
+    pub crds: Vec<PathBuf>,
+    /// Also print the instance with its derived status.
+    #[arg(long)]
+    pub include_status: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Yaml)]
+    pub output: Format,
+    /// Run every plugin call several times and fail on any byte difference.
+    #[arg(long)]
+    pub check_determinism: bool,
+}
+
+/// `kroxide plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print a ConfigMap holding the plugin (stdout) and the RGD `plugin:` snippet (stderr).
+    Pack {
+        /// The plugin's .wasm.
+        file: PathBuf,
+        /// ConfigMap name.
+        #[arg(long)]
+        name: String,
+        /// ConfigMap namespace (the controller's namespace when omitted).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Key in binaryData.
+        #[arg(long, default_value = crate::rgd::DEFAULT_PLUGIN_KEY)]
+        key: String,
+    },
+    /// Show a plugin's world, imports, exports, size, sha256, info() and compile time.
+    Inspect {
+        /// The plugin's .wasm.
+        file: PathBuf,
+    },
+}
+
+/// Runs a parsed command line; returns what to print on stdout and on stderr.
+///
+/// # Errors
+/// The command's error, naming the file and field at fault.
+pub fn run(cli: Cli) -> Result<(String, String), commands::Error> {
+    match cli.command {
+        Command::Render(args) => {
+            let options = commands::render::Options {
+                rgd: args.rgd,
+                instance: args.instance,
+                plugin: args.plugin,
+                observed: args.observed,
+                config: args.config,
+                crds: args.crds,
+                include_status: args.include_status,
+                format: args.output,
+                check_determinism: args.check_determinism,
+            };
+            let out = commands::render::render(&options)?;
+            let note = if options.check_determinism { "determinism: 3 runs, identical output\n".to_string() } else { String::new() };
+            Ok((out, note))
+        }
+        Command::Plugin(PluginCommand::Pack { file, name, namespace, key }) => {
+            let packed = commands::plugin::pack(&file, &name, namespace.as_deref(), Some(&key))?;
+            let note = format!(
+                "# {} bytes stored{}; add to the RGD's spec:\n{}",
+                packed.stored_size,
+                if packed.compressed { " (gzip)" } else { "" },
+                packed.rgd_snippet
+            );
+            Ok((packed.config_map, note))
+        }
+        Command::Plugin(PluginCommand::Inspect { file }) => {
+            Ok((crate::yaml::to_string(&commands::plugin::inspect(&file)?), String::new()))
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The offline subcommands of the `kroxide` binary, as library functions returning text.
+
+pub mod plugin;
+pub mod render;
+
+use std::path::PathBuf;
+
+/// Why an offline command failed. Messages name the file and, where there is one, the field.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A YAML file could not be parsed.
+    #[error(transparent)]
+    Yaml(#[from] crate::yaml::Error),
+    /// An RGD is not valid.
+    #[error(transparent)]
+    Rgd(#[from] crate::rgd::Error),
+    /// An input file is not what the command needs.
+    #[error("{}: {message}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A plugin file could not be loaded.
+    #[error("{}: {source}", path.display())]
+    Plugin {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::plugin::Error,
+    },
+    /// A plugin call or limit failed.
+    #[error(transparent)]
+    PluginCall(#[from] crate::plugin::Error),
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] crate::render::Error),
+    /// The RGD names a plugin but no file was given.
+    #[error("RGD {rgd} loads its plugin from ConfigMap {config_map}; pass the .wasm file with --plugin")]
+    PluginFileMissing {
+        /// The RGD.
+        rgd: String,
+        /// The ConfigMap it names.
+        config_map: String,
+    },
+    /// A plugin file was given but the RGD has no `spec.plugin`.
+    #[error("--plugin was given but RGD {rgd} has no spec.plugin")]
+    NoPluginInRgd {
+        /// The RGD.
+        rgd: String,
+    },
+    /// Template resources are not rendered offline yet.
+    #[error(
+        "{}: spec.resources: templates are not supported by `kroxide render` yet; graphs whose resources come from \
+         spec.plugin render today",
+        path.display()
+    )]
+    TemplatesNotSupported {
+        /// The RGD file.
+        path: PathBuf,
+    },
+    /// A simulated live object matches no desired child.
+    #[error(
+        "observed object {object} matches no desired child; label it kro.run/node-id=<resource id> or make its \
+         apiVersion, kind, namespace and name match one"
+    )]
+    UnmatchedObserved {
+        /// The object.
+        object: String,
+    },
+    /// The plugin gave different output for the same input.
+    #[error("output of run {run} differs from run 1 at byte {offset}:\n  run 1: …{first}…\n  run {run}: …{later}…")]
+    Nondeterministic {
+        /// Which run differed.
+        run: usize,
+        /// Byte offset of the first difference.
+        offset: usize,
+        /// Run 1 around the difference.
+        first: String,
+        /// The later run around the difference.
+        later: String,
+    },
+    /// A packed plugin does not fit a ConfigMap.
+    #[error("{}: {size} bytes even compressed; a ConfigMap holds at most 1 MiB (1048576 bytes)", path.display())]
+    TooLargeForConfigMap {
+        /// The file.
+        path: PathBuf,
+        /// Its stored size.
+        size: usize,
+    },
+}

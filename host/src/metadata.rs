@@ -1,0 +1,236 @@
+//! The labels and annotations kroxide puts on instances and children, exactly as kro names them,
+//! and the propagation of an instance's own labels to its children.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+
+/// `kro.run/owned: "true"` on everything kroxide manages.
+pub const OWNED: &str = "kro.run/owned";
+/// Version of the controller that wrote the object.
+pub const KRO_VERSION: &str = "kro.run/kro-version";
+/// UID of the owning instance.
+pub const INSTANCE_ID: &str = "kro.run/instance-id";
+/// Name of the owning instance.
+pub const INSTANCE_NAME: &str = "kro.run/instance-name";
+/// Namespace of the owning instance (namespaced instances only).
+pub const INSTANCE_NAMESPACE: &str = "kro.run/instance-namespace";
+/// API group of the owning instance.
+pub const INSTANCE_GROUP: &str = "kro.run/instance-group";
+/// API version of the owning instance.
+pub const INSTANCE_VERSION: &str = "kro.run/instance-version";
+/// Kind of the owning instance.
+pub const INSTANCE_KIND: &str = "kro.run/instance-kind";
+/// Graph node id of a child.
+pub const NODE_ID: &str = "kro.run/node-id";
+/// Index of a collection item.
+pub const COLLECTION_INDEX: &str = "kro.run/collection-index";
+/// Size of the collection an item belongs to.
+pub const COLLECTION_SIZE: &str = "kro.run/collection-size";
+/// `app.kubernetes.io/managed-by`, set to `kro` as kro does.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The ApplySet a child belongs to.
+pub const APPLYSET_PART_OF: &str = "applyset.kubernetes.io/part-of";
+/// The ApplySet id of an instance.
+pub const APPLYSET_ID: &str = "applyset.kubernetes.io/id";
+/// Deletion wave of a child (its position in topological order).
+pub const APPLY_ORDER: &str = "internal.kro.run/apply-order";
+/// RGD name on an instance.
+pub const RGD_NAME: &str = "kro.run/resource-graph-definition-name";
+/// RGD uid on an instance.
+pub const RGD_ID: &str = "kro.run/resource-graph-definition-id";
+/// Annotation turning off instance-label propagation on an RGD.
+pub const PROPAGATE_LABELS: &str = "kroxide.dev/propagate-labels";
+
+/// Value of [`KRO_VERSION`] written by this build.
+pub const CONTROLLER_VERSION: &str = concat!("kroxide-v", env!("CARGO_PKG_VERSION"));
+/// The uid used for instances rendered offline, so golden files stay stable.
+pub const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Label prefixes and keys that never propagate from an instance to its children: they are
+/// kroxide's own, or tools use them to claim objects.
+const NOT_PROPAGATED_PREFIXES: [&str; 6] =
+    ["kro.run/", "internal.kro.run/", "kroxide.dev/", "applyset.kubernetes.io/", "helm.sh/", "argocd.argoproj.io/"];
+const NOT_PROPAGATED_KEYS: [&str; 2] = ["app.kubernetes.io/instance", "app.kubernetes.io/managed-by"];
+
+/// Who owns a child: the instance's identity as labels record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIdentity {
+    /// API group of the instance's kind.
+    pub group: String,
+    /// Version of the instance's kind.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Namespace (`None` when cluster-scoped).
+    pub namespace: Option<String>,
+    /// UID.
+    pub uid: String,
+    /// The instance's own labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl InstanceIdentity {
+    /// Reads the identity from an instance object.
+    pub fn from_object(instance: &Value) -> Self {
+        let s = |p: &str| instance.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        let api_version = s("/apiVersion");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+        let namespace = s("/metadata/namespace");
+        let labels = instance
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        Self {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: s("/kind"),
+            name: s("/metadata/name"),
+            namespace: (!namespace.is_empty()).then_some(namespace),
+            uid: s("/metadata/uid"),
+            labels,
+        }
+    }
+
+    /// The instance's ApplySet id, as KEP-3659 defines it:
+    /// `applyset-<base64url(sha256(<name>.<namespace>.<kind>.<group>))>-v1`.
+    pub fn applyset_id(&self) -> String {
+        let key = format!("{}.{}.{}.{}", self.name, self.namespace.as_deref().unwrap_or(""), self.kind, self.group);
+        let hash = Sha256::digest(key.as_bytes());
+        format!("applyset-{}-v1", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash))
+    }
+
+    /// The labels kroxide puts on every child of this instance from node `node_id`.
+    pub fn child_labels(&self, node_id: &str, collection: Option<(u32, u32)>) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::from([
+            (OWNED.to_string(), "true".to_string()),
+            (KRO_VERSION.to_string(), CONTROLLER_VERSION.to_string()),
+            (INSTANCE_ID.to_string(), self.uid.clone()),
+            (INSTANCE_NAME.to_string(), self.name.clone()),
+            (INSTANCE_GROUP.to_string(), self.group.clone()),
+            (INSTANCE_VERSION.to_string(), self.version.clone()),
+            (INSTANCE_KIND.to_string(), self.kind.clone()),
+            (MANAGED_BY.to_string(), "kro".to_string()),
+            (NODE_ID.to_string(), node_id.to_string()),
+            (APPLYSET_PART_OF.to_string(), self.applyset_id()),
+        ]);
+        if let Some(ns) = &self.namespace {
+            labels.insert(INSTANCE_NAMESPACE.to_string(), ns.clone());
+        }
+        if let Some((index, size)) = collection {
+            labels.insert(COLLECTION_INDEX.to_string(), index.to_string());
+            labels.insert(COLLECTION_SIZE.to_string(), size.to_string());
+        }
+        labels
+    }
+
+    /// The instance's labels that propagate to children.
+    pub fn propagated_labels(&self) -> BTreeMap<String, String> {
+        self.labels.iter().filter(|(k, _)| propagates(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Whether an instance label with this key propagates to children.
+pub fn propagates(key: &str) -> bool {
+    !NOT_PROPAGATED_PREFIXES.iter().any(|p| key.starts_with(p)) && !NOT_PROPAGATED_KEYS.contains(&key)
+}
+
+/// How to stamp one child.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    /// The owner.
+    pub instance: &'a InstanceIdentity,
+    /// The node id.
+    pub node_id: &'a str,
+    /// `(index, size)` for a collection item.
+    pub collection: Option<(u32, u32)>,
+    /// Deletion wave (position of the node in topological order).
+    pub apply_order: usize,
+    /// Copy the instance's labels onto the child.
+    pub propagate_labels: bool,
+}
+
+/// Writes kroxide's labels and annotations into `object`. Precedence: kroxide's labels over the
+/// template's over the instance's propagated ones.
+pub fn stamp(object: &mut Map<String, Value>, stamp: &Stamp<'_>) {
+    let metadata = object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(metadata) = metadata else { return };
+    let mut labels: Map<String, Value> = Map::new();
+    if stamp.propagate_labels {
+        for (k, v) in stamp.instance.propagated_labels() {
+            labels.insert(k, Value::String(v));
+        }
+    }
+    if let Some(Value::Object(own)) = metadata.get("labels") {
+        for (k, v) in own {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in stamp.instance.child_labels(stamp.node_id, stamp.collection) {
+        labels.insert(k, Value::String(v));
+    }
+    metadata.insert("labels".to_string(), Value::Object(labels));
+    let annotations = metadata.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(annotations) = annotations {
+        annotations.insert(APPLY_ORDER.to_string(), Value::String(stamp.apply_order.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn identity() -> InstanceIdentity {
+        InstanceIdentity::from_object(&json!({
+            "apiVersion": "kro.run/v1alpha1", "kind": "WebApp",
+            "metadata": { "name": "shop", "namespace": "prod", "uid": "u-1",
+                "labels": { "team": "payments", "kro.run/owned": "true", "app.kubernetes.io/instance": "x",
+                            "helm.sh/chart": "c", "tier": "web" } }
+        }))
+    }
+
+    #[test]
+    fn the_applyset_id_follows_kep_3659() {
+        // sha256("shop.prod.WebApp.kro.run"), base64url without padding.
+        let id = identity().applyset_id();
+        assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
+        assert_eq!(id.len(), "applyset-".len() + 43 + "-v1".len());
+    }
+
+    #[test]
+    fn only_the_users_own_labels_propagate() {
+        let labels = identity().propagated_labels();
+        assert_eq!(labels.keys().collect::<Vec<_>>(), ["team", "tier"]);
+    }
+
+    #[test]
+    fn kro_labels_win_over_template_labels_which_win_over_instance_labels() {
+        let mut object = json!({ "metadata": { "name": "x", "labels": { "tier": "db", "kro.run/node-id": "fake" } } });
+        let id = identity();
+        let s = Stamp { instance: &id, node_id: "database", collection: Some((0, 2)), apply_order: 3, propagate_labels: true };
+        stamp(object.as_object_mut().unwrap(), &s);
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(labels["tier"], "db");
+        assert_eq!(labels["team"], "payments");
+        assert_eq!(labels["kro.run/node-id"], "database");
+        assert_eq!(labels["kro.run/collection-size"], "2");
+        assert_eq!(labels["kro.run/instance-namespace"], "prod");
+        assert_eq!(object["metadata"]["annotations"]["internal.kro.run/apply-order"], "3");
+    }
+
+    #[test]
+    fn propagation_can_be_turned_off() {
+        let mut object = json!({ "metadata": { "name": "x" } });
+        let id = identity();
+        let s = Stamp { instance: &id, node_id: "a", collection: None, apply_order: 0, propagate_labels: false };
+        stamp(object.as_object_mut().unwrap(), &s);
+        assert!(object["metadata"]["labels"].get("team").is_none());
+    }
+}
