@@ -100,10 +100,19 @@ pub fn run(cli: Cli) -> Result<(String, String), commands::Error> {
                 check_determinism: args.check_determinism,
             };
             let out = commands::render::render(&options)?;
-            let note = if options.check_determinism { "determinism: 3 runs, identical output\n".to_string() } else { String::new() };
+            let note = if options.check_determinism {
+                "determinism: 3 runs, identical output\n".to_string()
+            } else {
+                String::new()
+            };
             Ok((out, note))
         }
-        Command::Plugin(PluginCommand::Pack { file, name, namespace, key }) => {
+        Command::Plugin(PluginCommand::Pack {
+            file,
+            name,
+            namespace,
+            key,
+        }) => {
             let packed = commands::plugin::pack(&file, &name, namespace.as_deref(), Some(&key))?;
             let note = format!(
                 "# {} bytes stored{}; add to the RGD's spec:\n{}",
@@ -113,8 +122,9 @@ pub fn run(cli: Cli) -> Result<(String, String), commands::Error> {
             );
             Ok((packed.config_map, note))
         }
-        Command::Plugin(PluginCommand::Inspect { file }) => {
-            Ok((crate::yaml::to_string(&commands::plugin::inspect(&file)?), String::new()))
-        }
+        Command::Plugin(PluginCommand::Inspect { file }) => Ok((
+            crate::yaml::to_string(&commands::plugin::inspect(&file)?),
+            String::new(),
+        )),
     }
 }

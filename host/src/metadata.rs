@@ -51,8 +51,14 @@ pub const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Label prefixes and keys that never propagate from an instance to its children: they are
 /// kroxide's own, or tools use them to claim objects.
-const NOT_PROPAGATED_PREFIXES: [&str; 6] =
-    ["kro.run/", "internal.kro.run/", "kroxide.dev/", "applyset.kubernetes.io/", "helm.sh/", "argocd.argoproj.io/"];
+const NOT_PROPAGATED_PREFIXES: [&str; 6] = [
+    "kro.run/",
+    "internal.kro.run/",
+    "kroxide.dev/",
+    "applyset.kubernetes.io/",
+    "helm.sh/",
+    "argocd.argoproj.io/",
+];
 const NOT_PROPAGATED_KEYS: [&str; 2] = ["app.kubernetes.io/instance", "app.kubernetes.io/managed-by"];
 
 /// Who owns a child: the instance's identity as labels record it.
@@ -77,14 +83,24 @@ pub struct InstanceIdentity {
 impl InstanceIdentity {
     /// Reads the identity from an instance object.
     pub fn from_object(instance: &Value) -> Self {
-        let s = |p: &str| instance.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |p: &str| {
+            instance
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let api_version = s("/apiVersion");
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
         let namespace = s("/metadata/namespace");
         let labels = instance
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             group: group.to_string(),
@@ -100,9 +116,18 @@ impl InstanceIdentity {
     /// The instance's ApplySet id, as KEP-3659 defines it:
     /// `applyset-<base64url(sha256(<name>.<namespace>.<kind>.<group>))>-v1`.
     pub fn applyset_id(&self) -> String {
-        let key = format!("{}.{}.{}.{}", self.name, self.namespace.as_deref().unwrap_or(""), self.kind, self.group);
+        let key = format!(
+            "{}.{}.{}.{}",
+            self.name,
+            self.namespace.as_deref().unwrap_or(""),
+            self.kind,
+            self.group
+        );
         let hash = Sha256::digest(key.as_bytes());
-        format!("applyset-{}-v1", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash))
+        format!(
+            "applyset-{}-v1",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash)
+        )
     }
 
     /// The labels kroxide puts on every child of this instance from node `node_id`.
@@ -131,7 +156,11 @@ impl InstanceIdentity {
 
     /// The instance's labels that propagate to children.
     pub fn propagated_labels(&self) -> BTreeMap<String, String> {
-        self.labels.iter().filter(|(k, _)| propagates(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.labels
+            .iter()
+            .filter(|(k, _)| propagates(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 
@@ -158,7 +187,9 @@ pub struct Stamp<'a> {
 /// Writes kroxide's labels and annotations into `object`. Precedence: kroxide's labels over the
 /// template's over the instance's propagated ones.
 pub fn stamp(object: &mut Map<String, Value>, stamp: &Stamp<'_>) {
-    let metadata = object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     let Value::Object(metadata) = metadata else { return };
     let mut labels: Map<String, Value> = Map::new();
     if stamp.propagate_labels {
@@ -175,9 +206,14 @@ pub fn stamp(object: &mut Map<String, Value>, stamp: &Stamp<'_>) {
         labels.insert(k, Value::String(v));
     }
     metadata.insert("labels".to_string(), Value::Object(labels));
-    let annotations = metadata.entry("annotations").or_insert_with(|| Value::Object(Map::new()));
+    let annotations = metadata
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(annotations) = annotations {
-        annotations.insert(APPLY_ORDER.to_string(), Value::String(stamp.apply_order.to_string()));
+        annotations.insert(
+            APPLY_ORDER.to_string(),
+            Value::String(stamp.apply_order.to_string()),
+        );
     }
 }
 
@@ -212,9 +248,16 @@ mod tests {
 
     #[test]
     fn kro_labels_win_over_template_labels_which_win_over_instance_labels() {
-        let mut object = json!({ "metadata": { "name": "x", "labels": { "tier": "db", "kro.run/node-id": "fake" } } });
+        let mut object =
+            json!({ "metadata": { "name": "x", "labels": { "tier": "db", "kro.run/node-id": "fake" } } });
         let id = identity();
-        let s = Stamp { instance: &id, node_id: "database", collection: Some((0, 2)), apply_order: 3, propagate_labels: true };
+        let s = Stamp {
+            instance: &id,
+            node_id: "database",
+            collection: Some((0, 2)),
+            apply_order: 3,
+            propagate_labels: true,
+        };
         stamp(object.as_object_mut().unwrap(), &s);
         let labels = &object["metadata"]["labels"];
         assert_eq!(labels["tier"], "db");
@@ -222,14 +265,23 @@ mod tests {
         assert_eq!(labels["kro.run/node-id"], "database");
         assert_eq!(labels["kro.run/collection-size"], "2");
         assert_eq!(labels["kro.run/instance-namespace"], "prod");
-        assert_eq!(object["metadata"]["annotations"]["internal.kro.run/apply-order"], "3");
+        assert_eq!(
+            object["metadata"]["annotations"]["internal.kro.run/apply-order"],
+            "3"
+        );
     }
 
     #[test]
     fn propagation_can_be_turned_off() {
         let mut object = json!({ "metadata": { "name": "x" } });
         let id = identity();
-        let s = Stamp { instance: &id, node_id: "a", collection: None, apply_order: 0, propagate_labels: false };
+        let s = Stamp {
+            instance: &id,
+            node_id: "a",
+            collection: None,
+            apply_order: 0,
+            propagate_labels: false,
+        };
         stamp(object.as_object_mut().unwrap(), &s);
         assert!(object["metadata"]["labels"].get("team").is_none());
     }

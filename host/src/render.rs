@@ -26,7 +26,8 @@ pub struct StaticScopes {
 impl StaticScopes {
     /// Registers a custom kind.
     pub fn insert(&mut self, api_version: &str, kind: &str, namespaced: bool) {
-        self.custom.insert((api_version.to_string(), kind.to_string()), namespaced);
+        self.custom
+            .insert((api_version.to_string(), kind.to_string()), namespaced);
     }
 }
 
@@ -127,7 +128,9 @@ pub enum Error {
         kind: String,
     },
     /// A namespaced child of a cluster-scoped instance has no namespace.
-    #[error("resource {key} is namespaced and must set metadata.namespace when the instance CRD is cluster-scoped")]
+    #[error(
+        "resource {key} is namespaced and must set metadata.namespace when the instance CRD is cluster-scoped"
+    )]
     NamespaceRequired {
         /// The child.
         key: String,
@@ -193,15 +196,20 @@ pub fn desired(mut input: Input<'_>) -> Result<Output, Error> {
                 pending: &input.pending,
             };
             let out = stage.plugin.transform(&stage.limits, &call)?;
-            let template_kinds: Vec<String> =
-                rendered.iter().map(|c| group_kind(c.api_version(), c.kind())).collect();
+            let template_kinds: Vec<String> = rendered
+                .iter()
+                .map(|c| group_kind(c.api_version(), c.kind()))
+                .collect();
             for child in &out.desired {
                 let gk = group_kind(child.api_version(), child.kind());
                 let from_template = template_ids.contains(&child.key.id) || template_kinds.contains(&gk);
                 let allowed = stage.allowed_kinds.is_empty()
                     || stage.allowed_kinds.iter().any(|a| *a == gk || *a == child.kind());
                 if !from_template && !allowed {
-                    return Err(Error::KindNotAllowed { key: child.key.to_string(), kind: gk });
+                    return Err(Error::KindNotAllowed {
+                        key: child.key.to_string(),
+                        kind: gk,
+                    });
                 }
             }
             (out.desired, out.events, out.requeue_after)
@@ -218,10 +226,18 @@ pub fn desired(mut input: Input<'_>) -> Result<Output, Error> {
         );
         if let Some(first) = seen.insert(identity, child.key.to_string()) {
             let object = format!("{} {}", child.kind(), qualified_name(child));
-            return Err(Error::Duplicate { first, second: child.key.to_string(), object });
+            return Err(Error::Duplicate {
+                first,
+                second: child.key.to_string(),
+                object,
+            });
         }
     }
-    Ok(Output { desired, events, requeue_after })
+    Ok(Output {
+        desired,
+        events,
+        requeue_after,
+    })
 }
 
 fn qualified_name(child: &DesiredChild) -> String {
@@ -232,7 +248,11 @@ fn qualified_name(child: &DesiredChild) -> String {
 }
 
 /// Defaults namespaces and stamps kroxide's metadata on every child.
-fn finish(children: &mut [DesiredChild], identity: &InstanceIdentity, input: &Input<'_>) -> Result<(), Error> {
+fn finish(
+    children: &mut [DesiredChild],
+    identity: &InstanceIdentity,
+    input: &Input<'_>,
+) -> Result<(), Error> {
     let mut sizes: HashMap<String, u32> = HashMap::new();
     for child in children.iter() {
         if child.key.index.is_some() {
@@ -258,12 +278,18 @@ fn finish(children: &mut [DesiredChild], identity: &InstanceIdentity, input: &In
                 meta.insert("namespace".to_string(), Value::String(ns));
             }
         } else if !namespaced && has_namespace {
-            return Err(Error::NamespaceOnClusterScoped { key, kind: child.kind().to_string() });
+            return Err(Error::NamespaceOnClusterScoped {
+                key,
+                kind: child.kind().to_string(),
+            });
         }
         let position = input.node_order.iter().position(|id| *id == child.key.id);
         // Nodes a plugin adds come after every template node, so they are deleted first.
         let apply_order = position.unwrap_or(input.node_order.len());
-        let collection = child.key.index.map(|i| (i, sizes.get(&child.key.id).copied().unwrap_or(0)));
+        let collection = child
+            .key
+            .index
+            .map(|i| (i, sizes.get(&child.key.id).copied().unwrap_or(0)));
         let stamp = metadata::Stamp {
             instance: identity,
             node_id: &child.key.id,

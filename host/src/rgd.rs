@@ -255,9 +255,19 @@ impl ResourceGraphDefinition {
     /// [`Error::NotAnRgd`] for another kind, [`Error::Field`] naming the first field that
     /// does not fit.
     pub fn from_value(value: &Value, what: &str) -> Result<Self, Error> {
-        let s = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |k: &str| {
+            value
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         if s("apiVersion") != API_VERSION || s("kind") != KIND {
-            return Err(Error::NotAnRgd { what: what.to_string(), api_version: s("apiVersion"), kind: s("kind") });
+            return Err(Error::NotAnRgd {
+                what: what.to_string(),
+                api_version: s("apiVersion"),
+                kind: s("kind"),
+            });
         }
         serde_path_to_error::deserialize(value).map_err(|e| Error::Field {
             what: what.to_string(),
@@ -291,20 +301,31 @@ mod tests {
         let rgd = ResourceGraphDefinition::from_value(&value, "rgd.yaml").unwrap();
         assert_eq!(rgd.spec.schema.instance_api_version(), "kro.run/v1alpha1");
         let plugin = rgd.spec.plugin.unwrap();
-        assert_eq!((plugin.config_map_ref.key(), plugin.memory_mib), ("plugin.wasm", Some(32)));
+        assert_eq!(
+            (plugin.config_map_ref.key(), plugin.memory_mib),
+            ("plugin.wasm", Some(32))
+        );
         assert_eq!(plugin.config_value(), json!({}));
     }
 
     #[test]
     fn an_unknown_field_is_named_by_its_path() {
-        let value = rgd(json!({ "schema": { "apiVersion": "v1", "kind": "A" }, "resources": [{ "id": "a", "tempalte": {} }] }));
+        let value = rgd(
+            json!({ "schema": { "apiVersion": "v1", "kind": "A" }, "resources": [{ "id": "a", "tempalte": {} }] }),
+        );
         let err = ResourceGraphDefinition::from_value(&value, "rgd.yaml").unwrap_err();
-        assert!(err.to_string().starts_with("rgd.yaml: spec.resources[0].tempalte: unknown field `tempalte`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("rgd.yaml: spec.resources[0].tempalte: unknown field `tempalte`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn another_kind_is_refused() {
-        let err = ResourceGraphDefinition::from_value(&json!({ "apiVersion": "v1", "kind": "ConfigMap" }), "x").unwrap_err();
+        let err =
+            ResourceGraphDefinition::from_value(&json!({ "apiVersion": "v1", "kind": "ConfigMap" }), "x")
+                .unwrap_err();
         assert!(matches!(err, Error::NotAnRgd { .. }));
     }
 }

@@ -54,12 +54,20 @@ pub struct Mark {
 
 impl Mark {
     fn new(status: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self { status, reason: reason.to_string(), message: message.into() }
+        Self {
+            status,
+            reason: reason.to_string(),
+            message: message.into(),
+        }
     }
 
     /// `InstanceManaged=True`.
     pub fn managed() -> Self {
-        Self::new("True", "Managed", "instance is properly managed with finalizers and labels")
+        Self::new(
+            "True",
+            "Managed",
+            "instance is properly managed with finalizers and labels",
+        )
     }
 
     /// `InstanceManaged=False`.
@@ -69,7 +77,11 @@ impl Mark {
 
     /// `GraphResolved=True`.
     pub fn resolved() -> Self {
-        Self::new("True", "Resolved", "runtime graph created and all resources resolved")
+        Self::new(
+            "True",
+            "Resolved",
+            "runtime graph created and all resources resolved",
+        )
     }
 
     /// `GraphResolved=False`.
@@ -123,7 +135,9 @@ pub struct Outcome<'a> {
 }
 
 fn condition(type_: &str, mark: &Mark, generation: i64, previous: &[Value], now: &str) -> Value {
-    let before = previous.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(type_));
+    let before = previous
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_));
     let since = match before {
         Some(b) if b.get("status").and_then(Value::as_str) == Some(mark.status) => {
             b.get("lastTransitionTime").cloned().unwrap_or_else(|| json!(now))
@@ -148,12 +162,18 @@ pub fn conditions(outcome: &Outcome<'_>) -> (Vec<Value>, InstanceState) {
         (GRAPH_RESOLVED, &outcome.resolved),
         (RESOURCES_READY, &outcome.resources),
     ];
-    let mut list: Vec<Value> =
-        dependents.iter().map(|(t, m)| condition(t, m, g, outcome.previous, outcome.now)).collect();
+    let mut list: Vec<Value> = dependents
+        .iter()
+        .map(|(t, m)| condition(t, m, g, outcome.previous, outcome.now))
+        .collect();
     let mut plugin: Vec<&PluginCondition> = outcome.plugin.iter().collect();
     plugin.sort_by(|a, b| a.type_.cmp(&b.type_));
     for c in plugin {
-        let mark = Mark { status: c.status, reason: c.reason.clone(), message: c.message.clone() };
+        let mark = Mark {
+            status: c.status,
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        };
         list.push(condition(&c.type_, &mark, g, outcome.previous, outcome.now));
     }
     // Ready: True when every dependent is; otherwise the first False dependent, then the
@@ -214,14 +234,21 @@ mod tests {
         let (list, state) = conditions(&outcome(Mark::all_ready(), &[], "t1"));
         assert_eq!(state, InstanceState::Active);
         let types: Vec<&str> = list.iter().map(|c| c["type"].as_str().unwrap()).collect();
-        assert_eq!(types, ["InstanceManaged", "GraphResolved", "ResourcesReady", "Ready"]);
+        assert_eq!(
+            types,
+            ["InstanceManaged", "GraphResolved", "ResourcesReady", "Ready"]
+        );
         assert_eq!(list[3]["reason"], "Ready");
         assert_eq!(list[3]["observedGeneration"], 2);
     }
 
     #[test]
     fn ready_copies_the_reason_of_the_failing_dependent() {
-        let (list, state) = conditions(&outcome(Mark::not_ready("NotReady", "waiting for deployment"), &[], "t1"));
+        let (list, state) = conditions(&outcome(
+            Mark::not_ready("NotReady", "waiting for deployment"),
+            &[],
+            "t1",
+        ));
         assert_eq!(state, InstanceState::InProgress);
         assert_eq!(list[3]["status"], "False");
         assert_eq!(list[3]["reason"], "NotReady");
@@ -230,7 +257,11 @@ mod tests {
 
     #[test]
     fn a_failed_reconcile_is_an_error_state() {
-        let mut o = outcome(Mark::not_ready("PluginTimeout", "plugin ran past its deadline"), &[], "t1");
+        let mut o = outcome(
+            Mark::not_ready("PluginTimeout", "plugin ran past its deadline"),
+            &[],
+            "t1",
+        );
         o.failed = true;
         assert_eq!(conditions(&o).1, InstanceState::Error);
     }
@@ -246,8 +277,14 @@ mod tests {
 
     #[test]
     fn deep_merge_merges_objects_and_replaces_the_rest() {
-        let mut base = json!({ "a": { "x": 1, "y": 2 }, "b": [1] }).as_object().unwrap().clone();
-        deep_merge(&mut base, json!({ "a": { "y": 3 }, "b": [2] }).as_object().unwrap().clone());
+        let mut base = json!({ "a": { "x": 1, "y": 2 }, "b": [1] })
+            .as_object()
+            .unwrap()
+            .clone();
+        deep_merge(
+            &mut base,
+            json!({ "a": { "y": 3 }, "b": [2] }).as_object().unwrap().clone(),
+        );
         assert_eq!(Value::Object(base), json!({ "a": { "x": 1, "y": 3 }, "b": [2] }));
     }
 }

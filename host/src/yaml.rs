@@ -31,8 +31,10 @@ pub enum Error {
 /// # Errors
 /// [`Error::Parse`] with the parser's located message.
 pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<Value>, Error> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text)
-        .map_err(|e| Error::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
@@ -41,7 +43,10 @@ pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<Value>, Error> {
 /// # Errors
 /// [`Error::Read`] or [`Error::Parse`].
 pub fn read_documents(path: &Path) -> Result<Vec<Value>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_documents(&text, path)
 }
 
@@ -55,9 +60,17 @@ pub fn read_path(path: &Path) -> Result<Vec<Value>, Error> {
         return read_documents(path);
     }
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|source| Error::Read { path: path.to_path_buf(), source })?
+        .map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
         .collect();
     files.sort();
     let mut docs = Vec::new();
@@ -87,13 +100,19 @@ mod tests {
     fn documents_round_trip_through_a_stream() {
         let docs = parse_documents("a: 1\n---\n---\nb: [x]\n", Path::new("t.yaml")).unwrap();
         assert_eq!(docs, [json!({ "a": 1 }), json!({ "b": ["x"] })]);
-        assert_eq!(parse_documents(&to_stream(&docs), Path::new("t.yaml")).unwrap(), docs);
+        assert_eq!(
+            parse_documents(&to_stream(&docs), Path::new("t.yaml")).unwrap(),
+            docs
+        );
     }
 
     #[test]
     fn a_parse_error_names_the_file_and_line() {
         let err = parse_documents("a: [1, 2\nb: c\n", Path::new("bad.yaml")).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("bad.yaml: ") && text.contains("line 2"), "{text}");
+        assert!(
+            text.starts_with("bad.yaml: ") && text.contains("line 2"),
+            "{text}"
+        );
     }
 }

@@ -27,7 +27,11 @@ pub struct BuiltinKind {
 impl BuiltinKind {
     /// `group/version`, or `version` for the core group.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// Lower-case kind, as discovery's `singularName`.
@@ -40,7 +44,16 @@ impl BuiltinKind {
         if self.kind == "Namespace" {
             &["create", "delete", "get", "list", "patch", "update", "watch"]
         } else {
-            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
         }
     }
 }
@@ -57,7 +70,17 @@ const fn kind(
     status: bool,
     scale: bool,
 ) -> BuiltinKind {
-    BuiltinKind { group, version, kind, plural, namespaced, short_names, categories, status, scale }
+    BuiltinKind {
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+        short_names,
+        categories,
+        status,
+        scale,
+    }
 }
 
 const ALL: &[&str] = &["all"];
@@ -65,38 +88,298 @@ const NONE: &[&str] = &[];
 
 /// Every built-in kind, in discovery order (core first).
 pub const BUILTIN_KINDS: &[BuiltinKind] = &[
-    kind("", "v1", "Namespace", "namespaces", false, &["ns"], NONE, true, false),
-    kind("", "v1", "ConfigMap", "configmaps", true, &["cm"], NONE, false, false),
+    kind(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        false,
+        &["ns"],
+        NONE,
+        true,
+        false,
+    ),
+    kind(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        true,
+        &["cm"],
+        NONE,
+        false,
+        false,
+    ),
     kind("", "v1", "Secret", "secrets", true, NONE, NONE, false, false),
     kind("", "v1", "Service", "services", true, &["svc"], ALL, true, false),
-    kind("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], NONE, false, false),
+    kind(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        &["sa"],
+        NONE,
+        false,
+        false,
+    ),
     kind("", "v1", "Pod", "pods", true, &["po"], ALL, true, false),
     kind("", "v1", "Event", "events", true, &["ev"], NONE, false, false),
-    kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], NONE, true, false),
-    kind("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"], NONE, true, false),
-    kind("", "v1", "Endpoints", "endpoints", true, &["ep"], NONE, false, false),
-    kind("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"], NONE, true, false),
-    kind("", "v1", "LimitRange", "limitranges", true, &["limits"], NONE, false, false),
+    kind(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+        &["pvc"],
+        NONE,
+        true,
+        false,
+    ),
+    kind(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        false,
+        &["pv"],
+        NONE,
+        true,
+        false,
+    ),
+    kind(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        true,
+        &["quota"],
+        NONE,
+        true,
+        false,
+    ),
+    kind(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        true,
+        &["limits"],
+        NONE,
+        false,
+        false,
+    ),
     kind("", "v1", "Node", "nodes", false, &["no"], NONE, true, false),
-    kind("apps", "v1", "Deployment", "deployments", true, &["deploy"], ALL, true, true),
-    kind("apps", "v1", "StatefulSet", "statefulsets", true, &["sts"], ALL, true, true),
-    kind("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], ALL, true, false),
-    kind("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], ALL, true, true),
-    kind("apps", "v1", "ControllerRevision", "controllerrevisions", true, NONE, NONE, false, false),
+    kind(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        true,
+        &["deploy"],
+        ALL,
+        true,
+        true,
+    ),
+    kind(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        true,
+        &["sts"],
+        ALL,
+        true,
+        true,
+    ),
+    kind(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        true,
+        &["ds"],
+        ALL,
+        true,
+        false,
+    ),
+    kind(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        true,
+        &["rs"],
+        ALL,
+        true,
+        true,
+    ),
+    kind(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        true,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
     kind("batch", "v1", "Job", "jobs", true, NONE, ALL, true, false),
-    kind("batch", "v1", "CronJob", "cronjobs", true, &["cj"], ALL, true, false),
-    kind("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"], NONE, true, false),
-    kind("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"], NONE, false, false),
-    kind("networking.k8s.io", "v1", "IngressClass", "ingressclasses", false, NONE, NONE, false, false),
-    kind("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], ALL, true, false),
-    kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"], NONE, true, false),
-    kind("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, NONE, NONE, false, false),
-    kind("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, NONE, NONE, false, false),
-    kind("rbac.authorization.k8s.io", "v1", "Role", "roles", true, NONE, NONE, false, false),
-    kind("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, NONE, NONE, false, false),
-    kind("coordination.k8s.io", "v1", "Lease", "leases", true, NONE, NONE, false, false),
-    kind("events.k8s.io", "v1", "Event", "events", true, &["ev"], NONE, false, false),
-    kind("storage.k8s.io", "v1", "StorageClass", "storageclasses", false, &["sc"], NONE, false, false),
+    kind(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        true,
+        &["cj"],
+        ALL,
+        true,
+        false,
+    ),
+    kind(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        true,
+        &["ing"],
+        NONE,
+        true,
+        false,
+    ),
+    kind(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+        &["netpol"],
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+        &["hpa"],
+        ALL,
+        true,
+        false,
+    ),
+    kind(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+        &["pdb"],
+        NONE,
+        true,
+        false,
+    ),
+    kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        true,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        true,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        true,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        true,
+        &["ev"],
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        false,
+        &["sc"],
+        NONE,
+        false,
+        false,
+    ),
     kind(
         "apiextensions.k8s.io",
         "v1",
@@ -118,7 +401,9 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
 /// The built-in kind for `apiVersion` and `kind`, if kroxide knows it.
 pub fn builtin(api_version: &str, kind: &str) -> Option<&'static BuiltinKind> {
     let (group, version) = split_api_version(api_version);
-    BUILTIN_KINDS.iter().find(|k| k.group == group && k.version == version && k.kind == kind)
+    BUILTIN_KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.kind == kind)
 }
 
 /// The built-in kind with this group and kind in any version.
@@ -140,7 +425,11 @@ mod tests {
     fn scope_is_known_for_core_and_grouped_kinds() {
         assert!(builtin("apps/v1", "Deployment").unwrap().namespaced);
         assert!(!builtin("v1", "Namespace").unwrap().namespaced);
-        assert!(!builtin("rbac.authorization.k8s.io/v1", "ClusterRole").unwrap().namespaced);
+        assert!(
+            !builtin("rbac.authorization.k8s.io/v1", "ClusterRole")
+                .unwrap()
+                .namespaced
+        );
         assert!(builtin("apps/v1beta1", "Deployment").is_none());
     }
 
@@ -148,7 +437,11 @@ mod tests {
     fn plurals_and_kinds_are_unique_per_group() {
         for (i, a) in BUILTIN_KINDS.iter().enumerate() {
             for b in &BUILTIN_KINDS[i + 1..] {
-                assert!(!(a.group == b.group && a.plural == b.plural), "{} twice", a.plural);
+                assert!(
+                    !(a.group == b.group && a.plural == b.plural),
+                    "{} twice",
+                    a.plural
+                );
             }
         }
     }

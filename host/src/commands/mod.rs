@@ -80,7 +80,9 @@ pub enum Error {
         object: String,
     },
     /// The plugin gave different output for the same input.
-    #[error("output of run {run} differs from run 1 at byte {offset}:\n  run 1: …{first}…\n  run {run}: …{later}…")]
+    #[error(
+        "output of run {run} differs from run 1 at byte {offset}:\n  run 1: …{first}…\n  run {run}: …{later}…"
+    )]
     Nondeterministic {
         /// Which run differed.
         run: usize,

@@ -32,7 +32,10 @@ pub struct Packed {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Packs `wasm` into a ConfigMap named `name`: gzip when smaller, label
@@ -43,14 +46,30 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
 /// The file cannot be read, is not a loadable plugin, or is over 1 MiB once stored.
 pub fn pack(path: &Path, name: &str, namespace: Option<&str>, key: Option<&str>) -> Result<Packed, Error> {
     let raw = read(path)?;
-    let prepared = source::prepare(&raw).map_err(|e| Error::Plugin { path: path.to_path_buf(), source: e })?;
+    let prepared = source::prepare(&raw).map_err(|e| Error::Plugin {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     // Compiling here catches what the controller would refuse (imports, exports) before shipping.
-    let runtime = PluginRuntime::new(RuntimeConfig { pooling: false, ..RuntimeConfig::default() })?;
-    let plugin = runtime.load(&prepared.wasm, None).map_err(|e| Error::Plugin { path: path.to_path_buf(), source: e })?;
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        pooling: false,
+        ..RuntimeConfig::default()
+    })?;
+    let plugin = runtime.load(&prepared.wasm, None).map_err(|e| Error::Plugin {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     let gz = source::gzip(&prepared.wasm);
-    let (stored, compressed) = if gz.len() < prepared.wasm.len() { (gz, true) } else { (prepared.wasm.clone(), false) };
+    let (stored, compressed) = if gz.len() < prepared.wasm.len() {
+        (gz, true)
+    } else {
+        (prepared.wasm.clone(), false)
+    };
     if stored.len() > source::MAX_STORED_BYTES {
-        return Err(Error::TooLargeForConfigMap { path: path.to_path_buf(), size: stored.len() });
+        return Err(Error::TooLargeForConfigMap {
+            path: path.to_path_buf(),
+            size: stored.len(),
+        });
     }
     let key = key.unwrap_or(DEFAULT_PLUGIN_KEY);
     let digest = prepared.digest.to_string();
@@ -80,7 +99,12 @@ pub fn pack(path: &Path, name: &str, namespace: Option<&str>, key: Option<&str>)
         reference["key"] = json!(key);
     }
     let snippet = json!({ "plugin": { "configMapRef": reference, "sha256": digest } });
-    Ok(Packed { config_map: yaml::to_string(&config_map), rgd_snippet: yaml::to_string(&snippet), compressed, stored_size: stored.len() })
+    Ok(Packed {
+        config_map: yaml::to_string(&config_map),
+        rgd_snippet: yaml::to_string(&snippet),
+        compressed,
+        stored_size: stored.len(),
+    })
 }
 
 /// Describes a plugin file: world version, imports and exports, sizes, digest, `info()`, and
@@ -90,10 +114,19 @@ pub fn pack(path: &Path, name: &str, namespace: Option<&str>, key: Option<&str>)
 /// The file cannot be read or is not a loadable plugin.
 pub fn inspect(path: &Path) -> Result<Value, Error> {
     let raw = read(path)?;
-    let prepared = source::prepare(&raw).map_err(|e| Error::Plugin { path: path.to_path_buf(), source: e })?;
-    let runtime = PluginRuntime::new(RuntimeConfig { pooling: false, ..RuntimeConfig::default() })?;
+    let prepared = source::prepare(&raw).map_err(|e| Error::Plugin {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        pooling: false,
+        ..RuntimeConfig::default()
+    })?;
     let started = Instant::now();
-    let plugin = runtime.load(&raw, None).map_err(|e| Error::Plugin { path: path.to_path_buf(), source: e })?;
+    let plugin = runtime.load(&raw, None).map_err(|e| Error::Plugin {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
     let load_time = started.elapsed();
     let info = plugin.plugin_info();
     Ok(json!({

@@ -68,7 +68,10 @@ fn one_document(path: &Path, what: &str) -> Result<Value, Error> {
     let mut docs = yaml::read_documents(path)?;
     match docs.len() {
         1 => Ok(docs.remove(0)),
-        n => Err(Error::Input { path: path.to_path_buf(), message: format!("expected one {what}, found {n} documents") }),
+        n => Err(Error::Input {
+            path: path.to_path_buf(),
+            message: format!("expected one {what}, found {n} documents"),
+        }),
     }
 }
 
@@ -78,7 +81,13 @@ fn load(options: &Options) -> Result<Loaded, Error> {
     let mut instance = one_document(&options.instance, "instance")?;
     let schema = &rgd.spec.schema;
     let (want_api, want_kind) = (schema.instance_api_version(), schema.kind.clone());
-    let s = |k: &str| instance.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        instance
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     if s("apiVersion") != want_api || s("kind") != want_kind {
         return Err(Error::Input {
             path: options.instance.clone(),
@@ -93,7 +102,9 @@ fn load(options: &Options) -> Result<Loaded, Error> {
     offline_metadata(&mut instance, schema.scope(), &options.instance)?;
 
     if !rgd.spec.resources.is_empty() {
-        return Err(Error::TemplatesNotSupported { path: options.rgd.clone() });
+        return Err(Error::TemplatesNotSupported {
+            path: options.rgd.clone(),
+        });
     }
 
     let mut scopes = StaticScopes::default();
@@ -105,7 +116,10 @@ fn load(options: &Options) -> Result<Loaded, Error> {
     let runtime = PluginRuntime::new(RuntimeConfig::default())?;
     let plugin = match (&rgd.spec.plugin, &options.plugin) {
         (Some(spec), Some(path)) => {
-            let bytes = std::fs::read(path).map_err(|source| Error::Read { path: path.clone(), source })?;
+            let bytes = std::fs::read(path).map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
             let pin = spec.sha256.as_deref().map(Digest::parse).transpose()?;
             let plugin = runtime.load(&bytes, pin.as_ref())?;
             let config = match &options.config {
@@ -117,29 +131,50 @@ fn load(options: &Options) -> Result<Loaded, Error> {
             Some((plugin, config))
         }
         (Some(spec), None) => {
-            return Err(Error::PluginFileMissing { rgd: rgd.name().to_string(), config_map: spec.config_map_ref.name.clone() });
+            return Err(Error::PluginFileMissing {
+                rgd: rgd.name().to_string(),
+                config_map: spec.config_map_ref.name.clone(),
+            });
         }
-        (None, Some(_)) => return Err(Error::NoPluginInRgd { rgd: rgd.name().to_string() }),
+        (None, Some(_)) => {
+            return Err(Error::NoPluginInRgd {
+                rgd: rgd.name().to_string(),
+            });
+        }
         (None, None) => None,
     };
     let observed_docs = match &options.observed {
         Some(path) => yaml::read_path(path)?,
         None => Vec::new(),
     };
-    Ok(Loaded { rgd, instance, observed_docs, plugin, scopes, runtime })
+    Ok(Loaded {
+        rgd,
+        instance,
+        observed_docs,
+        plugin,
+        scopes,
+        runtime,
+    })
 }
 
 /// Fills what the API server would: uid, namespace, generation, creation time.
 fn offline_metadata(instance: &mut Value, scope: Scope, path: &Path) -> Result<(), Error> {
     let Some(meta) = instance.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return Err(Error::Input { path: path.to_path_buf(), message: "metadata: required".to_string() });
+        return Err(Error::Input {
+            path: path.to_path_buf(),
+            message: "metadata: required".to_string(),
+        });
     };
     if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
-        return Err(Error::Input { path: path.to_path_buf(), message: "metadata.name: required".to_string() });
+        return Err(Error::Input {
+            path: path.to_path_buf(),
+            message: "metadata.name: required".to_string(),
+        });
     }
     meta.entry("uid").or_insert_with(|| json!(OFFLINE_UID));
     meta.entry("generation").or_insert_with(|| json!(1));
-    meta.entry("creationTimestamp").or_insert_with(|| json!(OFFLINE_TIME));
+    meta.entry("creationTimestamp")
+        .or_insert_with(|| json!(OFFLINE_TIME));
     match scope {
         Scope::Namespaced => {
             meta.entry("namespace").or_insert_with(|| json!("default"));
@@ -154,12 +189,24 @@ fn offline_metadata(instance: &mut Value, scope: Scope, path: &Path) -> Result<(
 fn register_crd(scopes: &mut StaticScopes, crd: &Value, path: &Path) -> Result<(), Error> {
     let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
     if s("/kind") != "CustomResourceDefinition" {
-        return Err(Error::Input { path: path.to_path_buf(), message: format!("expected a CustomResourceDefinition, found {}", s("/kind")) });
+        return Err(Error::Input {
+            path: path.to_path_buf(),
+            message: format!("expected a CustomResourceDefinition, found {}", s("/kind")),
+        });
     }
     let namespaced = s("/spec/scope") != "Cluster";
-    for version in crd.pointer("/spec/versions").and_then(Value::as_array).into_iter().flatten() {
+    for version in crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let v = version.get("name").and_then(Value::as_str).unwrap_or_default();
-        scopes.insert(&format!("{}/{v}", s("/spec/group")), s("/spec/names/kind"), namespaced);
+        scopes.insert(
+            &format!("{}/{v}", s("/spec/group")),
+            s("/spec/names/kind"),
+            namespaced,
+        );
     }
     Ok(())
 }
@@ -168,15 +215,31 @@ fn register_crd(scopes: &mut StaticScopes, crd: &Value, path: &Path) -> Result<(
 fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Result<Vec<ObservedChild>, Error> {
     let mut out = Vec::new();
     for doc in docs {
-        let s = |p: &str| doc.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-        let by_label = doc.pointer(&format!("/metadata/labels/{}", metadata::NODE_ID.replace('/', "~1"))).and_then(Value::as_str);
+        let s = |p: &str| {
+            doc.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let by_label = doc
+            .pointer(&format!(
+                "/metadata/labels/{}",
+                metadata::NODE_ID.replace('/', "~1")
+            ))
+            .and_then(Value::as_str);
         let key = match by_label {
             Some(id) => {
                 let index = doc
-                    .pointer(&format!("/metadata/labels/{}", metadata::COLLECTION_INDEX.replace('/', "~1")))
+                    .pointer(&format!(
+                        "/metadata/labels/{}",
+                        metadata::COLLECTION_INDEX.replace('/', "~1")
+                    ))
                     .and_then(Value::as_str)
                     .and_then(|i| i.parse().ok());
-                ChildKey { id: id.to_string(), index }
+                ChildKey {
+                    id: id.to_string(),
+                    index,
+                }
             }
             None => desired
                 .iter()
@@ -184,14 +247,23 @@ fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Result<Vec<Observ
                     d.api_version() == s("/apiVersion")
                         && d.kind() == s("/kind")
                         && d.name() == s("/metadata/name")
-                        && (s("/metadata/namespace").is_empty() || d.namespace() == Some(&s("/metadata/namespace")))
+                        && (s("/metadata/namespace").is_empty()
+                            || d.namespace() == Some(&s("/metadata/namespace")))
                 })
                 .map(|d| d.key.clone())
                 .ok_or_else(|| Error::UnmatchedObserved {
-                    object: format!("{} {}/{}", s("/kind"), s("/metadata/namespace"), s("/metadata/name")),
+                    object: format!(
+                        "{} {}/{}",
+                        s("/kind"),
+                        s("/metadata/namespace"),
+                        s("/metadata/name")
+                    ),
                 })?,
         };
-        out.push(ObservedChild { key, object: doc.clone() });
+        out.push(ObservedChild {
+            key,
+            object: doc.clone(),
+        });
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
@@ -203,7 +275,12 @@ fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<render::Output, Er
         Some(spec) => loaded.runtime.limits(spec.timeout_ms, spec.memory_mib)?,
         None => loaded.runtime.limits(None, None)?,
     };
-    let allowed = rgd.spec.plugin.as_ref().map(|p| p.allowed_kinds.as_slice()).unwrap_or_default();
+    let allowed = rgd
+        .spec
+        .plugin
+        .as_ref()
+        .map(|p| p.allowed_kinds.as_slice())
+        .unwrap_or_default();
     let input = render::Input {
         graph: rgd.name(),
         revision: 1,
@@ -212,12 +289,19 @@ fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<render::Output, Er
         rendered: Vec::new(),
         pending: Vec::new(),
         node_order: &[],
-        plugin: loaded
-            .plugin
-            .as_ref()
-            .map(|(plugin, config)| PluginStage { plugin, limits, config, allowed_kinds: allowed }),
+        plugin: loaded.plugin.as_ref().map(|(plugin, config)| PluginStage {
+            plugin,
+            limits,
+            config,
+            allowed_kinds: allowed,
+        }),
         scopes: &loaded.scopes,
-        propagate_labels: rgd.metadata.annotations.get(metadata::PROPAGATE_LABELS).map(String::as_str) != Some("false"),
+        propagate_labels: rgd
+            .metadata
+            .annotations
+            .get(metadata::PROPAGATE_LABELS)
+            .map(String::as_str)
+            != Some("false"),
     };
     Ok(render::desired(input)?)
 }
@@ -225,7 +309,12 @@ fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<render::Output, Er
 fn derive(loaded: &Loaded, desired: &[DesiredChild], observed: &[ObservedChild]) -> Result<Value, Error> {
     let plugin_status = match &loaded.plugin {
         Some((plugin, config)) => {
-            let spec = loaded.rgd.spec.plugin.as_ref().expect("a loaded plugin has a spec");
+            let spec = loaded
+                .rgd
+                .spec
+                .plugin
+                .as_ref()
+                .expect("a loaded plugin has a spec");
             let limits = loaded.runtime.limits(spec.timeout_ms, spec.memory_mib)?;
             let input = CallInput {
                 graph: loaded.rgd.name(),
@@ -240,7 +329,12 @@ fn derive(loaded: &Loaded, desired: &[DesiredChild], observed: &[ObservedChild])
         }
         None => None,
     };
-    Ok(instance_with_status(&loaded.instance, desired, observed, plugin_status.as_ref()))
+    Ok(instance_with_status(
+        &loaded.instance,
+        desired,
+        observed,
+        plugin_status.as_ref(),
+    ))
 }
 
 /// The instance with `status` as the controller would write it.
@@ -250,15 +344,25 @@ fn instance_with_status(
     observed: &[ObservedChild],
     plugin: Option<&StatusOutput>,
 ) -> Value {
-    let missing: Vec<String> =
-        desired.iter().filter(|d| !observed.iter().any(|o| o.key == d.key)).map(|d| d.key.to_string()).collect();
+    let missing: Vec<String> = desired
+        .iter()
+        .filter(|d| !observed.iter().any(|o| o.key == d.key))
+        .map(|d| d.key.to_string())
+        .collect();
     let resources = match plugin.map(|p| p.ready) {
         Some(Readiness::Ready) if missing.is_empty() => Mark::all_ready(),
-        Some(Readiness::NotReady) => Mark::not_ready("NotReady", "plugin reports the resources are not ready"),
-        _ if !missing.is_empty() => Mark::not_ready("NotReady", format!("waiting for {} to exist", missing.join(", "))),
+        Some(Readiness::NotReady) => {
+            Mark::not_ready("NotReady", "plugin reports the resources are not ready")
+        }
+        _ if !missing.is_empty() => {
+            Mark::not_ready("NotReady", format!("waiting for {} to exist", missing.join(", ")))
+        }
         _ => Mark::all_ready(),
     };
-    let generation = instance.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
+    let generation = instance
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
     let outcome = Outcome {
         managed: Mark::managed(),
         resolved: Mark::resolved(),
@@ -291,8 +395,16 @@ pub fn render(options: &Options) -> Result<String, Error> {
     let loaded = load(options)?;
     let first = run(&loaded, &[])?;
     let observed = match_observed(&loaded.observed_docs, &first.desired)?;
-    let mut output = if observed.is_empty() { first } else { run(&loaded, &observed)? };
-    let mut documents: Vec<Value> = output.desired.iter().map(|d| Value::Object(d.object.clone())).collect();
+    let mut output = if observed.is_empty() {
+        first
+    } else {
+        run(&loaded, &observed)?
+    };
+    let mut documents: Vec<Value> = output
+        .desired
+        .iter()
+        .map(|d| Value::Object(d.object.clone()))
+        .collect();
     if options.include_status {
         documents.push(derive(&loaded, &output.desired, &observed)?);
     }
@@ -300,16 +412,32 @@ pub fn render(options: &Options) -> Result<String, Error> {
         let reference = serialize(&documents, Format::Json);
         for run_no in 2..=DETERMINISM_RUNS {
             output = run(&loaded, &observed)?;
-            let mut again: Vec<Value> = output.desired.iter().map(|d| Value::Object(d.object.clone())).collect();
+            let mut again: Vec<Value> = output
+                .desired
+                .iter()
+                .map(|d| Value::Object(d.object.clone()))
+                .collect();
             if options.include_status {
                 again.push(derive(&loaded, &output.desired, &observed)?);
             }
             let text = serialize(&again, Format::Json);
-            if let Some(at) = reference.bytes().zip(text.bytes()).position(|(a, b)| a != b).or_else(|| {
-                (reference.len() != text.len()).then_some(reference.len().min(text.len()))
-            }) {
-                let snippet = |s: &str| s.get(at.saturating_sub(40)..(at + 40).min(s.len())).unwrap_or_default().to_string();
-                return Err(Error::Nondeterministic { run: run_no, offset: at, first: snippet(&reference), later: snippet(&text) });
+            if let Some(at) = reference
+                .bytes()
+                .zip(text.bytes())
+                .position(|(a, b)| a != b)
+                .or_else(|| (reference.len() != text.len()).then_some(reference.len().min(text.len())))
+            {
+                let snippet = |s: &str| {
+                    s.get(at.saturating_sub(40)..(at + 40).min(s.len()))
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                return Err(Error::Nondeterministic {
+                    run: run_no,
+                    offset: at,
+                    first: snippet(&reference),
+                    later: snippet(&text),
+                });
             }
         }
     }
