@@ -6,4 +6,4 @@ wasmtime::component::bindgen!({
     world: "graph-plugin",
 });
 
-pub use kroxide::plugin::{log::Level, types::*};
+pub use self::kroxide::plugin::{log::Level, types::*};

@@ -132,7 +132,9 @@ impl LoadedPlugin {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        if config.epoch_interruption {
+            store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        }
         store
     }
 
@@ -153,6 +155,30 @@ impl LoadedPlugin {
             tracing::debug!(plugin = %state.plugin, dropped = state.log_dropped, "plugin log lines over the per-call cap were dropped");
         }
         result.map_err(|e| classify(e, state, export, limits))
+    }
+
+    /// Creates a fresh store and instance and drops them: the fixed cost every call pays.
+    ///
+    /// # Errors
+    /// Instantiation failed (e.g. the memory limit is below the guest's initial memory).
+    pub fn instantiate_only(&self, limits: &CallLimits) -> Result<(), Error> {
+        self.with_instance(Export::Info, limits, |_, _| Ok(()))
+    }
+
+    /// Calls `info` `times` times on one instance and returns the total time: the cost of a
+    /// host-to-guest call without instantiation (the runtime itself always uses a fresh
+    /// instance per call).
+    ///
+    /// # Errors
+    /// A trap or limit error.
+    pub fn time_warm_calls(&self, limits: &CallLimits, times: usize) -> Result<Duration, Error> {
+        self.with_instance(Export::Info, limits, |p, s| {
+            let started = std::time::Instant::now();
+            for _ in 0..times {
+                p.call_info(&mut *s)?;
+            }
+            Ok(started.elapsed())
+        })
     }
 
     /// Calls `info`.

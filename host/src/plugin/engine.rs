@@ -42,8 +42,13 @@ pub enum Allocation {
 ///
 /// # Errors
 /// [`Error::Engine`] when even the on-demand engine cannot be created.
-pub fn build(concurrency: usize, max_memory: u64, pooling: bool) -> Result<(Engine, Allocation), Error> {
-    let mut config = base_config();
+pub fn build(
+    concurrency: usize,
+    max_memory: u64,
+    pooling: bool,
+    epochs: bool,
+) -> Result<(Engine, Allocation), Error> {
+    let mut config = base_config(epochs);
     if pooling {
         let instances = u32::try_from((concurrency * 2).max(16)).unwrap_or(u32::MAX);
         let mut pool = PoolingAllocationConfig::new();
@@ -74,7 +79,7 @@ pub fn build(concurrency: usize, max_memory: u64, pooling: bool) -> Result<(Engi
                     reserved_bytes >> 30,
                     instances.saturating_mul(2)
                 );
-                let engine = Engine::new(&base_config()).map_err(|e| Error::Engine {
+                let engine = Engine::new(&base_config(epochs)).map_err(|e| Error::Engine {
                     reason: format!("{e:#}"),
                 })?;
                 return Ok((engine, Allocation::OnDemand { reason }));
@@ -99,11 +104,11 @@ const MEMORY_RESERVATION: u64 = 4 << 30;
 const MEMORY_GUARD: u64 = 32 << 20;
 
 /// Threads stay off: wasmtime is built without the `threads` feature, so guests cannot use them.
-fn base_config() -> Config {
+fn base_config(epochs: bool) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
-        .epoch_interruption(true)
+        .epoch_interruption(epochs)
         .max_wasm_stack(MAX_WASM_STACK)
         .memory_reservation(MEMORY_RESERVATION)
         .memory_guard_size(MEMORY_GUARD)
@@ -174,7 +179,7 @@ mod tests {
 
     #[test]
     fn the_pooled_engine_builds_with_the_default_sizes() {
-        let (_, allocation) = build(2, 64 << 20, true).unwrap();
+        let (_, allocation) = build(2, 64 << 20, true, true).unwrap();
         assert!(
             matches!(allocation, Allocation::Pooling { memories: 32, .. }),
             "{allocation:?}"

@@ -300,6 +300,9 @@ pub struct RuntimeConfig {
     pub max_log_lines: usize,
     /// Log bytes kept per call.
     pub max_log_bytes: usize,
+    /// Enforce deadlines with epoch interruption. Only benchmarks turn this off, to measure
+    /// what it costs; without it a looping plugin is never stopped.
+    pub epoch_interruption: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -318,6 +321,7 @@ impl Default for RuntimeConfig {
             max_objects: 2000,
             max_log_lines: 200,
             max_log_bytes: 64 << 10,
+            epoch_interruption: true,
         }
     }
 }
@@ -389,8 +393,12 @@ impl PluginRuntime {
     /// # Errors
     /// [`Error::Engine`] when wasmtime cannot create an engine.
     pub fn new(config: RuntimeConfig) -> Result<Self, Error> {
-        let (engine, allocation) =
-            engine::build(config.concurrency, config.max_memory as u64, config.pooling)?;
+        let (engine, allocation) = engine::build(
+            config.concurrency,
+            config.max_memory as u64,
+            config.pooling,
+            config.epoch_interruption,
+        )?;
         if let Allocation::OnDemand { reason } = &allocation
             && config.pooling
         {
