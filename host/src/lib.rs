@@ -11,6 +11,7 @@
 //! Start with [`render::desired`] for what an instance should have, and
 //! [`plugin::PluginRuntime`] for the sandbox.
 
+pub mod cel;
 pub mod child;
 pub mod cli;
 pub mod commands;

@@ -3,3 +3,4 @@
 //! resources) structural-schema pruning, defaulting and validation.
 
 pub mod kinds;
+pub mod quantity;

@@ -175,6 +175,8 @@ impl LoadedPlugin {
         self.with_instance(Export::Info, limits, |p, s| {
             let started = std::time::Instant::now();
             for _ in 0..times {
+                // Each call gets the full deadline, as a fresh instance would.
+                s.set_epoch_deadline(deadline_ticks(limits.timeout));
                 p.call_info(&mut *s)?;
             }
             Ok(started.elapsed())
