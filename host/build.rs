@@ -71,7 +71,11 @@ fn main() {
             cmd.env_remove(&key);
         }
     }
-    let mut remaps = vec![format!("--remap-path-prefix={}=/kroxide", root.display())];
+    // Same guest stack size as plugins/.cargo/config.toml (RUSTFLAGS replace config rustflags).
+    let mut remaps = vec![
+        "-Clink-arg=-zstack-size=262144".to_string(),
+        format!("--remap-path-prefix={}=/kroxide", root.display()),
+    ];
     if let Some(home) = cargo_home() {
         remaps.push(format!("--remap-path-prefix={}=/cargo", home.display()));
     }

@@ -117,6 +117,7 @@
 //!
 //! [target.wasm32-unknown-unknown]
 //! linker = "wasm-component-ld"
+//! rustflags = ["-C", "link-arg=-zstack-size=262144"]
 //! ```
 //!
 //! Until the SDK is published, depend on it by path or git

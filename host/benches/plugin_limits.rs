@@ -33,22 +33,8 @@ fn main() {
         hostile.transform(&limits, &input)
     };
 
-    let mut latencies = Vec::new();
-    for _ in 0..20 {
-        let started = Instant::now();
-        let err = call(&json!({ "mode": "loop" })).unwrap_err();
-        latencies.push(started.elapsed());
-        assert!(matches!(err, Error::Timeout { .. }), "{err}");
-    }
-    latencies.sort();
     println!("| measurement | value |\n|---|---|");
-    println!(
-        "| infinite loop under a 100 ms deadline: trap latency min / p50 / max (20 runs) | {:.1} / {:.1} / {:.1} ms |",
-        latencies[0].as_secs_f64() * 1e3,
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        latencies[latencies.len() - 1].as_secs_f64() * 1e3
-    );
-
+    println!("| instance allocator | {:?} |", rt.allocation());
     let config = json!({});
     let input = CallInput {
         graph: "g",
@@ -59,6 +45,60 @@ fn main() {
         rendered: &[],
         pending: &[],
     };
+    let timed = |n: usize, f: &dyn Fn()| {
+        let mut samples: Vec<Duration> = (0..n)
+            .map(|_| {
+                let started = Instant::now();
+                f();
+                started.elapsed()
+            })
+            .collect();
+        samples.sort();
+        samples
+    };
+    for _ in 0..200 {
+        webapp.instantiate_only(&limits).unwrap();
+    }
+    let inst = timed(20_000, &|| webapp.instantiate_only(&limits).unwrap());
+    println!(
+        "| instantiate from InstancePre, fresh store: p50 / p99 (20,000 calls) | {:.1} / {:.1} µs |",
+        percentile(&inst, 0.5).as_secs_f64() * 1e6,
+        percentile(&inst, 0.99).as_secs_f64() * 1e6
+    );
+    let observed = common::observed();
+    let realistic = CallInput {
+        graph: "webapps",
+        revision: 3,
+        config: &config,
+        instance: &instance,
+        observed: &observed,
+        rendered: &[],
+        pending: &[],
+    };
+    let tf = timed(5_000, &|| {
+        webapp.transform(&limits, &realistic).unwrap();
+    });
+    println!(
+        "| webapp transform, fresh instance, realistic input: p50 / p99 (5,000 calls) | {:.1} / {:.1} µs |",
+        percentile(&tf, 0.5).as_secs_f64() * 1e6,
+        percentile(&tf, 0.99).as_secs_f64() * 1e6
+    );
+
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let err = call(&json!({ "mode": "loop" })).unwrap_err();
+        latencies.push(started.elapsed());
+        assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    }
+    latencies.sort();
+    println!(
+        "| infinite loop under a 100 ms deadline: trap latency min / p50 / max (20 runs) | {:.1} / {:.1} / {:.1} ms |",
+        latencies[0].as_secs_f64() * 1e3,
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        latencies[latencies.len() - 1].as_secs_f64() * 1e3
+    );
+
     for _ in 0..50 {
         webapp.transform(&limits, &input).unwrap();
     }
