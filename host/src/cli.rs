@@ -20,9 +20,29 @@ pub struct Cli {
 pub enum Command {
     /// Print the children of an instance exactly as the controller would apply them (no cluster).
     Render(RenderArgs),
+    /// Check ResourceGraphDefinition files offline (exit 1 if any is invalid).
+    Validate {
+        /// RGD files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print generated artifacts.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Package and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+/// `kroxide generate ...`.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// The ResourceGraphDefinition CRD, or with --rgd the CRD that RGD generates for its kind.
+    Crd {
+        /// An RGD file.
+        #[arg(long)]
+        rgd: Option<PathBuf>,
+    },
 }
 
 /// `kroxide render`.
@@ -81,11 +101,32 @@ pub enum PluginCommand {
     },
 }
 
-/// Runs a parsed command line; returns what to print on stdout and on stderr.
+/// What a command printed and whether it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Text for stdout.
+    pub stdout: String,
+    /// Text for stderr.
+    pub stderr: String,
+    /// Exit status 0 when true.
+    pub success: bool,
+}
+
+impl Outcome {
+    fn ok(stdout: String, stderr: String) -> Self {
+        Self {
+            stdout,
+            stderr,
+            success: true,
+        }
+    }
+}
+
+/// Runs a parsed command line.
 ///
 /// # Errors
 /// The command's error, naming the file and field at fault.
-pub fn run(cli: Cli) -> Result<(String, String), commands::Error> {
+pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
     match cli.command {
         Command::Render(args) => {
             let options = commands::render::Options {
@@ -105,8 +146,24 @@ pub fn run(cli: Cli) -> Result<(String, String), commands::Error> {
             } else {
                 String::new()
             };
-            Ok((out, note))
+            Ok(Outcome::ok(out, note))
         }
+        Command::Validate { files } => {
+            let (text, valid) = commands::validate::validate(&files);
+            Ok(if valid {
+                Outcome::ok(text, String::new())
+            } else {
+                Outcome {
+                    stdout: String::new(),
+                    stderr: text,
+                    success: false,
+                }
+            })
+        }
+        Command::Generate(GenerateCommand::Crd { rgd }) => Ok(Outcome::ok(
+            commands::generate::crd(rgd.as_deref())?,
+            String::new(),
+        )),
         Command::Plugin(PluginCommand::Pack {
             file,
             name,
@@ -120,9 +177,9 @@ pub fn run(cli: Cli) -> Result<(String, String), commands::Error> {
                 if packed.compressed { " (gzip)" } else { "" },
                 packed.rgd_snippet
             );
-            Ok((packed.config_map, note))
+            Ok(Outcome::ok(packed.config_map, note))
         }
-        Command::Plugin(PluginCommand::Inspect { file }) => Ok((
+        Command::Plugin(PluginCommand::Inspect { file }) => Ok(Outcome::ok(
             crate::yaml::to_string(&commands::plugin::inspect(&file)?),
             String::new(),
         )),

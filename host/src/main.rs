@@ -3,10 +3,14 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = kroxide::cli::Cli::parse();
     match kroxide::cli::run(cli) {
-        Ok((stdout, stderr)) => {
-            print!("{stdout}");
-            eprint!("{stderr}");
-            std::process::ExitCode::SUCCESS
+        Ok(outcome) => {
+            print!("{}", outcome.stdout);
+            eprint!("{}", outcome.stderr);
+            if outcome.success {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -4,3 +4,5 @@
 
 pub mod kinds;
 pub mod quantity;
+pub mod selector;
+pub mod structural;

@@ -394,6 +394,80 @@ fn nesting(source: &str) -> usize {
     max
 }
 
+/// What an expression yields, as far as its shape tells without types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeHint {
+    /// A boolean (comparisons, logic, `has`, `exists`, ...).
+    Bool,
+    /// An integer.
+    Int,
+    /// A double.
+    Double,
+    /// A string.
+    String,
+    /// A list.
+    List,
+    /// A map.
+    Map,
+    /// Cannot tell (a field read, a function of unknown type).
+    Unknown,
+}
+
+fn hint(e: &IdedExpr) -> TypeHint {
+    use cel::common::ast::LiteralValue as L;
+    match &e.expr {
+        Expr::Literal(l) => match l {
+            L::Boolean(_) => TypeHint::Bool,
+            L::Int(_) | L::UInt(_) => TypeHint::Int,
+            L::Double(_) => TypeHint::Double,
+            L::String(_) => TypeHint::String,
+            L::Bytes(_) | L::Null => TypeHint::Unknown,
+        },
+        Expr::List(_) => TypeHint::List,
+        Expr::Map(_) => TypeHint::Map,
+        Expr::Select(s) if s.test => TypeHint::Bool,
+        Expr::Comprehension(c) if matches!(&c.iter_range.expr, Expr::List(l) if l.elements.is_empty()) => {
+            hint(&c.result)
+        }
+        Expr::Comprehension(c) => match &c.accu_init.expr {
+            Expr::Literal(LiteralValue::Boolean(_)) => TypeHint::Bool,
+            Expr::List(_) => TypeHint::List,
+            _ => hint(&c.result),
+        },
+        Expr::Call(call) => match call.func_name.as_str() {
+            "_==_" | "_!=_" | "_<_" | "_<=_" | "_>_" | "_>=_" | "_&&_" | "_||_" | "!_" | "@in"
+            | "matches" | "startsWith" | "endsWith" | "contains" | "bool" | "isSorted" | "isQuantity"
+            | "isURL" | "isIP" | "isSemver" => TypeHint::Bool,
+            "size" | "int" | "indexOf" | "lastIndexOf" => TypeHint::Int,
+            "double" => TypeHint::Double,
+            "string" | "format" | "join" | "lowerAscii" | "upperAscii" | "replace" | "trim" | "substring"
+            | "charAt" | "quote" | "marshal" | "encode" | "seededString" => TypeHint::String,
+            "split" | "map" | "filter" | "sort" | "slice" | "flatten" | "distinct" | "findAll" | "range" => {
+                TypeHint::List
+            }
+            "merge" => TypeHint::Map,
+            "_+_" => {
+                let sides: Vec<TypeHint> = call.args.iter().map(hint).collect();
+                if sides.contains(&TypeHint::String) {
+                    TypeHint::String
+                } else if sides.contains(&TypeHint::List) {
+                    TypeHint::List
+                } else if sides.iter().all(|h| *h == TypeHint::Int) {
+                    TypeHint::Int
+                } else {
+                    TypeHint::Unknown
+                }
+            }
+            "_?_:_" if call.args.len() == 3 => {
+                let (a, b) = (hint(&call.args[1]), hint(&call.args[2]));
+                if a == b { a } else { TypeHint::Unknown }
+            }
+            _ => TypeHint::Unknown,
+        },
+        _ => TypeHint::Unknown,
+    }
+}
+
 /// A compiled expression. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Program {
@@ -444,6 +518,11 @@ impl Program {
     /// The source, as written inside `${...}`.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// What the expression yields, as far as its shape tells.
+    pub fn result_hint(&self) -> TypeHint {
+        hint(&self.ast)
     }
 
     /// What the expression refers to.

@@ -1,7 +1,9 @@
 //! The offline subcommands of the `kroxide` binary, as library functions returning text.
 
+pub mod generate;
 pub mod plugin;
 pub mod render;
+pub mod validate;
 
 use std::path::PathBuf;
 
@@ -60,15 +62,34 @@ pub enum Error {
         /// The RGD.
         rgd: String,
     },
-    /// Template resources are not rendered offline yet.
-    #[error(
-        "{}: spec.resources: templates are not supported by `kroxide render` yet; graphs whose resources come from \
-         spec.plugin render today",
-        path.display()
-    )]
-    TemplatesNotSupported {
+    /// The RGD is not a valid graph.
+    #[error("{}: {source}", path.display())]
+    Graph {
         /// The RGD file.
         path: PathBuf,
+        /// Why.
+        #[source]
+        source: crate::graph::Error,
+    },
+    /// The instance violates its schema (what the API server would answer with a 422).
+    #[error("{}: {kind} {name:?} is invalid: {}", path.display(), causes.join(", "))]
+    Invalid {
+        /// The instance file.
+        path: PathBuf,
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// Each violation, `field: message`.
+        causes: Vec<String>,
+    },
+    /// A resource could not be rendered for this instance.
+    #[error("resource {resource}: {message}")]
+    Resolve {
+        /// The resource id.
+        resource: String,
+        /// Why.
+        message: String,
     },
     /// A simulated live object matches no desired child.
     #[error(

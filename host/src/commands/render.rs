@@ -1,13 +1,21 @@
 //! `kroxide render`: the desired children of one instance, exactly as the controller would
 //! apply them, with no cluster; optionally the instance with its derived status.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
+use kroxide_schema::{selector::Selector, structural};
 use serde_json::{Map, Value, json};
 
 use super::Error;
 use crate::{
     child::{ChildKey, DesiredChild, ObservedChild, Readiness},
+    graph::{
+        self, Graph, Limits,
+        runtime::{self, Externals, Resolution},
+    },
     metadata::{self, OFFLINE_UID},
     plugin::{CallInput, Digest, LoadedPlugin, PluginRuntime, RuntimeConfig, StatusOutput},
     render::{self, PluginStage, StaticScopes},
@@ -38,7 +46,7 @@ pub struct Options {
     pub instance: PathBuf,
     /// The plugin's `.wasm` (raw or gzip), for graphs with `spec.plugin`.
     pub plugin: Option<PathBuf>,
-    /// Live children to simulate (a file or a directory of YAML).
+    /// Live children and external objects to simulate (a file or a directory of YAML).
     pub observed: Option<PathBuf>,
     /// Plugin config replacing `spec.plugin.config` (YAML or JSON).
     pub config: Option<PathBuf>,
@@ -56,10 +64,10 @@ pub struct Options {
 const DETERMINISM_RUNS: usize = 3;
 
 struct Loaded {
-    rgd: ResourceGraphDefinition,
+    graph: Graph,
     instance: Value,
     observed_docs: Vec<Value>,
-    plugin: Option<(std::sync::Arc<LoadedPlugin>, Value)>,
+    plugin: Option<(Arc<LoadedPlugin>, Value)>,
     scopes: StaticScopes,
     runtime: PluginRuntime,
 }
@@ -75,12 +83,24 @@ fn one_document(path: &Path, what: &str) -> Result<Value, Error> {
     }
 }
 
+/// Reads and builds an RGD file into a graph.
+///
+/// # Errors
+/// The file is unreadable, not an RGD, or not a valid graph.
+pub fn load_graph(path: &Path) -> Result<(ResourceGraphDefinition, Graph), Error> {
+    let doc = one_document(path, "ResourceGraphDefinition")?;
+    let rgd = ResourceGraphDefinition::from_value(&doc, &path.display().to_string())?;
+    let graph = graph::build(&rgd, Limits::default()).map_err(|source| Error::Graph {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((rgd, graph))
+}
+
 fn load(options: &Options) -> Result<Loaded, Error> {
-    let rgd_doc = one_document(&options.rgd, "ResourceGraphDefinition")?;
-    let rgd = ResourceGraphDefinition::from_value(&rgd_doc, &options.rgd.display().to_string())?;
+    let (rgd, graph) = load_graph(&options.rgd)?;
     let mut instance = one_document(&options.instance, "instance")?;
-    let schema = &rgd.spec.schema;
-    let (want_api, want_kind) = (schema.instance_api_version(), schema.kind.clone());
+    let (want_api, want_kind) = (graph.names.api_version(), graph.names.kind.clone());
     let s = |k: &str| {
         instance
             .get(k)
@@ -99,13 +119,8 @@ fn load(options: &Options) -> Result<Loaded, Error> {
             ),
         });
     }
-    offline_metadata(&mut instance, schema.scope(), &options.instance)?;
-
-    if !rgd.spec.resources.is_empty() {
-        return Err(Error::TemplatesNotSupported {
-            path: options.rgd.clone(),
-        });
-    }
+    offline_metadata(&mut instance, rgd.spec.schema.scope(), &options.instance)?;
+    admit_instance(&mut instance, &graph, &options.instance)?;
 
     let mut scopes = StaticScopes::default();
     for path in &options.crds {
@@ -113,6 +128,12 @@ fn load(options: &Options) -> Result<Loaded, Error> {
             register_crd(&mut scopes, &crd, path)?;
         }
     }
+    // Instances of this graph's kind (chaining) are known too.
+    scopes.insert(
+        &graph.names.api_version(),
+        &graph.names.kind,
+        graph.names.namespaced,
+    );
     let runtime = PluginRuntime::new(RuntimeConfig::default())?;
     let plugin = match (&rgd.spec.plugin, &options.plugin) {
         (Some(spec), Some(path)) => {
@@ -121,7 +142,12 @@ fn load(options: &Options) -> Result<Loaded, Error> {
                 source,
             })?;
             let pin = spec.sha256.as_deref().map(Digest::parse).transpose()?;
-            let plugin = runtime.load(&bytes, pin.as_ref())?;
+            let plugin = runtime
+                .load(&bytes, pin.as_ref())
+                .map_err(|source| Error::Plugin {
+                    path: path.clone(),
+                    source,
+                })?;
             let config = match &options.config {
                 Some(path) => one_document(path, "plugin config")?,
                 None => spec.config_value(),
@@ -148,7 +174,7 @@ fn load(options: &Options) -> Result<Loaded, Error> {
         None => Vec::new(),
     };
     Ok(Loaded {
-        rgd,
+        graph,
         instance,
         observed_docs,
         plugin,
@@ -157,18 +183,56 @@ fn load(options: &Options) -> Result<Loaded, Error> {
     })
 }
 
+/// Prunes, defaults and validates the instance with the generated CRD's schema, exactly as the
+/// API server would on create (unknown fields are refused, as `kubectl apply` asks).
+fn admit_instance(instance: &mut Value, graph: &Graph, path: &Path) -> Result<(), Error> {
+    let schema = &graph.crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut pruned = instance.clone();
+    let unknown = structural::prune(&mut pruned, schema);
+    let unknown: Vec<String> = unknown.into_iter().filter(|p| !p.starts_with("status")).collect();
+    if !unknown.is_empty() {
+        return Err(Error::Input {
+            path: path.to_path_buf(),
+            message: format!(
+                "unknown fields: {}",
+                unknown
+                    .iter()
+                    .map(|p| format!(".{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    structural::default(&mut pruned, schema);
+    let causes = structural::validate(&pruned, None, schema, &structural::BuiltinRules);
+    if !causes.is_empty() {
+        return Err(Error::Invalid {
+            path: path.to_path_buf(),
+            kind: graph.names.kind.clone(),
+            name: pruned
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            causes: causes.iter().map(ToString::to_string).collect(),
+        });
+    }
+    *instance = pruned;
+    Ok(())
+}
+
 /// Fills what the API server would: uid, namespace, generation, creation time.
 fn offline_metadata(instance: &mut Value, scope: Scope, path: &Path) -> Result<(), Error> {
     let Some(meta) = instance.get_mut("metadata").and_then(Value::as_object_mut) else {
         return Err(Error::Input {
             path: path.to_path_buf(),
-            message: "metadata: required".to_string(),
+            message: "metadata: Required value".to_string(),
         });
     };
     if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
         return Err(Error::Input {
             path: path.to_path_buf(),
-            message: "metadata.name: required".to_string(),
+            message: "metadata.name: Required value".to_string(),
         });
     }
     meta.entry("uid").or_insert_with(|| json!(OFFLINE_UID));
@@ -211,8 +275,46 @@ fn register_crd(scopes: &mut StaticScopes, crd: &Value, path: &Path) -> Result<(
     Ok(())
 }
 
-/// Matches live objects to desired children: by kro's node labels, else by identity.
-fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Result<Vec<ObservedChild>, Error> {
+/// Simulated external objects: the `--observed` documents.
+struct Docs<'a>(&'a [Value]);
+
+impl Externals for Docs<'_> {
+    fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+        self.0
+            .iter()
+            .find(|d| {
+                let s = |p: &str| d.pointer(p).and_then(Value::as_str).unwrap_or_default();
+                s("/apiVersion") == api_version
+                    && s("/kind") == kind
+                    && s("/metadata/name") == name
+                    && (namespace.is_none()
+                        || s("/metadata/namespace").is_empty()
+                        || Some(s("/metadata/namespace")) == namespace)
+            })
+            .cloned()
+    }
+
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>, selector: &Value) -> Vec<Value> {
+        let Ok(sel) = Selector::from_structured(selector) else {
+            return Vec::new();
+        };
+        self.0
+            .iter()
+            .filter(|d| {
+                let s = |p: &str| d.pointer(p).and_then(Value::as_str).unwrap_or_default();
+                s("/apiVersion") == api_version
+                    && s("/kind") == kind
+                    && namespace.is_none_or(|n| s("/metadata/namespace") == n)
+                    && sel.matches_object(d)
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Matches live objects to desired children: by kro's node labels, else by identity. Objects
+/// that match no child are external objects, and are left out.
+fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Vec<ObservedChild> {
     let mut out = Vec::new();
     for doc in docs {
         let s = |p: &str| {
@@ -221,26 +323,16 @@ fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Result<Vec<Observ
                 .unwrap_or_default()
                 .to_string()
         };
-        let by_label = doc
-            .pointer(&format!(
-                "/metadata/labels/{}",
-                metadata::NODE_ID.replace('/', "~1")
-            ))
-            .and_then(Value::as_str);
-        let key = match by_label {
-            Some(id) => {
-                let index = doc
-                    .pointer(&format!(
-                        "/metadata/labels/{}",
-                        metadata::COLLECTION_INDEX.replace('/', "~1")
-                    ))
-                    .and_then(Value::as_str)
-                    .and_then(|i| i.parse().ok());
-                ChildKey {
-                    id: id.to_string(),
-                    index,
-                }
-            }
+        let label = |k: &str| {
+            doc.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let key = match label(metadata::NODE_ID) {
+            Some(id) => Some(ChildKey {
+                id,
+                index: label(metadata::COLLECTION_INDEX).and_then(|i| i.parse().ok()),
+            }),
             None => desired
                 .iter()
                 .find(|d| {
@@ -250,45 +342,51 @@ fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Result<Vec<Observ
                         && (s("/metadata/namespace").is_empty()
                             || d.namespace() == Some(&s("/metadata/namespace")))
                 })
-                .map(|d| d.key.clone())
-                .ok_or_else(|| Error::UnmatchedObserved {
-                    object: format!(
-                        "{} {}/{}",
-                        s("/kind"),
-                        s("/metadata/namespace"),
-                        s("/metadata/name")
-                    ),
-                })?,
+                .map(|d| d.key.clone()),
         };
-        out.push(ObservedChild {
-            key,
-            object: doc.clone(),
-        });
+        if let Some(key) = key {
+            out.push(ObservedChild {
+                key,
+                object: doc.clone(),
+            });
+        }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(out)
+    out
 }
 
-fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<render::Output, Error> {
-    let rgd = &loaded.rgd;
-    let limits = match &rgd.spec.plugin {
+struct Pass {
+    resolution: Resolution,
+    output: render::Output,
+}
+
+fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, Error> {
+    let graph = &loaded.graph;
+    let resolution = runtime::resolve(graph, &loaded.instance, observed, &Docs(&loaded.observed_docs));
+    if let Some((id, message)) = resolution.first_error() {
+        return Err(Error::Resolve {
+            resource: id.to_string(),
+            message: message.to_string(),
+        });
+    }
+    let limits = match &graph.plugin {
         Some(spec) => loaded.runtime.limits(spec.timeout_ms, spec.memory_mib)?,
         None => loaded.runtime.limits(None, None)?,
     };
-    let allowed = rgd
-        .spec
+    let allowed = graph
         .plugin
         .as_ref()
         .map(|p| p.allowed_kinds.as_slice())
         .unwrap_or_default();
+    let order = graph.topological_order();
     let input = render::Input {
-        graph: rgd.name(),
+        graph: &graph.name,
         revision: 1,
         instance: &loaded.instance,
         observed,
-        rendered: Vec::new(),
-        pending: Vec::new(),
-        node_order: &[],
+        rendered: resolution.rendered.clone(),
+        pending: resolution.pending.clone(),
+        node_order: &order,
         plugin: loaded.plugin.as_ref().map(|(plugin, config)| PluginStage {
             plugin,
             limits,
@@ -296,28 +394,19 @@ fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<render::Output, Er
             allowed_kinds: allowed,
         }),
         scopes: &loaded.scopes,
-        propagate_labels: rgd
-            .metadata
-            .annotations
-            .get(metadata::PROPAGATE_LABELS)
-            .map(String::as_str)
-            != Some("false"),
+        propagate_labels: graph.propagate_labels,
     };
-    Ok(render::desired(input)?)
+    let output = render::desired(input)?;
+    Ok(Pass { resolution, output })
 }
 
-fn derive(loaded: &Loaded, desired: &[DesiredChild], observed: &[ObservedChild]) -> Result<Value, Error> {
+fn derive(loaded: &Loaded, pass: &Pass, observed: &[ObservedChild]) -> Result<Value, Error> {
     let plugin_status = match &loaded.plugin {
         Some((plugin, config)) => {
-            let spec = loaded
-                .rgd
-                .spec
-                .plugin
-                .as_ref()
-                .expect("a loaded plugin has a spec");
+            let spec = loaded.graph.plugin.as_ref().expect("a loaded plugin has a spec");
             let limits = loaded.runtime.limits(spec.timeout_ms, spec.memory_mib)?;
             let input = CallInput {
-                graph: loaded.rgd.name(),
+                graph: &loaded.graph.name,
                 revision: 1,
                 config,
                 instance: &loaded.instance,
@@ -331,7 +420,7 @@ fn derive(loaded: &Loaded, desired: &[DesiredChild], observed: &[ObservedChild])
     };
     Ok(instance_with_status(
         &loaded.instance,
-        desired,
+        pass,
         observed,
         plugin_status.as_ref(),
     ))
@@ -340,24 +429,27 @@ fn derive(loaded: &Loaded, desired: &[DesiredChild], observed: &[ObservedChild])
 /// The instance with `status` as the controller would write it.
 fn instance_with_status(
     instance: &Value,
-    desired: &[DesiredChild],
+    pass: &Pass,
     observed: &[ObservedChild],
     plugin: Option<&StatusOutput>,
 ) -> Value {
+    let desired = &pass.output.desired;
     let missing: Vec<String> = desired
         .iter()
         .filter(|d| !observed.iter().any(|o| o.key == d.key))
         .map(|d| d.key.to_string())
         .collect();
     let resources = match plugin.map(|p| p.ready) {
-        Some(Readiness::Ready) if missing.is_empty() => Mark::all_ready(),
         Some(Readiness::NotReady) => {
             Mark::not_ready("NotReady", "plugin reports the resources are not ready")
         }
         _ if !missing.is_empty() => {
             Mark::not_ready("NotReady", format!("waiting for {} to exist", missing.join(", ")))
         }
-        _ => Mark::all_ready(),
+        _ => match pass.resolution.first_waiting() {
+            Some((id, why)) => Mark::not_ready("NotReady", format!("resource {id}: {why}")),
+            None => Mark::all_ready(),
+        },
     };
     let generation = instance
         .pointer("/metadata/generation")
@@ -375,7 +467,7 @@ fn instance_with_status(
         deleting: false,
     };
     let (conditions, state) = status::conditions(&outcome);
-    let mut fields = Map::new();
+    let mut fields: Map<String, Value> = pass.resolution.status.clone();
     if let Some(p) = plugin {
         status::deep_merge(&mut fields, p.status.clone());
     }
@@ -386,47 +478,52 @@ fn instance_with_status(
     out
 }
 
-/// Renders per the options and returns the text to print.
-///
-/// # Errors
-/// Any input, plugin or render error, naming the file and the field; with
-/// `check_determinism`, [`Error::Nondeterministic`] on the first difference.
-pub fn render(options: &Options) -> Result<String, Error> {
-    let loaded = load(options)?;
-    let first = run(&loaded, &[])?;
-    let observed = match_observed(&loaded.observed_docs, &first.desired)?;
-    let mut output = if observed.is_empty() {
-        first
-    } else {
-        run(&loaded, &observed)?
-    };
-    let mut documents: Vec<Value> = output
+fn documents(loaded: &Loaded, observed: &[ObservedChild], include_status: bool) -> Result<Vec<Value>, Error> {
+    let pass = run(loaded, observed)?;
+    let mut docs: Vec<Value> = pass
+        .output
         .desired
         .iter()
         .map(|d| Value::Object(d.object.clone()))
         .collect();
-    if options.include_status {
-        documents.push(derive(&loaded, &output.desired, &observed)?);
+    if include_status {
+        docs.push(derive(loaded, &pass, observed)?);
     }
+    Ok(docs)
+}
+
+/// Renders per the options and returns the text to print.
+///
+/// # Errors
+/// Any input, graph, plugin or render error, naming the file and the field; with
+/// `check_determinism`, [`Error::Nondeterministic`] on the first difference.
+pub fn render(options: &Options) -> Result<String, Error> {
+    let loaded = load(options)?;
+    // Each pass may render children the previous one could not (a dependency became visible),
+    // so match the simulated objects again until nothing new matches.
+    let mut observed = Vec::new();
+    for _ in 0..=loaded.graph.nodes.len() + 1 {
+        let pass = run(&loaded, &observed)?;
+        let next = match_observed(&loaded.observed_docs, &pass.output.desired);
+        if next == observed {
+            break;
+        }
+        observed = next;
+    }
+    let docs = documents(&loaded, &observed, options.include_status)?;
     if options.check_determinism {
-        let reference = serialize(&documents, Format::Json);
+        let reference = serialize(&docs, Format::Json);
         for run_no in 2..=DETERMINISM_RUNS {
-            output = run(&loaded, &observed)?;
-            let mut again: Vec<Value> = output
-                .desired
-                .iter()
-                .map(|d| Value::Object(d.object.clone()))
-                .collect();
-            if options.include_status {
-                again.push(derive(&loaded, &output.desired, &observed)?);
-            }
-            let text = serialize(&again, Format::Json);
-            if let Some(at) = reference
+            let text = serialize(
+                &documents(&loaded, &observed, options.include_status)?,
+                Format::Json,
+            );
+            let differs = reference
                 .bytes()
                 .zip(text.bytes())
                 .position(|(a, b)| a != b)
-                .or_else(|| (reference.len() != text.len()).then_some(reference.len().min(text.len())))
-            {
+                .or_else(|| (reference.len() != text.len()).then_some(reference.len().min(text.len())));
+            if let Some(at) = differs {
                 let snippet = |s: &str| {
                     s.get(at.saturating_sub(40)..(at + 40).min(s.len()))
                         .unwrap_or_default()
@@ -441,7 +538,7 @@ pub fn render(options: &Options) -> Result<String, Error> {
             }
         }
     }
-    Ok(serialize(&documents, options.format))
+    Ok(serialize(&docs, options.format))
 }
 
 fn serialize(documents: &[Value], format: Format) -> String {

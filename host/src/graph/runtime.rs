@@ -1,0 +1,536 @@
+//! Resolving one instance against its graph: walk the nodes in topological order, gate each
+//! on its dependencies and `includeWhen`, expand `forEach`, render templates, read external
+//! references, judge readiness (`readyWhen`), then project status fields softly (a field whose
+//! inputs are not available yet is left out). Pure: live objects come in as arguments.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::{Expr, Field, Graph, Node, NodeKind, Part, Step, path_string};
+use crate::{
+    cel::{EvalError, Scope, json_type},
+    child::{ChildKey, DesiredChild, ObservedChild, Readiness},
+};
+
+/// Reads external references (objects kroxide never writes).
+pub trait Externals {
+    /// The object `kind` `namespace/name`, if it exists.
+    fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value>;
+    /// The objects of `kind` in `namespace` (all namespaces when `None`) matching `selector`
+    /// (a Kubernetes label selector: `matchLabels`, `matchExpressions`).
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>, selector: &Value) -> Vec<Value>;
+}
+
+/// No external objects at all.
+#[derive(Debug, Default)]
+pub struct NoExternals;
+
+impl Externals for NoExternals {
+    fn get(&self, _: &str, _: &str, _: Option<&str>, _: &str) -> Option<Value> {
+        None
+    }
+    fn list(&self, _: &str, _: &str, _: Option<&str>, _: &Value) -> Vec<Value> {
+        Vec::new()
+    }
+}
+
+/// Where a node stands for this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeState {
+    /// Rendered, exists and ready.
+    Ready,
+    /// Rendered (or read), but not ready yet: the message says why.
+    NotReady(String),
+    /// Could not be rendered yet: an input is missing.
+    Pending(String),
+    /// Left out by `includeWhen` (or because a dependency was).
+    Skipped,
+    /// Rendering failed.
+    Error(String),
+}
+
+impl NodeState {
+    /// Whether dependents may proceed.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready)
+    }
+}
+
+/// An external object kroxide reads for a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalTarget {
+    /// The node.
+    pub id: String,
+    /// apiVersion.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (`None`: cluster-scoped or all namespaces).
+    pub namespace: Option<String>,
+    /// Name, for a single object.
+    pub name: Option<String>,
+    /// Label selector, for a list.
+    pub selector: Option<Value>,
+}
+
+/// The outcome of resolving one instance.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    /// Children rendered from templates (not yet namespaced or stamped).
+    pub rendered: Vec<DesiredChild>,
+    /// Template nodes not rendered yet, with why. Their children must not be pruned.
+    pub pending: Vec<(String, String)>,
+    /// Template nodes left out by `includeWhen`: their children are pruned.
+    pub skipped: Vec<String>,
+    /// Every node's state, in topological order.
+    pub states: Vec<(String, NodeState)>,
+    /// External objects read.
+    pub externals: Vec<ExternalTarget>,
+    /// Status fields from the graph's expressions.
+    pub status: Map<String, Value>,
+    /// Status fields that failed for a reason other than missing data.
+    pub status_errors: Vec<String>,
+}
+
+impl Resolution {
+    /// The first node in error, with its message.
+    pub fn first_error(&self) -> Option<(&str, &str)> {
+        self.states.iter().find_map(|(id, s)| match s {
+            NodeState::Error(m) => Some((id.as_str(), m.as_str())),
+            _ => None,
+        })
+    }
+
+    /// The first node that is not ready (pending or not ready), with why.
+    pub fn first_waiting(&self) -> Option<(&str, &str)> {
+        self.states.iter().find_map(|(id, s)| match s {
+            NodeState::NotReady(m) | NodeState::Pending(m) => Some((id.as_str(), m.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Whether every node is ready or skipped.
+    pub fn all_ready(&self) -> bool {
+        self.states
+            .iter()
+            .all(|(_, s)| matches!(s, NodeState::Ready | NodeState::Skipped))
+    }
+}
+
+/// Why a field could not be rendered.
+enum Failure {
+    Pending(String),
+    Error(String),
+}
+
+fn failure(at: &str, source: &str, e: EvalError) -> Failure {
+    let message = format!("field {at}: expression {source:?}: {e}");
+    if e.is_pending() {
+        Failure::Pending(message)
+    } else {
+        Failure::Error(message)
+    }
+}
+
+fn eval_expr(expr: &Expr, scope: &Scope, at: &str) -> Result<Value, Failure> {
+    match expr {
+        Expr::Standalone(p) => p.eval(scope).map_err(|e| failure(at, p.source(), e)),
+        Expr::Interpolated(parts) => {
+            let mut out = String::new();
+            for part in parts {
+                match part {
+                    Part::Text(t) => out.push_str(t),
+                    Part::Expr(p) => match p.eval(scope).map_err(|e| failure(at, p.source(), e))? {
+                        Value::String(s) => out.push_str(&s),
+                        other => {
+                            return Err(Failure::Error(format!(
+                                "field {at}: expression {:?} must return a string inside a string template, got {}",
+                                p.source(),
+                                json_type(&other)
+                            )));
+                        }
+                    },
+                }
+            }
+            Ok(Value::String(out))
+        }
+    }
+}
+
+fn set_at(object: &mut Value, path: &[Step], value: Value) {
+    let mut node = object;
+    for step in path {
+        node = match (step, node) {
+            (Step::Key(k), Value::Object(m)) => m.entry(k.clone()).or_insert(Value::Null),
+            (Step::Index(i), Value::Array(a)) if *i < a.len() => &mut a[*i],
+            _ => return,
+        };
+    }
+    *node = value;
+}
+
+fn render(object: &Value, fields: &[Field], scope: &Scope) -> Result<Value, Failure> {
+    let mut out = object.clone();
+    for field in fields {
+        let value = eval_expr(&field.expr, scope, &path_string(&field.path))?;
+        set_at(&mut out, &field.path, value);
+    }
+    Ok(out)
+}
+
+/// The instance as `schema` sees it: everything but `status`.
+fn schema_view(instance: &Value) -> Value {
+    let mut v = instance.clone();
+    if let Value::Object(m) = &mut v {
+        m.remove("status");
+    }
+    v
+}
+
+fn ready_when(node: &Node, scope: &mut Scope, object: &Value, each: bool) -> Result<bool, Failure> {
+    let var = if each { "each" } else { node.id.as_str() };
+    scope.set(var, object.clone());
+    let mut ready = true;
+    for program in &node.ready_when {
+        match program.eval_bool(scope) {
+            Ok(true) => {}
+            Ok(false) => ready = false,
+            Err(e) if e.is_pending() => ready = false,
+            Err(e) => {
+                if each {
+                    scope.remove("each");
+                }
+                return Err(Failure::Error(format!(
+                    "readyWhen expression {:?}: {e}",
+                    program.source()
+                )));
+            }
+        }
+    }
+    if each {
+        scope.remove("each");
+    }
+    Ok(ready)
+}
+
+/// The cartesian product of the dimensions' values, first dimension outermost.
+fn product(dims: &[(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
+    let mut combos: Vec<Vec<(String, Value)>> = vec![Vec::new()];
+    for (name, values) in dims {
+        combos = combos
+            .into_iter()
+            .flat_map(|combo| {
+                values.iter().map(move |v| {
+                    let mut c = combo.clone();
+                    c.push((name.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+/// Resolves `instance` against `graph`, given its live children and external objects.
+pub fn resolve(
+    graph: &Graph,
+    instance: &Value,
+    observed: &[ObservedChild],
+    externals: &dyn Externals,
+) -> Resolution {
+    let mut scope = Scope::new();
+    scope.set("schema", schema_view(instance));
+    let instance_ns = instance
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let mut res = Resolution::default();
+    let mut states: BTreeMap<String, NodeState> = BTreeMap::new();
+
+    for node in &graph.nodes {
+        let state = resolve_node(
+            graph,
+            node,
+            &mut scope,
+            &states,
+            observed,
+            externals,
+            instance_ns,
+            &mut res,
+        );
+        match &state {
+            NodeState::Pending(reason) if !node.is_external() => {
+                res.pending.push((node.id.clone(), reason.clone()))
+            }
+            NodeState::Skipped if !node.is_external() => res.skipped.push(node.id.clone()),
+            _ => {}
+        }
+        states.insert(node.id.clone(), state.clone());
+        res.states.push((node.id.clone(), state));
+    }
+
+    // Status: soft resolution, a field whose inputs are missing is left out.
+    for field in &graph.status {
+        let at = format!("status.{}", field.path.join("."));
+        match eval_expr(&field.expr, &scope, &at) {
+            Ok(value) => {
+                let mut node = &mut res.status;
+                for (i, key) in field.path.iter().enumerate() {
+                    if i + 1 == field.path.len() {
+                        node.insert(key.clone(), value.clone());
+                    } else {
+                        let entry = node
+                            .entry(key.clone())
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if !entry.is_object() {
+                            *entry = Value::Object(Map::new());
+                        }
+                        node = entry.as_object_mut().expect("just made an object");
+                    }
+                }
+            }
+            Err(Failure::Pending(_)) => {}
+            Err(Failure::Error(m)) => res.status_errors.push(m),
+        }
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments, reason = "the walk's state, threaded explicitly")]
+fn resolve_node(
+    graph: &Graph,
+    node: &Node,
+    scope: &mut Scope,
+    states: &BTreeMap<String, NodeState>,
+    observed: &[ObservedChild],
+    externals: &dyn Externals,
+    instance_ns: Option<&str>,
+    res: &mut Resolution,
+) -> NodeState {
+    // A skipped dependency skips its dependents.
+    if node
+        .dependencies
+        .iter()
+        .any(|d| states.get(d) == Some(&NodeState::Skipped))
+    {
+        return NodeState::Skipped;
+    }
+    let waiting = |deps: &mut dyn Iterator<Item = &String>| {
+        for d in deps {
+            if !states.get(d).is_some_and(NodeState::is_ready) {
+                return Some(NodeState::Pending(format!("waiting for {d} to be ready")));
+            }
+        }
+        None
+    };
+    // includeWhen runs as soon as the resources it reads are ready: a resource switched off is
+    // skipped (and pruned) even while its template's own inputs are pending.
+    for program in &node.include_when {
+        let mut reads = program
+            .references()
+            .variables
+            .keys()
+            .filter(|v| node.dependencies.contains(*v));
+        if let Some(pending) = waiting(&mut reads) {
+            return pending;
+        }
+        match program.eval_bool(scope) {
+            Ok(true) => {}
+            Ok(false) => return NodeState::Skipped,
+            Err(e) if e.is_pending() => {
+                return NodeState::Pending(format!(
+                    "includeWhen {:?} waiting for data: {e}",
+                    program.source()
+                ));
+            }
+            Err(e) => return NodeState::Error(format!("includeWhen expression {:?}: {e}", program.source())),
+        }
+    }
+    if let Some(pending) = waiting(&mut node.dependencies.iter()) {
+        return pending;
+    }
+    match node.kind {
+        NodeKind::External { selector } => {
+            resolve_external(node, selector, scope, externals, instance_ns, res)
+        }
+        NodeKind::Template if node.is_collection() => resolve_collection(graph, node, scope, observed, res),
+        NodeKind::Template => {
+            let object = match render(&node.object, &node.fields, scope) {
+                Ok(o) => o,
+                Err(Failure::Pending(m)) => return NodeState::Pending(m),
+                Err(Failure::Error(m)) => return NodeState::Error(m),
+            };
+            let Value::Object(map) = object else {
+                return NodeState::Error("template must be an object".to_string());
+            };
+            res.rendered.push(DesiredChild {
+                key: ChildKey::new(&node.id),
+                object: map,
+                ready: Readiness::Unknown,
+            });
+            match observed
+                .iter()
+                .find(|o| o.key.id == node.id && o.key.index.is_none())
+            {
+                None => NodeState::NotReady(format!("waiting for {} to be created", node.id)),
+                Some(live) => match ready_when(node, scope, &live.object, false) {
+                    Ok(true) => NodeState::Ready,
+                    Ok(false) => NodeState::NotReady(format!("waiting for {} to satisfy readyWhen", node.id)),
+                    Err(Failure::Error(m) | Failure::Pending(m)) => NodeState::Error(m),
+                },
+            }
+        }
+    }
+}
+
+fn resolve_collection(
+    graph: &Graph,
+    node: &Node,
+    scope: &mut Scope,
+    observed: &[ObservedChild],
+    res: &mut Resolution,
+) -> NodeState {
+    let mut dims = Vec::new();
+    for (name, program) in &node.for_each {
+        match program.eval(scope) {
+            Ok(Value::Array(items)) => dims.push((name.clone(), items)),
+            Ok(other) => {
+                return NodeState::Error(format!(
+                    "forEach dimension {name:?} must evaluate to a list, got {}",
+                    json_type(&other)
+                ));
+            }
+            Err(e) if e.is_pending() => {
+                return NodeState::Pending(format!("forEach dimension {name:?} waiting for data: {e}"));
+            }
+            Err(e) => return NodeState::Error(format!("forEach dimension {name:?}: {e}")),
+        }
+    }
+    let size: usize = dims.iter().map(|(_, v)| v.len()).product();
+    if size > graph.limits.max_collection_size {
+        return NodeState::Error(format!(
+            "collection of {size} items exceeds the maximum collection size of {}",
+            graph.limits.max_collection_size
+        ));
+    }
+    let mut rendered = Vec::with_capacity(size);
+    for (index, combo) in product(&dims).into_iter().enumerate() {
+        for (name, value) in &combo {
+            scope.set(name, value.clone());
+        }
+        let result = render(&node.object, &node.fields, scope);
+        for (name, _) in &combo {
+            scope.remove(name);
+        }
+        match result {
+            Ok(Value::Object(map)) => rendered.push(DesiredChild {
+                key: ChildKey::item(&node.id, u32::try_from(index).unwrap_or(u32::MAX)),
+                object: map,
+                ready: Readiness::Unknown,
+            }),
+            Ok(_) => return NodeState::Error("template must be an object".to_string()),
+            Err(Failure::Pending(m)) => return NodeState::Pending(m),
+            Err(Failure::Error(m)) => return NodeState::Error(m),
+        }
+    }
+    let wanted = rendered.len();
+    res.rendered.extend(rendered);
+    let mut live: Vec<&ObservedChild> = observed
+        .iter()
+        .filter(|o| o.key.id == node.id && o.key.index.is_some())
+        .collect();
+    live.sort_by_key(|o| o.key.index);
+    let items: Vec<Value> = live.iter().map(|o| o.object.clone()).collect();
+    scope.set(&node.id, Value::Array(items.clone()));
+    if live.len() < wanted {
+        return NodeState::NotReady(format!(
+            "waiting for {} of {} items of {} to be created",
+            wanted - live.len(),
+            wanted,
+            node.id
+        ));
+    }
+    for item in &items {
+        match ready_when(node, scope, item, true) {
+            Ok(true) => {}
+            Ok(false) => {
+                return NodeState::NotReady(format!(
+                    "waiting for every item of {} to satisfy readyWhen",
+                    node.id
+                ));
+            }
+            Err(Failure::Error(m) | Failure::Pending(m)) => return NodeState::Error(m),
+        }
+    }
+    NodeState::Ready
+}
+
+fn resolve_external(
+    node: &Node,
+    selector: bool,
+    scope: &mut Scope,
+    externals: &dyn Externals,
+    instance_ns: Option<&str>,
+    res: &mut Resolution,
+) -> NodeState {
+    let reference = match render(&node.object, &node.fields, scope) {
+        Ok(o) => o,
+        Err(Failure::Pending(m)) => return NodeState::Pending(m),
+        Err(Failure::Error(m)) => return NodeState::Error(m),
+    };
+    let s = |p: &str| {
+        reference
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (api_version, kind) = (s("/apiVersion"), s("/kind"));
+    let explicit_ns = reference
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    if selector {
+        // An empty namespace means every namespace.
+        let sel = reference
+            .pointer("/metadata/selector")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let items = externals.list(&api_version, &kind, explicit_ns, &sel);
+        res.externals.push(ExternalTarget {
+            id: node.id.clone(),
+            api_version,
+            kind,
+            namespace: explicit_ns.map(str::to_string),
+            name: None,
+            selector: Some(sel),
+        });
+        scope.set(&node.id, Value::Array(items));
+        return NodeState::Ready;
+    }
+    let namespace = explicit_ns.or(instance_ns);
+    let name = s("/metadata/name");
+    res.externals.push(ExternalTarget {
+        id: node.id.clone(),
+        api_version: api_version.clone(),
+        kind: kind.clone(),
+        namespace: namespace.map(str::to_string),
+        name: Some(name.clone()),
+        selector: None,
+    });
+    match externals.get(&api_version, &kind, namespace, &name) {
+        None => NodeState::Pending(format!(
+            "waiting for external reference {kind} {}{name} to exist",
+            namespace.map(|n| format!("{n}/")).unwrap_or_default()
+        )),
+        Some(object) => match ready_when(node, scope, &object, false) {
+            Ok(true) => NodeState::Ready,
+            Ok(false) => NodeState::NotReady(format!(
+                "waiting for external reference {} to satisfy readyWhen",
+                node.id
+            )),
+            Err(Failure::Error(m) | Failure::Pending(m)) => NodeState::Error(m),
+        },
+    }
+}
