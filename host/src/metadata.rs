@@ -78,6 +78,8 @@ pub struct InstanceIdentity {
     pub uid: String,
     /// The instance's own labels.
     pub labels: BTreeMap<String, String>,
+    /// The ApplySet id, computed once.
+    applyset: String,
 }
 
 impl InstanceIdentity {
@@ -102,32 +104,30 @@ impl InstanceIdentity {
                     .collect()
             })
             .unwrap_or_default();
+        let name = s("/metadata/name");
+        let kind = s("/kind");
+        let namespace = (!namespace.is_empty()).then_some(namespace);
+        let key = format!("{name}.{}.{kind}.{group}", namespace.as_deref().unwrap_or(""));
+        let applyset = format!(
+            "applyset-{}-v1",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
+        );
         Self {
             group: group.to_string(),
             version: version.to_string(),
-            kind: s("/kind"),
-            name: s("/metadata/name"),
-            namespace: (!namespace.is_empty()).then_some(namespace),
+            kind,
+            name,
+            namespace,
             uid: s("/metadata/uid"),
             labels,
+            applyset,
         }
     }
 
     /// The instance's ApplySet id, as KEP-3659 defines it:
     /// `applyset-<base64url(sha256(<name>.<namespace>.<kind>.<group>))>-v1`.
-    pub fn applyset_id(&self) -> String {
-        let key = format!(
-            "{}.{}.{}.{}",
-            self.name,
-            self.namespace.as_deref().unwrap_or(""),
-            self.kind,
-            self.group
-        );
-        let hash = Sha256::digest(key.as_bytes());
-        format!(
-            "applyset-{}-v1",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash)
-        )
+    pub fn applyset_id(&self) -> &str {
+        &self.applyset
     }
 
     /// The labels kroxide puts on every child of this instance from node `node_id`.
@@ -142,7 +142,7 @@ impl InstanceIdentity {
             (INSTANCE_KIND.to_string(), self.kind.clone()),
             (MANAGED_BY.to_string(), "kro".to_string()),
             (NODE_ID.to_string(), node_id.to_string()),
-            (APPLYSET_PART_OF.to_string(), self.applyset_id()),
+            (APPLYSET_PART_OF.to_string(), self.applyset.clone()),
         ]);
         if let Some(ns) = &self.namespace {
             labels.insert(INSTANCE_NAMESPACE.to_string(), ns.clone());
@@ -235,7 +235,8 @@ mod tests {
     #[test]
     fn the_applyset_id_follows_kep_3659() {
         // sha256("shop.prod.WebApp.kro.run"), base64url without padding.
-        let id = identity().applyset_id();
+        let identity = identity();
+        let id = identity.applyset_id();
         assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
         assert_eq!(id.len(), "applyset-".len() + 43 + "-v1".len());
     }

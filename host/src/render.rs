@@ -181,11 +181,12 @@ pub fn desired(mut input: Input<'_>) -> Result<Output, Error> {
     let identity = InstanceIdentity::from_object(input.instance);
     let template_ids: Vec<String> = input.rendered.iter().map(|c| c.key.id.clone()).collect();
     let mut rendered = std::mem::take(&mut input.rendered);
-    finish(&mut rendered, &identity, &input)?;
 
     let (mut desired, events, requeue_after) = match input.plugin {
         None => (rendered, Vec::new(), None),
         Some(stage) => {
+            // The plugin receives the template children as they will be applied.
+            finish(&mut rendered, &identity, &input)?;
             let call = CallInput {
                 graph: input.graph,
                 revision: input.revision,

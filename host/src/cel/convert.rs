@@ -6,6 +6,10 @@ use std::{collections::HashMap, sync::Arc};
 use base64::Engine as _;
 use cel::{
     Value,
+    common::{
+        types::{CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt},
+        value::Val,
+    },
     objects::{Key, Map},
 };
 use serde_json::Value as Json;
@@ -32,6 +36,31 @@ pub fn to_cel(json: &Json) -> Value {
             Value::Map(Map {
                 map: Arc::new(entries),
             })
+        }
+    }
+}
+
+/// Converts JSON straight to the interpreter's value objects, skipping the intermediate
+/// [`Value`] (one allocation per node instead of two). Same mapping as [`to_cel`].
+pub fn to_val(json: &Json) -> Box<dyn Val> {
+    match json {
+        Json::Null => Box::new(CelNull),
+        Json::Bool(b) => Box::new(CelBool::from(*b)),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Box::new(CelInt::from(i)),
+            None => match n.as_u64() {
+                Some(u) => Box::new(CelUInt::from(u)),
+                None => Box::new(CelDouble::from(n.as_f64().unwrap_or_default())),
+            },
+        },
+        Json::String(s) => Box::new(CelString::from(s.clone())),
+        Json::Array(items) => Box::new(CelList::from(items.iter().map(to_val).collect::<Vec<_>>())),
+        Json::Object(map) => {
+            let entries: HashMap<CelMapKey, Box<dyn Val>> = map
+                .iter()
+                .map(|(k, v)| (CelMapKey::from(k.clone()), to_val(v)))
+                .collect();
+            Box::new(CelMap::from(entries))
         }
     }
 }

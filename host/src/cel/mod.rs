@@ -19,7 +19,11 @@ use std::{
 
 use cel::{
     Context, Env, ExecutionError, Value,
-    common::ast::{ComprehensionExpr, Expr, IdedExpr, ListExpr, LiteralValue},
+    common::{
+        ast::{ComprehensionExpr, Expr, IdedExpr, ListExpr, LiteralValue},
+        value::{CowVal, Val},
+    },
+    context::VariableResolver,
     parser::Macro,
 };
 use serde_json::Value as Json;
@@ -476,12 +480,19 @@ pub struct Program {
     references: References,
 }
 
-/// The variables an evaluation sees, as JSON and as CEL values (converted once).
-#[derive(Debug, Clone, Default)]
+/// The variables an evaluation sees, as JSON and as CEL values. Each value is converted once,
+/// when bound, and lent to every evaluation by reference (no per-evaluation copy).
+#[derive(Debug, Default)]
 pub struct Scope {
     json: HashMap<String, Json>,
-    values: HashMap<String, Value>,
+    values: HashMap<String, Box<dyn Val>>,
     largest: u64,
+}
+
+impl VariableResolver for Scope {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        self.values.get(variable).map(|v| CowVal::Borrowed(v.as_ref()))
+    }
 }
 
 impl Scope {
@@ -493,7 +504,7 @@ impl Scope {
     /// Binds `name` to `value`, replacing any previous binding.
     pub fn set(&mut self, name: &str, value: Json) {
         self.largest = self.largest.max(inspect::max_size(&value));
-        self.values.insert(name.to_string(), convert::to_cel(&value));
+        self.values.insert(name.to_string(), convert::to_val(&value));
         self.json.insert(name.to_string(), value);
     }
 
@@ -552,11 +563,7 @@ impl Program {
             return Err(EvalError::Budget { cost });
         }
         let mut ctx = Context::with_env(engine().env.clone());
-        for name in self.references.variables.keys() {
-            if let Some(v) = scope.values.get(name) {
-                ctx.add_variable_from_value(name.clone(), v.clone());
-            }
-        }
+        ctx.set_variable_resolver(scope);
         let value = Value::resolve(&self.ast, &ctx)?;
         convert::to_json(&value).map_err(EvalError::NotJson)
     }
