@@ -1,0 +1,528 @@
+//! Built-in defaulting as the real API server applies it on every write: pod template fields,
+//! workload strategies, Service ports and cluster IPs, and quantities in canonical form. Without
+//! it a client comparing what it sent with what it reads back would never see what a real
+//! cluster returns.
+
+use kroxide_schema::quantity::Quantity;
+use serde_json::{Map, Value, json};
+
+/// Server-assigned values that need state: cluster IPs and node ports.
+#[derive(Debug, Clone)]
+pub struct Allocator {
+    next_ip: u32,
+    next_node_port: u16,
+}
+
+impl Default for Allocator {
+    fn default() -> Self {
+        Self {
+            next_ip: 1,
+            next_node_port: 30000,
+        }
+    }
+}
+
+impl Allocator {
+    /// The next free address in 10.96.0.0/12.
+    pub fn cluster_ip(&mut self) -> String {
+        let n = self.next_ip;
+        self.next_ip += 1;
+        format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff)
+    }
+
+    /// The next node port in 30000-32767.
+    pub fn node_port(&mut self) -> u16 {
+        let p = self.next_node_port;
+        self.next_node_port = if p >= 32767 { 30000 } else { p + 1 };
+        p
+    }
+}
+
+fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
+    if map.get(key).is_none_or(Value::is_null) {
+        map.insert(key.to_string(), value);
+    }
+}
+
+fn obj<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
+    v.get_mut(key).and_then(Value::as_object_mut)
+}
+
+/// Applies the defaults of `kind` to `object` in place. Idempotent.
+pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
+    match kind {
+        "Pod" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "enableServiceLinks", json!(true));
+                pod_spec(spec, true);
+            }
+        }
+        "Deployment" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(spec, "progressDeadlineSeconds", json!(600));
+                let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
+                if let Some(s) = strategy.as_object_mut() {
+                    set_default(s, "type", json!("RollingUpdate"));
+                    if s.get("type") == Some(&json!("RollingUpdate")) {
+                        let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
+                        if let Some(ru) = ru.as_object_mut() {
+                            set_default(ru, "maxUnavailable", json!("25%"));
+                            set_default(ru, "maxSurge", json!("25%"));
+                        }
+                    }
+                }
+                template(spec, true);
+            }
+        }
+        "StatefulSet" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "replicas", json!(1));
+                set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
+                set_default(
+                    spec,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+                );
+                if let Some(claims) = spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
+                    for c in claims.iter_mut().filter_map(Value::as_object_mut) {
+                        set_default(c, "apiVersion", json!("v1"));
+                        set_default(c, "kind", json!("PersistentVolumeClaim"));
+                        if let Some(s) = c.get_mut("spec").and_then(Value::as_object_mut) {
+                            set_default(s, "volumeMode", json!("Filesystem"));
+                        }
+                        set_default(c, "status", json!({"phase": "Pending"}));
+                    }
+                }
+                template(spec, true);
+            }
+        }
+        "DaemonSet" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "revisionHistoryLimit", json!(10));
+                set_default(
+                    spec,
+                    "updateStrategy",
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                );
+                template(spec, true);
+            }
+        }
+        "ReplicaSet" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "replicas", json!(1));
+                template(spec, true);
+            }
+        }
+        "Job" => {
+            if let Some(spec) = obj(object, "spec") {
+                job_spec(spec);
+            }
+        }
+        "CronJob" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "concurrencyPolicy", json!("Allow"));
+                set_default(spec, "suspend", json!(false));
+                set_default(spec, "successfulJobsHistoryLimit", json!(3));
+                set_default(spec, "failedJobsHistoryLimit", json!(1));
+                if let Some(js) = spec
+                    .get_mut("jobTemplate")
+                    .and_then(|t| t.get_mut("spec"))
+                    .and_then(Value::as_object_mut)
+                {
+                    job_spec(js);
+                }
+            }
+        }
+        "Service" => service(object, alloc),
+        "Secret" => {
+            if let Some(m) = object.as_object_mut() {
+                set_default(m, "type", json!("Opaque"));
+            }
+        }
+        "Namespace" => {
+            let name = object.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            if let Some(m) = object.as_object_mut() {
+                let spec = m.entry("spec").or_insert_with(|| json!({}));
+                if let Some(s) = spec.as_object_mut() {
+                    set_default(s, "finalizers", json!(["kubernetes"]));
+                }
+                let status = m.entry("status").or_insert_with(|| json!({}));
+                if let Some(s) = status.as_object_mut() {
+                    set_default(s, "phase", json!("Active"));
+                }
+            }
+            if let Some(meta) = obj(object, "metadata") {
+                let labels = meta.entry("labels").or_insert_with(|| json!({}));
+                if let Some(l) = labels.as_object_mut() {
+                    l.insert("kubernetes.io/metadata.name".into(), name);
+                }
+            }
+        }
+        "PersistentVolumeClaim" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "volumeMode", json!("Filesystem"));
+            }
+            if let Some(m) = object.as_object_mut() {
+                set_default(m, "status", json!({"phase": "Pending"}));
+            }
+        }
+        "HorizontalPodAutoscaler" => {
+            if let Some(spec) = obj(object, "spec") {
+                set_default(spec, "minReplicas", json!(1));
+                if spec
+                    .get("metrics")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty)
+                {
+                    spec.insert(
+                        "metrics".into(),
+                        json!([{"type": "Resource", "resource": {"name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                    );
+                }
+            }
+        }
+        "NetworkPolicy" => {
+            if let Some(spec) = obj(object, "spec") {
+                if spec.get("policyTypes").is_none() {
+                    let mut types = vec![json!("Ingress")];
+                    if spec.get("egress").is_some() {
+                        types.push(json!("Egress"));
+                    }
+                    spec.insert("policyTypes".into(), Value::Array(types));
+                }
+                for dir in ["ingress", "egress"] {
+                    for rule in spec
+                        .get_mut(dir)
+                        .and_then(Value::as_array_mut)
+                        .into_iter()
+                        .flatten()
+                    {
+                        for p in rule
+                            .get_mut("ports")
+                            .and_then(Value::as_array_mut)
+                            .into_iter()
+                            .flatten()
+                        {
+                            if let Some(p) = p.as_object_mut() {
+                                set_default(p, "protocol", json!("TCP"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    canonical_quantities(object);
+}
+
+fn job_spec(spec: &mut Map<String, Value>) {
+    if spec.get("completions").is_none() && spec.get("parallelism").is_none() {
+        spec.insert("completions".into(), json!(1));
+    }
+    set_default(spec, "parallelism", json!(1));
+    set_default(spec, "backoffLimit", json!(6));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    // Jobs keep restartPolicy as written: validation requires OnFailure or Never.
+    template(spec, false);
+}
+
+/// Job selector and labels derived from the Job's uid, set once at creation.
+pub fn job_identity(object: &mut Value) {
+    let uid = object.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+    let name = object.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+    let Some(spec) = obj(object, "spec") else { return };
+    if spec.get("manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    set_default(
+        spec,
+        "selector",
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}),
+    );
+    let labels = spec
+        .entry("template")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+        .map(|t| t.entry("metadata").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut)
+        .map(|m| m.entry("labels").or_insert_with(|| json!({})));
+    if let Some(Value::Object(l)) = labels {
+        for (k, v) in [
+            ("batch.kubernetes.io/controller-uid", &uid),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("job-name", &name),
+        ] {
+            set_default(l, k, v.clone());
+        }
+    }
+}
+
+fn template(spec: &mut Map<String, Value>, restart_always: bool) {
+    let Some(t) = spec.get_mut("template").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let meta = t.entry("metadata").or_insert_with(|| json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        set_default(m, "creationTimestamp", Value::Null);
+    }
+    if let Some(ps) = t.get_mut("spec").and_then(Value::as_object_mut) {
+        pod_spec(ps, restart_always);
+    }
+}
+
+fn pod_spec(spec: &mut Map<String, Value>, restart_always: bool) {
+    if restart_always {
+        set_default(spec, "restartPolicy", json!("Always"));
+    }
+    set_default(spec, "terminationGracePeriodSeconds", json!(30));
+    set_default(spec, "dnsPolicy", json!("ClusterFirst"));
+    set_default(spec, "securityContext", json!({}));
+    set_default(spec, "schedulerName", json!("default-scheduler"));
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(c) = c.as_object_mut() {
+                container(c);
+            }
+        }
+    }
+    for v in spec
+        .get_mut("volumes")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        for source in ["configMap", "secret"] {
+            if let Some(s) = v.get_mut(source).and_then(Value::as_object_mut) {
+                set_default(s, "defaultMode", json!(420));
+            }
+        }
+    }
+}
+
+fn image_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.rsplit_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+fn container(c: &mut Map<String, Value>) {
+    set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
+    set_default(c, "terminationMessagePolicy", json!("File"));
+    let policy = c
+        .get("image")
+        .and_then(Value::as_str)
+        .map(image_pull_policy)
+        .unwrap_or("Always");
+    set_default(c, "imagePullPolicy", json!(policy));
+    set_default(c, "resources", json!({}));
+    for p in c
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(p) = p.as_object_mut() {
+            set_default(p, "protocol", json!("TCP"));
+        }
+    }
+    for e in c
+        .get_mut("env")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(f) = e
+            .pointer_mut("/valueFrom/fieldRef")
+            .and_then(Value::as_object_mut)
+        {
+            set_default(f, "apiVersion", json!("v1"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).and_then(Value::as_object_mut) {
+            set_default(p, "timeoutSeconds", json!(1));
+            set_default(p, "periodSeconds", json!(10));
+            set_default(p, "successThreshold", json!(1));
+            set_default(p, "failureThreshold", json!(3));
+            if let Some(h) = p.get_mut("httpGet").and_then(Value::as_object_mut) {
+                set_default(h, "scheme", json!("HTTP"));
+            }
+        }
+    }
+}
+
+fn service(object: &mut Value, alloc: &mut Allocator) {
+    let Some(spec) = obj(object, "spec") else { return };
+    set_default(spec, "type", json!("ClusterIP"));
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if ty == "ExternalName" {
+        return;
+    }
+    set_default(spec, "sessionAffinity", json!("None"));
+    let node_ports = ty == "NodePort" || ty == "LoadBalancer";
+    for p in spec
+        .get_mut("ports")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(p) = p.as_object_mut() {
+            set_default(p, "protocol", json!("TCP"));
+            if let Some(port) = p.get("port").cloned() {
+                set_default(p, "targetPort", port);
+            }
+            if node_ports && p.get("nodePort").is_none() {
+                p.insert("nodePort".into(), json!(alloc.node_port()));
+            }
+        }
+    }
+    if spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        let ip = alloc.cluster_ip();
+        spec.insert("clusterIP".into(), json!(ip));
+    }
+    let ip = spec["clusterIP"].clone();
+    set_default(spec, "clusterIPs", json!([ip]));
+    set_default(spec, "ipFamilies", json!(["IPv4"]));
+    set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
+    set_default(spec, "internalTrafficPolicy", json!("Cluster"));
+    if node_ports {
+        set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if ty == "LoadBalancer" {
+        set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
+    }
+}
+
+/// Rewrites quantities under `resources.requests|limits`, `hard`, `capacity` and `sizeLimit`
+/// in canonical form (`1000m` → `"1"`, `0.5` → `"500m"`, `1024Mi` → `"1Gi"`). Values that do
+/// not parse are left for validation to reject.
+pub fn canonical_quantities(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                let q = matches!(
+                    k.as_str(),
+                    "requests" | "limits" | "hard" | "capacity" | "allocatable"
+                );
+                if k == "sizeLimit" {
+                    canonical_one(child);
+                } else if q {
+                    if let Value::Object(m) = child {
+                        for (_, qv) in m.iter_mut() {
+                            canonical_one(qv);
+                        }
+                    }
+                } else {
+                    canonical_quantities(child);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                canonical_quantities(i);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn canonical_one(v: &mut Value) {
+    let text = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return,
+    };
+    if let Ok(q) = text.parse::<Quantity>() {
+        *v = Value::String(q.canonical());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deployment_gets_the_real_servers_defaults() {
+        let mut d = json!({"spec": {"selector": {}, "template": {"spec": {"containers": [
+            {"name": "app", "image": "nginx:1.27", "ports": [{"containerPort": 80}],
+             "resources": {"requests": {"cpu": "1000m", "memory": "1024Mi"}, "limits": {"cpu": 0.5}}}]}}}});
+        apply("Deployment", &mut d, &mut Allocator::default());
+        let s = &d["spec"];
+        assert_eq!(s["replicas"], 1);
+        assert_eq!(
+            s["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+        );
+        assert_eq!(s["revisionHistoryLimit"], 10);
+        assert_eq!(s["progressDeadlineSeconds"], 600);
+        let c = &s["template"]["spec"]["containers"][0];
+        assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+        assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+        assert_eq!(c["ports"][0]["protocol"], "TCP");
+        assert_eq!(c["resources"]["requests"], json!({"cpu": "1", "memory": "1Gi"}));
+        assert_eq!(c["resources"]["limits"], json!({"cpu": "500m"}));
+        assert_eq!(s["template"]["metadata"]["creationTimestamp"], Value::Null);
+        assert_eq!(s["template"]["spec"]["restartPolicy"], "Always");
+        let again = d.clone();
+        apply("Deployment", &mut d, &mut Allocator::default());
+        assert_eq!(d, again, "defaulting is idempotent");
+    }
+
+    #[test]
+    fn latest_or_untagged_images_are_always_pulled() {
+        assert_eq!(image_pull_policy("nginx"), "Always");
+        assert_eq!(image_pull_policy("nginx:latest"), "Always");
+        assert_eq!(image_pull_policy("registry:5000/nginx"), "Always");
+        assert_eq!(image_pull_policy("registry:5000/nginx:1.2"), "IfNotPresent");
+        assert_eq!(image_pull_policy("nginx@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn a_service_gets_target_ports_and_a_cluster_ip() {
+        let mut s = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
+        apply("Service", &mut s, &mut Allocator::default());
+        let p = &s["spec"]["ports"][0];
+        assert_eq!(
+            (
+                p["protocol"].clone(),
+                p["targetPort"].clone(),
+                p["nodePort"].clone()
+            ),
+            (json!("TCP"), json!(80), json!(30000))
+        );
+        assert_eq!(s["spec"]["clusterIP"], "10.96.0.1");
+        assert_eq!(s["spec"]["clusterIPs"], json!(["10.96.0.1"]));
+        assert_eq!(s["spec"]["externalTrafficPolicy"], "Cluster");
+    }
+}

@@ -1,0 +1,401 @@
+//! Field ownership (`metadata.managedFields`) and server-side apply: merging an applied
+//! configuration, removing fields a manager stopped applying, conflicts with other managers,
+//! and ownership moving to whoever changes a field with an ordinary update.
+
+use serde_json::{Value, json};
+
+use crate::{
+    fields::{self, FieldSet, Path, Scope},
+    shape::Shape,
+};
+
+/// One `managedFields` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Field manager name.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// apiVersion the manager wrote with.
+    pub api_version: String,
+    /// RFC 3339 time of the last change of this entry's set.
+    pub time: String,
+    /// `""` for the main resource, else e.g. `status`.
+    pub subresource: String,
+    /// Owned fields.
+    pub set: FieldSet,
+}
+
+impl Entry {
+    fn same_manager(&self, manager: &str, operation: &str, subresource: &str) -> bool {
+        self.manager == manager && self.operation == operation && self.subresource == subresource
+    }
+
+    /// How conflicts name this manager: `"kubectl"`, `"kube-controller-manager" using apps/v1`.
+    pub fn shown(&self) -> String {
+        let mut s = format!("\"{}\"", self.manager);
+        if !self.subresource.is_empty() {
+            s.push_str(&format!(" with subresource \"{}\"", self.subresource));
+        }
+        if self.operation == "Update" {
+            s.push_str(&format!(" using {}", self.api_version));
+        }
+        s
+    }
+}
+
+/// Reads `metadata.managedFields`.
+pub fn read(object: &Value) -> Vec<Entry> {
+    let Some(entries) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            Some(Entry {
+                manager: e.get("manager")?.as_str()?.to_string(),
+                operation: e
+                    .get("operation")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Update")
+                    .to_string(),
+                api_version: e
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                time: e
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                subresource: e
+                    .get("subresource")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                set: e
+                    .get("fieldsV1")
+                    .map(FieldSet::from_fields_v1)
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Writes `entries` (those with an empty set are dropped) to `metadata.managedFields`.
+pub fn write(object: &mut Value, entries: &[Entry]) {
+    let list: Vec<Value> = entries
+        .iter()
+        .filter(|e| !e.set.is_empty())
+        .map(|e| {
+            let mut v = json!({
+                "manager": e.manager,
+                "operation": e.operation,
+                "apiVersion": e.api_version,
+                "time": e.time,
+                "fieldsType": "FieldsV1",
+                "fieldsV1": e.set.to_fields_v1(),
+            });
+            if !e.subresource.is_empty() {
+                v["subresource"] = json!(e.subresource);
+            }
+            v
+        })
+        .collect();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if list.is_empty() {
+            meta.remove("managedFields");
+        } else {
+            meta.insert("managedFields".into(), Value::Array(list));
+        }
+    }
+}
+
+/// Who is writing, and to which part of the object.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer<'a> {
+    /// Field manager.
+    pub manager: &'a str,
+    /// apiVersion of the request.
+    pub api_version: &'a str,
+    /// `""` or `status` / `scale`.
+    pub subresource: &'a str,
+    /// The part of the object this write may change.
+    pub scope: Scope,
+    /// Merge semantics of the type.
+    pub shape: Shape<'a>,
+    /// Current time, RFC 3339.
+    pub now: &'a str,
+}
+
+fn upsert(entries: &mut Vec<Entry>, w: &Writer<'_>, operation: &str, set: FieldSet, touched: bool) {
+    match entries
+        .iter_mut()
+        .find(|e| e.same_manager(w.manager, operation, w.subresource))
+    {
+        Some(e) => {
+            if e.set != set || touched {
+                e.time = w.now.to_string();
+            }
+            e.set = set;
+            e.api_version = w.api_version.to_string();
+        }
+        None if !set.is_empty() => entries.push(Entry {
+            manager: w.manager.to_string(),
+            operation: operation.to_string(),
+            api_version: w.api_version.to_string(),
+            time: w.now.to_string(),
+            subresource: w.subresource.to_string(),
+            set,
+        }),
+        None => {}
+    }
+    entries.retain(|e| !e.set.is_empty());
+}
+
+/// Records an ordinary write (create, update, patch): the writer takes every field it changed,
+/// from every other manager; removed fields leave every set.
+pub fn track_update(entries: &mut Vec<Entry>, old: Option<&Value>, new: &Value, w: &Writer<'_>) {
+    let (changed, removed) = match old {
+        Some(old) => FieldSet::diff(old, new, &w.shape, w.scope),
+        None => (FieldSet::of(new, &w.shape, w.scope), FieldSet::default()),
+    };
+    if changed.is_empty() && removed.is_empty() {
+        return;
+    }
+    for e in entries.iter_mut() {
+        if !e.same_manager(w.manager, "Update", w.subresource) {
+            e.set.remove_all(&changed);
+        }
+        e.set.remove_all(&removed);
+    }
+    let mut own = entries
+        .iter()
+        .find(|e| e.same_manager(w.manager, "Update", w.subresource))
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
+    own.extend(&changed);
+    own.remove_all(&removed);
+    upsert(entries, w, "Update", own, !changed.is_empty());
+}
+
+/// A failed apply: the conflicting fields, with who owns them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflicts(pub Vec<(String, String)>);
+
+/// Server-side apply of `applied` (already limited to the writer's scope) onto `live` (an
+/// empty object when creating). `normalize` applies defaults so that comparisons see what
+/// will be stored. Returns the new object; `entries` is updated.
+///
+/// # Errors
+/// [`Conflicts`] when, without `force`, the apply would change a field another manager owns.
+pub fn apply(
+    entries: &mut Vec<Entry>,
+    live: &Value,
+    applied: &Value,
+    force: bool,
+    w: &Writer<'_>,
+    normalize: impl FnOnce(&mut Value),
+) -> Result<Value, Conflicts> {
+    let mut merged = fields::merge_applied(live, applied, &w.shape);
+    let new_set = FieldSet::of(applied, &w.shape, w.scope);
+    let previous = entries
+        .iter()
+        .find(|e| e.same_manager(w.manager, "Apply", w.subresource))
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
+    let others: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| !e.same_manager(w.manager, "Apply", w.subresource))
+        .collect();
+    // Fields this manager stopped applying go, unless someone else still owns them.
+    let mut dropped: Vec<&Path> = previous.0.iter().filter(|p| !new_set.owns_within(p)).collect();
+    // Remove deeper paths first so that removing an item does not hide its fields.
+    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in dropped {
+        if !others.iter().any(|e| e.set.owns_within(p)) {
+            fields::remove_at(&mut merged, p, &w.shape);
+        }
+    }
+    normalize(&mut merged);
+    let (changed, _removed) = FieldSet::diff(live, &merged, &w.shape, w.scope);
+    let mut conflicts = Vec::new();
+    for e in &others {
+        for p in e.set.intersection(&changed).0 {
+            conflicts.push((e.shown(), fields::display(&p)));
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(Conflicts(conflicts));
+    }
+    for e in entries.iter_mut() {
+        if !e.same_manager(w.manager, "Apply", w.subresource) {
+            e.set.remove_all(&changed);
+        }
+    }
+    upsert(entries, w, "Apply", new_set, false);
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer<'a>(manager: &'a str) -> Writer<'a> {
+        Writer {
+            manager,
+            api_version: "v1",
+            subresource: "",
+            scope: Scope::Main { status_apart: false },
+            shape: Shape::Builtin("ConfigMap"),
+            now: "2026-11-25T00:00:00Z",
+        }
+    }
+
+    fn cm(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data})
+    }
+
+    #[test]
+    fn a_manager_that_stops_applying_a_field_removes_it() {
+        let mut entries = Vec::new();
+        let live = json!({});
+        let first = apply(
+            &mut entries,
+            &live,
+            &cm(json!({"a": "1", "b": "2"})),
+            false,
+            &writer("alice"),
+            |_| {},
+        )
+        .unwrap();
+        let second = apply(
+            &mut entries,
+            &first,
+            &cm(json!({"a": "1"})),
+            false,
+            &writer("alice"),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(second["data"], json!({"a": "1"}));
+    }
+
+    #[test]
+    fn a_shared_field_survives_one_owner_dropping_it() {
+        let mut entries = Vec::new();
+        let v1 = apply(
+            &mut entries,
+            &json!({}),
+            &cm(json!({"a": "1"})),
+            false,
+            &writer("alice"),
+            |_| {},
+        )
+        .unwrap();
+        let v2 = apply(
+            &mut entries,
+            &v1,
+            &cm(json!({"a": "1"})),
+            false,
+            &writer("bob"),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(entries.len(), 2, "same value: shared ownership, no conflict");
+        let v3 = apply(&mut entries, &v2, &cm(json!({})), false, &writer("alice"), |_| {}).unwrap();
+        assert_eq!(v3["data"], json!({"a": "1"}), "bob still owns it");
+    }
+
+    #[test]
+    fn changing_anothers_field_conflicts_unless_forced() {
+        let mut entries = Vec::new();
+        let v1 = apply(
+            &mut entries,
+            &json!({}),
+            &cm(json!({"a": "1"})),
+            false,
+            &writer("alice"),
+            |_| {},
+        )
+        .unwrap();
+        let err = apply(
+            &mut entries,
+            &v1,
+            &cm(json!({"a": "2"})),
+            false,
+            &writer("bob"),
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(err.0, vec![("\"alice\"".to_string(), ".data.a".to_string())]);
+        let v2 = apply(
+            &mut entries,
+            &v1,
+            &cm(json!({"a": "2"})),
+            true,
+            &writer("bob"),
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(v2["data"]["a"], "2");
+        assert_eq!(entries.len(), 1, "alice lost her only field: {entries:?}");
+        assert_eq!(entries[0].manager, "bob");
+    }
+
+    #[test]
+    fn an_update_takes_the_fields_it_changes() {
+        let mut entries = Vec::new();
+        let v1 = apply(
+            &mut entries,
+            &json!({}),
+            &cm(json!({"a": "1", "b": "1"})),
+            false,
+            &writer("alice"),
+            |_| {},
+        )
+        .unwrap();
+        let mut v2 = v1.clone();
+        v2["data"]["a"] = json!("edited");
+        track_update(&mut entries, Some(&v1), &v2, &writer("kubectl-edit"));
+        let edit = entries.iter().find(|e| e.manager == "kubectl-edit").unwrap();
+        assert_eq!(edit.operation, "Update");
+        assert!(edit.set.contains(&vec!["f:data".into(), "f:a".into()]));
+        let err = apply(
+            &mut entries,
+            &v2,
+            &cm(json!({"a": "1", "b": "1"})),
+            false,
+            &writer("alice"),
+            |_| {},
+        )
+        .unwrap_err();
+        assert_eq!(err.0[0].0, "\"kubectl-edit\" using v1");
+    }
+
+    #[test]
+    fn re_applying_the_same_intent_changes_nothing() {
+        let mut entries = Vec::new();
+        let v1 = apply(
+            &mut entries,
+            &json!({}),
+            &cm(json!({"a": "1"})),
+            false,
+            &writer("alice"),
+            |_| {},
+        )
+        .unwrap();
+        let before = entries.clone();
+        let later = Writer {
+            now: "2030-01-01T00:00:00Z",
+            ..writer("alice")
+        };
+        let v2 = apply(&mut entries, &v1, &cm(json!({"a": "1"})), false, &later, |_| {}).unwrap();
+        assert_eq!(v1, v2);
+        assert_eq!(entries, before, "time is not touched when nothing changed");
+    }
+}

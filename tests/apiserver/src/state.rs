@@ -1,0 +1,1117 @@
+//! The server's state and every write to it: create, update, patch, server-side apply and
+//! delete, with the real server's order of work (preconditions, status subresource split,
+//! system metadata, defaulting, pruning, validation, generation, field ownership), no-op
+//! detection (a write that changes nothing changes nothing), and finalizers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use kroxide_schema::structural;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    admission, crd,
+    defaults::{self, Allocator},
+    error::{ApiError, Cause},
+    fields::Scope,
+    managed::{self, Writer},
+    patch::{self, PatchError},
+    registry::{Registry, ResourceType},
+    rules::CelRules,
+    shape::Shape,
+    store::Store,
+};
+
+/// `fieldValidation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Unknown fields fail the request with 400.
+    Strict,
+    /// Unknown fields are dropped with a warning (the default).
+    Warn,
+    /// Unknown fields are dropped silently.
+    Ignore,
+}
+
+impl FieldValidation {
+    /// From the query parameter.
+    ///
+    /// # Errors
+    /// An unknown value.
+    pub fn from_param(p: Option<&str>) -> Result<Self, ApiError> {
+        match p {
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Strict") => Ok(Self::Strict),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A write.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// POST.
+    Create(Value),
+    /// PUT.
+    Update(Value),
+    /// `application/merge-patch+json`.
+    Merge(Value),
+    /// `application/json-patch+json`.
+    Json(Value),
+    /// `application/strategic-merge-patch+json`.
+    Strategic(Value),
+    /// `application/apply-patch+yaml`.
+    Apply {
+        /// The applied configuration.
+        body: Value,
+        /// `force=true`.
+        force: bool,
+    },
+}
+
+/// Who writes and how.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Field manager.
+    pub manager: String,
+    /// `status` or `scale` for subresource writes.
+    pub subresource: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+    /// `fieldValidation`.
+    pub validation: FieldValidation,
+}
+
+impl WriteOptions {
+    /// A write by a server-internal controller.
+    pub fn system(manager: &str, subresource: Option<&str>) -> Self {
+        Self {
+            manager: manager.to_string(),
+            subresource: subresource.map(String::from),
+            dry_run: false,
+            validation: FieldValidation::Ignore,
+        }
+    }
+}
+
+/// The result of a write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The object as stored (or as it would be, for a dry run).
+    pub object: Arc<Value>,
+    /// Whether it was created (201).
+    pub created: bool,
+    /// `Warning` headers to send.
+    pub warnings: Vec<String>,
+    /// Whether anything changed.
+    pub changed: bool,
+}
+
+/// `DeleteOptions`.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// `Background`, `Foreground` or `Orphan`.
+    pub propagation: Option<String>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    /// Reads a `DeleteOptions` body (empty is fine) plus query parameters.
+    ///
+    /// # Errors
+    /// A body that is not JSON, or an unknown propagation policy.
+    pub fn parse(body: &[u8], propagation_param: Option<&str>, dry_run: bool) -> Result<Self, ApiError> {
+        let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
+        let mut propagation = v
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .or_else(|| propagation_param.map(String::from));
+        if propagation.is_none()
+            && let Some(orphan) = v.get("orphanDependents").and_then(Value::as_bool)
+        {
+            propagation = Some(if orphan { "Orphan" } else { "Background" }.into());
+        }
+        if let Some(p) = &propagation
+            && !matches!(p.as_str(), "Background" | "Foreground" | "Orphan")
+        {
+            return Err(ApiError::invalid(
+                "",
+                "DeleteOptions",
+                "",
+                vec![Cause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                    ),
+                    field: "propagationPolicy".into(),
+                }],
+            ));
+        }
+        let dry = dry_run
+            || v.get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|x| x == "All"));
+        Ok(Self {
+            propagation,
+            uid: v
+                .pointer("/preconditions/uid")
+                .and_then(Value::as_str)
+                .map(String::from),
+            resource_version: v
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from),
+            dry_run: dry,
+        })
+    }
+}
+
+/// The outcome of a delete.
+#[derive(Debug, Clone)]
+pub enum Deleted {
+    /// Removed now; the last state.
+    Gone(Arc<Value>),
+    /// Marked for deletion, waiting for finalizers.
+    Pending(Arc<Value>),
+}
+
+/// RFC 3339 with seconds, as Kubernetes writes timestamps.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Everything the server holds.
+#[derive(Debug)]
+pub struct State {
+    /// Served types.
+    pub registry: Registry,
+    /// Objects and history.
+    pub store: Store,
+    /// Cluster IPs and node ports.
+    pub alloc: Allocator,
+    rules: CelRules,
+    seed: u64,
+}
+
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// The merge semantics of a type.
+pub fn shape_of(rt: &ResourceType) -> Shape<'_> {
+    if rt.is_custom() {
+        Shape::Schema(rt.schema.as_deref())
+    } else {
+        Shape::Builtin(&rt.kind)
+    }
+}
+
+fn meta_str<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
+    v.get("metadata")?.get(field)?.as_str()
+}
+
+fn finalizers(v: &Value) -> Vec<String> {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+fn is_deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+}
+
+/// Everything but `metadata` (and `status`, when it is a subresource).
+fn spec_part(v: &Value, status_apart: bool) -> Map<String, Value> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
+                        && !(status_apart && *k == "status")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl State {
+    /// An empty cluster with the built-in kinds and namespaces `default`, `kube-system`,
+    /// `kube-public` and `kube-node-lease`.
+    pub fn new(history: usize) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9_7f4a_7c15)
+            | 1;
+        let mut s = Self {
+            registry: Registry::builtin(),
+            store: Store::new(history),
+            alloc: Allocator::default(),
+            rules: CelRules::default(),
+            seed,
+        };
+        let ns = s.registry.get("", "v1", "namespaces").expect("built in");
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            s.write(
+                &ns,
+                "",
+                Some(name),
+                Op::Create(body),
+                &WriteOptions::system("kube-apiserver", None),
+                Utc::now(),
+            )
+            .expect("built-in namespaces are valid");
+        }
+        let svc = s.registry.get("", "v1", "services").expect("built in");
+        let kubernetes = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
+        s.write(
+            &svc,
+            "default",
+            Some("kubernetes"),
+            Op::Create(kubernetes),
+            &WriteOptions::system("kube-apiserver", None),
+            Utc::now(),
+        )
+        .expect("the kubernetes service is valid");
+        s
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.seed;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.seed = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A new random UID.
+    pub fn uid(&mut self) -> String {
+        let (a, b) = (self.random(), self.random());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn generated_name(&mut self, prefix: &str) -> String {
+        let mut s = prefix.to_string();
+        for _ in 0..5 {
+            let i = (self.random() % NAME_CHARS.len() as u64) as usize;
+            s.push(NAME_CHARS[i] as char);
+        }
+        s
+    }
+
+    /// Whether a namespace exists.
+    pub fn namespace(&self, name: &str) -> Option<&Arc<Value>> {
+        self.store.get("/namespaces", "", name)
+    }
+
+    /// Applies read-time defaults of a custom resource and sets the apiVersion of the version
+    /// asked for.
+    pub fn present(&self, rt: &ResourceType, object: &Value) -> Value {
+        let mut out = object.clone();
+        if let Some(schema) = &rt.schema {
+            structural::default(&mut out, schema);
+        }
+        if rt.is_custom()
+            && let Some(m) = out.as_object_mut()
+        {
+            m.insert("apiVersion".into(), json!(rt.api_version()));
+        }
+        out
+    }
+
+    /// Whether an object needs [`State::present`] before it is served.
+    pub fn needs_presenting(rt: &ResourceType) -> bool {
+        rt.is_custom()
+    }
+
+    fn check_identity(
+        rt: &ResourceType,
+        body: &Value,
+        ns: &str,
+        url_name: Option<&str>,
+        apply: bool,
+    ) -> Result<(), ApiError> {
+        if !body.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        let api_version = body.get("apiVersion").and_then(Value::as_str);
+        let kind = body.get("kind").and_then(Value::as_str);
+        if apply && (api_version.is_none() || kind.is_none()) {
+            return Err(ApiError::bad_request(
+                "invalid object type: apiVersion and kind must be set for server-side apply",
+            ));
+        }
+        if let Some(av) = api_version {
+            // The storage version of a custom resource is accepted at every served version.
+            if av != rt.api_version() {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({av}) does not match the expected API version ({})",
+                    rt.api_version()
+                )));
+            }
+        }
+        if let Some(k) = kind
+            && k != rt.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+        if rt.namespaced
+            && let Some(bns) = meta_str(body, "namespace")
+            && !bns.is_empty()
+            && bns != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        if let (Some(url), Some(n)) = (url_name, meta_str(body, "name"))
+            && url != n
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({url})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Performs a write to `rt` in namespace `ns` (`""` for cluster-scoped types).
+    ///
+    /// # Errors
+    /// Every error the real server returns for the same request: 404, 409 (exists, stale
+    /// resourceVersion, apply conflicts), 422 (invalid, with causes), 400, 403 (terminating
+    /// namespace), 415 (strategic merge on a custom resource).
+    pub fn write(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: Option<&str>,
+        op: Op,
+        opts: &WriteOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Written, ApiError> {
+        let ns = if rt.namespaced { ns } else { "" };
+        let key = rt.storage_key();
+        let sub = opts.subresource.as_deref().unwrap_or("");
+        let scope = if sub == "status" {
+            Scope::Status
+        } else {
+            Scope::Main {
+                status_apart: rt.status,
+            }
+        };
+        let now_s = timestamp(now);
+        let not_found = |name: &str| ApiError::not_found(&rt.group, &rt.plural, name);
+
+        // The object as the client wants it.
+        let (name, candidate, live, creating, apply) = match op {
+            Op::Create(body) => {
+                Self::check_identity(rt, &body, ns, None, false)?;
+                let name = match meta_str(&body, "name").filter(|n| !n.is_empty()) {
+                    Some(n) => n.to_string(),
+                    None => match meta_str(&body, "generateName").filter(|n| !n.is_empty()) {
+                        Some(prefix) => {
+                            let prefix = prefix.to_string();
+                            self.generated_name(&prefix)
+                        }
+                        None => {
+                            return Err(ApiError::invalid(
+                                &rt.group,
+                                &rt.kind,
+                                "",
+                                vec![Cause {
+                                    reason: "FieldValueRequired".into(),
+                                    message: "Required value: name or generateName is required".into(),
+                                    field: "metadata.name".into(),
+                                }],
+                            ));
+                        }
+                    },
+                };
+                if self.store.get(&key, ns, &name).is_some() {
+                    return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+                }
+                (name, body, None, true, None)
+            }
+            Op::Update(body) => {
+                let name = name
+                    .map(String::from)
+                    .or_else(|| meta_str(&body, "name").map(String::from))
+                    .unwrap_or_default();
+                Self::check_identity(rt, &body, ns, Some(&name), false)?;
+                let live = self
+                    .store
+                    .get(&key, ns, &name)
+                    .cloned()
+                    .ok_or_else(|| not_found(&name))?;
+                if let Some(rv) = meta_str(&body, "resourceVersion").filter(|r| !r.is_empty())
+                    && Some(rv) != meta_str(&live, "resourceVersion")
+                {
+                    return Err(ApiError::modified(&rt.group, &rt.plural, &name));
+                }
+                (name, body, Some(live), false, None)
+            }
+            Op::Merge(ref p) | Op::Json(ref p) | Op::Strategic(ref p) => {
+                let name = name.unwrap_or_default().to_string();
+                let live = self
+                    .store
+                    .get(&key, ns, &name)
+                    .cloned()
+                    .ok_or_else(|| not_found(&name))?;
+                let mut doc = (*live).clone();
+                let result = match &op {
+                    Op::Merge(_) => patch::merge(&mut doc, p),
+                    Op::Json(_) => patch::json(&mut doc, p),
+                    _ => {
+                        if rt.is_custom() {
+                            return Err(ApiError::unsupported_media_type(
+                                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                            ));
+                        }
+                        patch::strategic(&mut doc, p, &shape_of(rt))
+                    }
+                };
+                result.map_err(|e| match e {
+                    PatchError::Malformed(m) => ApiError::bad_request(m),
+                    PatchError::Failed(m) => ApiError::invalid(
+                        &rt.group,
+                        &rt.kind,
+                        &name,
+                        vec![Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: m,
+                            field: String::new(),
+                        }],
+                    ),
+                })?;
+                if let Some(rv) = meta_str(&doc, "resourceVersion")
+                    && Some(rv) != meta_str(&live, "resourceVersion")
+                {
+                    return Err(ApiError::modified(&rt.group, &rt.plural, &name));
+                }
+                if meta_str(&doc, "name").is_some_and(|n| n != name) {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        meta_str(&doc, "name").unwrap_or_default()
+                    )));
+                }
+                (name, doc, Some(live), false, None)
+            }
+            Op::Apply { body, force } => {
+                let name = name.unwrap_or_default().to_string();
+                Self::check_identity(rt, &body, ns, Some(&name), true)?;
+                let live = self.store.get(&key, ns, &name).cloned();
+                let creating = live.is_none();
+                (name, Value::Null, live, creating, Some((body, force)))
+            }
+        };
+
+        if creating && rt.namespaced {
+            match self.namespace(ns) {
+                None => return Err(ApiError::not_found("", "namespaces", ns)),
+                Some(n) if is_deleting(n) => {
+                    return Err(ApiError::forbidden(format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        crate::error::qualified(&rt.plural, &rt.group)
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if creating && sub == "status" {
+            return Err(not_found(&name));
+        }
+
+        let writer = Writer {
+            manager: &opts.manager,
+            api_version: &rt.api_version(),
+            subresource: sub,
+            scope,
+            shape: shape_of(rt),
+            now: &now_s,
+        };
+        let mut entries = live.as_deref().map(managed::read).unwrap_or_default();
+        let warnings;
+        let mut new = match apply {
+            Some((body, force)) => {
+                let mut applied = body;
+                if let Some(m) = applied.as_object_mut() {
+                    match scope {
+                        Scope::Status => m.retain(|k, _| {
+                            matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status")
+                        }),
+                        Scope::Main { status_apart: true } => {
+                            m.remove("status");
+                        }
+                        Scope::Main { .. } => {}
+                    }
+                    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("managedFields");
+                        meta.remove("resourceVersion");
+                    }
+                }
+                let base = live.as_deref().cloned().unwrap_or_else(|| json!({}));
+                let mut failure = None;
+                let mut prepared_warnings = Vec::new();
+                let result = managed::apply(&mut entries, &base, &applied, force, &writer, |obj| {
+                    let taken = std::mem::take(obj);
+                    match self.prepare(rt, live.as_deref(), taken, scope, ns, &name, opts.validation, now) {
+                        Ok((o, w)) => {
+                            *obj = o;
+                            prepared_warnings = w;
+                        }
+                        Err(e) => failure = Some(e),
+                    }
+                });
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                warnings = prepared_warnings;
+                result.map_err(|c| ApiError::apply_conflicts(&rt.group, &rt.kind, &name, c.0))?
+            }
+            None => {
+                let (prepared, w) = self.prepare(
+                    rt,
+                    live.as_deref(),
+                    candidate,
+                    scope,
+                    ns,
+                    &name,
+                    opts.validation,
+                    now,
+                )?;
+                warnings = w;
+                managed::track_update(&mut entries, live.as_deref(), &prepared, &writer);
+                prepared
+            }
+        };
+        managed::write(&mut new, &entries);
+
+        if let Some(live) = &live {
+            // A write that changes nothing is not stored: same resourceVersion, no event.
+            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut)
+                && let Some(rv) = meta_str(live, "resourceVersion")
+            {
+                m.insert("resourceVersion".into(), json!(rv));
+            }
+            if new == **live {
+                return Ok(Written {
+                    object: live.clone(),
+                    created: false,
+                    warnings,
+                    changed: false,
+                });
+            }
+        }
+        if opts.dry_run {
+            return Ok(Written {
+                object: Arc::new(new),
+                created: creating,
+                warnings,
+                changed: true,
+            });
+        }
+        if is_deleting(&new) && finalizers(&new).is_empty() {
+            let gone = self
+                .store
+                .remove(&key, ns, &name)
+                .unwrap_or_else(|| Arc::new(new));
+            return Ok(Written {
+                object: gone,
+                created: false,
+                warnings,
+                changed: true,
+            });
+        }
+        let stored = self.store.put(&key, ns, &name, new);
+        Ok(Written {
+            object: stored,
+            created: creating,
+            warnings,
+            changed: true,
+        })
+    }
+
+    /// Turns the client's object into what would be stored: status split, system metadata,
+    /// defaults, pruning and validation, generation.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &mut self,
+        rt: &ResourceType,
+        live: Option<&Value>,
+        mut new: Value,
+        scope: Scope,
+        ns: &str,
+        name: &str,
+        validation: FieldValidation,
+        now: DateTime<Utc>,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        if !new.is_object() {
+            return Err(ApiError::bad_request("the object must be a JSON object"));
+        }
+        // Status subresource: each endpoint changes only its part.
+        match (scope, live) {
+            (Scope::Status, Some(live)) => {
+                let status = new.get("status").cloned();
+                new = live.clone();
+                let m = new.as_object_mut().expect("stored objects are objects");
+                match status {
+                    Some(s) => m.insert("status".into(), s),
+                    None => m.remove("status"),
+                };
+            }
+            (Scope::Main { status_apart: true }, _) => {
+                let m = new.as_object_mut().expect("checked");
+                match live.and_then(|l| l.get("status")) {
+                    Some(s) => m.insert("status".into(), s.clone()),
+                    None => m.remove("status"),
+                };
+            }
+            _ => {}
+        }
+        let m = new.as_object_mut().expect("checked");
+        m.insert("apiVersion".into(), json!(rt.api_version()));
+        m.insert("kind".into(), json!(rt.kind));
+        if !m.get("metadata").is_some_and(Value::is_object) {
+            m.insert("metadata".into(), json!({}));
+        }
+        let meta = m
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .expect("made an object");
+        meta.remove("selfLink");
+        meta.remove("resourceVersion");
+        meta.remove("managedFields");
+        meta.insert("name".into(), json!(name));
+        if rt.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        } else {
+            meta.remove("namespace");
+        }
+        let tracks_generation = rt.generation;
+        match live {
+            Some(live) => {
+                let lm = live.get("metadata").and_then(Value::as_object);
+                for field in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                    "generateName",
+                ] {
+                    match lm.and_then(|l| l.get(field)) {
+                        Some(v) => meta.insert(field.into(), v.clone()),
+                        None => meta.remove(field),
+                    };
+                }
+            }
+            None => {
+                let uid = self.uid();
+                let meta = new
+                    .get_mut("metadata")
+                    .and_then(Value::as_object_mut)
+                    .expect("made an object");
+                meta.insert("uid".into(), json!(uid));
+                meta.insert("creationTimestamp".into(), json!(timestamp(now)));
+                meta.remove("deletionTimestamp");
+                meta.remove("deletionGracePeriodSeconds");
+                if tracks_generation {
+                    meta.insert("generation".into(), json!(1));
+                } else {
+                    meta.remove("generation");
+                }
+            }
+        }
+        // Empty label and annotation maps are dropped, as the Go types omit them.
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                let empty = match meta.get(f) {
+                    Some(Value::Object(o)) => o.is_empty(),
+                    Some(Value::Array(a)) => a.is_empty(),
+                    Some(Value::Null) => true,
+                    _ => false,
+                };
+                if empty {
+                    meta.remove(f);
+                }
+            }
+        }
+        if let Some(live) = live
+            && is_deleting(live)
+        {
+            let old = finalizers(live);
+            let added: Vec<String> = finalizers(&new)
+                .into_iter()
+                .filter(|f| !old.contains(f))
+                .collect();
+            if !added.is_empty() {
+                return Err(ApiError::invalid(
+                    &rt.group,
+                    &rt.kind,
+                    name,
+                    vec![Cause {
+                        reason: "FieldValueForbidden".into(),
+                        message: format!(
+                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
+                        ),
+                        field: "metadata.finalizers".into(),
+                    }],
+                ));
+            }
+        }
+
+        let mut warnings = Vec::new();
+        let mut causes = Vec::new();
+        if live.is_none()
+            && let Some(c) = admission::name(&rt.kind, name)
+        {
+            causes.push(c);
+        }
+        if let Some(schema) = rt.schema.clone() {
+            let pruned = structural::prune(&mut new, &schema);
+            if !pruned.is_empty() {
+                let shown: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+                match validation {
+                    FieldValidation::Strict => {
+                        return Err(ApiError::bad_request(format!(
+                            "strict decoding error: {}",
+                            shown.join(", ")
+                        )));
+                    }
+                    FieldValidation::Warn => warnings.extend(shown),
+                    FieldValidation::Ignore => {}
+                }
+            }
+            structural::default(&mut new, &schema);
+            admission::metadata(&new, &mut causes);
+            let old = live;
+            causes.extend(
+                structural::validate(&new, old, &schema, &self.rules)
+                    .into_iter()
+                    .map(|c| Cause {
+                        reason: c.reason.to_string(),
+                        message: c.message,
+                        field: c.field,
+                    }),
+            );
+        } else {
+            defaults::apply(&rt.kind, &mut new, &mut self.alloc);
+            if rt.kind == "Job" && live.is_none() {
+                defaults::job_identity(&mut new);
+            }
+            if rt.kind == "CustomResourceDefinition" {
+                crd::default(&mut new);
+                if live.is_none()
+                    && let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut)
+                {
+                    let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+                    if let Some(l) = list.as_array_mut()
+                        && !l.contains(&json!(crd::CLEANUP_FINALIZER))
+                    {
+                        l.push(json!(crd::CLEANUP_FINALIZER));
+                    }
+                }
+                causes.extend(crd::validate(&new, live));
+            }
+            causes.extend(admission::builtin(&rt.kind, &new, live));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&rt.group, &rt.kind, name, causes));
+        }
+        if tracks_generation
+            && let Some(live) = live
+            && spec_part(live, rt.status) != spec_part(&new, rt.status)
+        {
+            let g = live
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + 1;
+            new["metadata"]["generation"] = json!(g);
+        }
+        Ok((new, warnings))
+    }
+
+    /// Deletes an object: at once when it has no finalizers (and the policy adds none), else
+    /// marks it with `deletionTimestamp` and leaves it to its finalizers.
+    ///
+    /// # Errors
+    /// 404, or 409 when a precondition fails.
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        options: &DeleteOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Deleted, ApiError> {
+        let ns = if rt.namespaced { ns } else { "" };
+        let key = rt.storage_key();
+        let live = self
+            .store
+            .get(&key, ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
+        if let Some(uid) = &options.uid
+            && Some(uid.as_str()) != meta_str(&live, "uid")
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    meta_str(&live, "uid").unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = &options.resource_version
+            && Some(rv.as_str()) != meta_str(&live, "resourceVersion")
+        {
+            return Err(ApiError::conflict(
+                &rt.group,
+                &rt.plural,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    meta_str(&live, "resourceVersion").unwrap_or_default()
+                ),
+            ));
+        }
+        let mut fins = finalizers(&live);
+        let deleting = is_deleting(&live);
+        if !deleting {
+            match options.propagation.as_deref() {
+                Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
+                    fins.push("foregroundDeletion".into())
+                }
+                Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
+                _ => {}
+            }
+        }
+        let namespace_pending = rt.kind == "Namespace" && !rt.is_custom();
+        if fins.is_empty() && !namespace_pending {
+            if options.dry_run {
+                return Ok(Deleted::Gone(live));
+            }
+            let gone = self.store.remove(&key, ns, name).expect("present");
+            return Ok(Deleted::Gone(gone));
+        }
+        if deleting {
+            return Ok(Deleted::Pending(live));
+        }
+        let mut marked = (*live).clone();
+        let meta = marked["metadata"]
+            .as_object_mut()
+            .expect("stored objects have metadata");
+        meta.insert("deletionTimestamp".into(), json!(timestamp(now)));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+        if !fins.is_empty() {
+            meta.insert("finalizers".into(), json!(fins));
+        }
+        if let Some(g) = meta.get("generation").and_then(Value::as_i64)
+            && g > 0
+        {
+            meta.insert("generation".into(), json!(g + 1));
+        }
+        if namespace_pending && let Some(status) = marked.get_mut("status").and_then(Value::as_object_mut) {
+            status.insert("phase".into(), json!("Terminating"));
+        }
+        meta_remove_rv(&mut marked);
+        if options.dry_run {
+            return Ok(Deleted::Pending(Arc::new(marked)));
+        }
+        let stored = self.store.put(&key, ns, name, marked);
+        Ok(Deleted::Pending(stored))
+    }
+
+    /// Looks a type up, for internal controllers.
+    pub fn rt(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.registry.get(group, version, plural)
+    }
+}
+
+fn meta_remove_rv(v: &mut Value) {
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (State, Arc<ResourceType>) {
+        let s = State::new(1000);
+        let rt = s.rt("", "v1", "configmaps").unwrap();
+        (s, rt)
+    }
+
+    fn opts(manager: &str) -> WriteOptions {
+        WriteOptions {
+            manager: manager.into(),
+            subresource: None,
+            dry_run: false,
+            validation: FieldValidation::Strict,
+        }
+    }
+
+    fn cm(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data})
+    }
+
+    #[test]
+    fn create_sets_system_fields_and_a_second_create_conflicts() {
+        let (mut s, rt) = state();
+        let w = s
+            .write(
+                &rt,
+                "default",
+                None,
+                Op::Create(cm(json!({"a": "1"}))),
+                &opts("test"),
+                Utc::now(),
+            )
+            .unwrap();
+        assert!(w.created);
+        let m = &w.object["metadata"];
+        assert_eq!(m["namespace"], "default");
+        assert!(m["uid"].as_str().unwrap().len() == 36 && m["creationTimestamp"].is_string());
+        assert_eq!(m["managedFields"][0]["manager"], "test");
+        let e = s
+            .write(
+                &rt,
+                "default",
+                None,
+                Op::Create(cm(json!({}))),
+                &opts("test"),
+                Utc::now(),
+            )
+            .unwrap_err();
+        assert_eq!(e.reason, "AlreadyExists");
+    }
+
+    #[test]
+    fn a_no_op_apply_keeps_the_resource_version() {
+        let (mut s, rt) = state();
+        let apply = || Op::Apply {
+            body: cm(json!({"a": "1"})),
+            force: false,
+        };
+        let first = s
+            .write(&rt, "default", Some("c"), apply(), &opts("mgr"), Utc::now())
+            .unwrap();
+        let rv = s.store.rv();
+        let again = s
+            .write(&rt, "default", Some("c"), apply(), &opts("mgr"), Utc::now())
+            .unwrap();
+        assert!(!again.changed);
+        assert_eq!(s.store.rv(), rv);
+        assert_eq!(first.object, again.object);
+    }
+
+    #[test]
+    fn a_stale_resource_version_is_a_conflict() {
+        let (mut s, rt) = state();
+        s.write(
+            &rt,
+            "default",
+            None,
+            Op::Create(cm(json!({}))),
+            &opts("t"),
+            Utc::now(),
+        )
+        .unwrap();
+        let mut stale = cm(json!({"b": "2"}));
+        stale["metadata"]["resourceVersion"] = json!("1");
+        let e = s
+            .write(
+                &rt,
+                "default",
+                Some("c"),
+                Op::Update(stale),
+                &opts("t"),
+                Utc::now(),
+            )
+            .unwrap_err();
+        assert_eq!((e.code, e.reason), (409, "Conflict"));
+    }
+
+    #[test]
+    fn finalizers_hold_deletion_until_removed() {
+        let (mut s, rt) = state();
+        let mut body = cm(json!({}));
+        body["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        s.write(&rt, "default", None, Op::Create(body), &opts("t"), Utc::now())
+            .unwrap();
+        let d = s
+            .delete(&rt, "default", "c", &DeleteOptions::default(), Utc::now())
+            .unwrap();
+        let Deleted::Pending(obj) = d else {
+            panic!("deleted despite a finalizer")
+        };
+        assert!(obj["metadata"]["deletionTimestamp"].is_string());
+        let add = json!({"metadata": {"finalizers": ["example.com/hold", "new"]}});
+        let e = s
+            .write(&rt, "default", Some("c"), Op::Merge(add), &opts("t"), Utc::now())
+            .unwrap_err();
+        assert_eq!(e.causes[0].field, "metadata.finalizers");
+        let clear = json!({"metadata": {"finalizers": null}});
+        s.write(
+            &rt,
+            "default",
+            Some("c"),
+            Op::Merge(clear),
+            &opts("t"),
+            Utc::now(),
+        )
+        .unwrap();
+        assert!(s.store.get("/configmaps", "default", "c").is_none());
+    }
+
+    #[test]
+    fn writes_into_a_missing_namespace_are_not_found() {
+        let (mut s, rt) = state();
+        let e = s
+            .write(
+                &rt,
+                "nowhere",
+                None,
+                Op::Create(cm(json!({}))),
+                &opts("t"),
+                Utc::now(),
+            )
+            .unwrap_err();
+        assert_eq!(e.message, "namespaces \"nowhere\" not found");
+    }
+}

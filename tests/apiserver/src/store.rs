@@ -1,0 +1,316 @@
+//! Object storage: every object by resource, namespace and name; one global resourceVersion
+//! counter (as etcd's revision); a bounded log of change events for watches to replay from;
+//! and a broadcast of new events to open watches.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, OnceLock},
+};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Changed.
+    Modified,
+    /// Removed.
+    Deleted,
+}
+
+impl EventType {
+    /// The watch event `type`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change.
+#[derive(Debug)]
+pub struct Event {
+    /// The resourceVersion of the change.
+    pub rv: u64,
+    /// Storage key of the resource (`group/plural`).
+    pub key: Arc<str>,
+    /// Namespace (`""` for cluster-scoped objects).
+    pub namespace: String,
+    /// What happened.
+    pub kind: EventType,
+    /// The object after the change (for a deletion: its last state, at the deletion's RV).
+    pub object: Arc<Value>,
+    /// The object before the change.
+    pub previous: Option<Arc<Value>>,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Event {
+    /// The object as JSON text, serialised once for every watch that sends it unchanged.
+    pub fn encoded(&self) -> &Bytes {
+        self.encoded
+            .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()))
+    }
+}
+
+/// Objects of one resource: (namespace, name) → object.
+pub type Objects = BTreeMap<(String, String), Arc<Value>>;
+
+/// A resourceVersion older than the kept history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expired {
+    /// The oldest resourceVersion a watch may still start from.
+    pub oldest: u64,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    rv: u64,
+    objects: HashMap<Arc<str>, Objects>,
+    uids: HashMap<String, (Arc<str>, String, String)>,
+    log: VecDeque<Arc<Event>>,
+    history: usize,
+    compacted: u64,
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+/// The `metadata.uid` of an object.
+pub fn uid_of(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+impl Store {
+    /// An empty store keeping `history` events for watches.
+    pub fn new(history: usize) -> Self {
+        let (tx, _) = broadcast::channel(16_384);
+        Self {
+            rv: 1,
+            objects: HashMap::new(),
+            uids: HashMap::new(),
+            log: VecDeque::new(),
+            history: history.max(1),
+            compacted: 0,
+            tx,
+        }
+    }
+
+    /// The current resourceVersion.
+    pub fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    /// One object.
+    pub fn get(&self, key: &str, namespace: &str, name: &str) -> Option<&Arc<Value>> {
+        self.objects
+            .get(key)?
+            .get(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Objects of a resource, in one namespace or all, sorted by namespace and name.
+    pub fn list<'a>(
+        &'a self,
+        key: &str,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+        self.objects
+            .get(key)
+            .into_iter()
+            .flat_map(|objs| objs.iter())
+            .filter(move |((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v)
+    }
+
+    /// Every storage key that holds objects.
+    pub fn keys(&self) -> Vec<Arc<str>> {
+        self.objects
+            .iter()
+            .filter(|(_, o)| !o.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Where the object with this uid lives.
+    pub fn locate(&self, uid: &str) -> Option<&(Arc<str>, String, String)> {
+        self.uids.get(uid)
+    }
+
+    fn intern(&mut self, key: &str) -> Arc<str> {
+        match self.objects.get_key_value(key) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = Arc::from(key);
+                self.objects.insert(k.clone(), BTreeMap::new());
+                k
+            }
+        }
+    }
+
+    fn record(&mut self, event: Event) -> Arc<Event> {
+        let event = Arc::new(event);
+        self.log.push_back(event.clone());
+        while self.log.len() > self.history {
+            if let Some(old) = self.log.pop_front() {
+                self.compacted = old.rv;
+            }
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(event.clone());
+        event
+    }
+
+    /// Stores `object` (creating or replacing), stamping a new resourceVersion into it.
+    pub fn put(&mut self, key: &str, namespace: &str, name: &str, mut object: Value) -> Arc<Value> {
+        self.rv += 1;
+        let rv = self.rv;
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+        let object = Arc::new(object);
+        let k = self.intern(key);
+        let previous = self
+            .objects
+            .get_mut(&k)
+            .expect("interned")
+            .insert((namespace.to_string(), name.to_string()), object.clone());
+        if let Some(uid) = uid_of(&object) {
+            self.uids.insert(
+                uid.to_string(),
+                (k.clone(), namespace.to_string(), name.to_string()),
+            );
+        }
+        let kind = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(Event {
+            rv,
+            key: k,
+            namespace: namespace.to_string(),
+            kind,
+            object: object.clone(),
+            previous,
+            encoded: OnceLock::new(),
+        });
+        object
+    }
+
+    /// Removes an object; the DELETED event carries its last state at a new resourceVersion.
+    pub fn remove(&mut self, key: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let k = self.intern(key);
+        let previous = self
+            .objects
+            .get_mut(&k)?
+            .remove(&(namespace.to_string(), name.to_string()))?;
+        if let Some(uid) = uid_of(&previous) {
+            self.uids.remove(uid);
+        }
+        self.rv += 1;
+        let rv = self.rv;
+        let mut last = (*previous).clone();
+        if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+        }
+        let last = Arc::new(last);
+        self.record(Event {
+            rv,
+            key: k,
+            namespace: namespace.to_string(),
+            kind: EventType::Deleted,
+            object: last.clone(),
+            previous: Some(previous),
+            encoded: OnceLock::new(),
+        });
+        Some(last)
+    }
+
+    /// A receiver of every event recorded from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    /// Events after `rv`, oldest first.
+    ///
+    /// # Errors
+    /// [`Expired`] when events after `rv` are no longer kept.
+    pub fn since(&self, rv: u64) -> Result<Vec<Arc<Event>>, Expired> {
+        if rv < self.compacted {
+            return Err(Expired {
+                oldest: self.compacted,
+            });
+        }
+        let start = self.log.partition_point(|e| e.rv <= rv);
+        Ok(self.log.range(start..).cloned().collect())
+    }
+
+    /// Forgets the event history, so a watch from any earlier resourceVersion gets 410 Gone.
+    pub fn compact(&mut self) {
+        self.log.clear();
+        self.compacted = self.rv;
+    }
+
+    /// Number of objects stored.
+    pub fn len(&self) -> usize {
+        self.objects.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_write_gets_a_new_resource_version_and_an_event() {
+        let mut s = Store::new(10);
+        let a = s.put(
+            "/configmaps",
+            "default",
+            "a",
+            json!({"metadata": {"name": "a", "uid": "u1"}}),
+        );
+        assert_eq!(a["metadata"]["resourceVersion"], "2");
+        s.put(
+            "/configmaps",
+            "default",
+            "a",
+            json!({"metadata": {"name": "a", "uid": "u1"}, "data": {}}),
+        );
+        let gone = s.remove("/configmaps", "default", "a").unwrap();
+        assert_eq!(gone["metadata"]["resourceVersion"], "4");
+        let kinds: Vec<_> = s.since(1).unwrap().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventType::Added, EventType::Modified, EventType::Deleted]);
+        assert_eq!(s.since(3).unwrap().len(), 1);
+        assert!(s.locate("u1").is_none());
+    }
+
+    #[test]
+    fn history_beyond_its_bound_or_compacted_is_expired() {
+        let mut s = Store::new(2);
+        for i in 0..4 {
+            s.put(
+                "/configmaps",
+                "default",
+                &format!("c{i}"),
+                json!({"metadata": {}}),
+            );
+        }
+        assert!(s.since(1).is_err());
+        assert_eq!(s.since(3).unwrap().len(), 2);
+        s.compact();
+        assert!(s.since(3).is_err());
+        assert!(s.since(s.rv()).unwrap().is_empty());
+    }
+}
