@@ -144,6 +144,9 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
         "Service" => service(object, alloc),
         "Secret" => {
             if let Some(m) = object.as_object_mut() {
+                if m.get("type") == Some(&json!("")) {
+                    m.remove("type");
+                }
                 set_default(m, "type", json!("Opaque"));
             }
         }

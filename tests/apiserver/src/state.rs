@@ -203,8 +203,22 @@ pub struct State {
     pub store: Store,
     /// Cluster IPs and node ports.
     pub alloc: Allocator,
+    /// Establish new CRDs in the same write that accepts their names (no delay configured).
+    pub establish_at_once: bool,
     rules: CelRules,
     seed: u64,
+}
+
+const CRD_KEY: &str = "apiextensions.k8s.io/customresourcedefinitions";
+
+/// Whether finalizers still hold an object being deleted (a Namespace is also held by its
+/// `spec.finalizers`).
+fn held(v: &Value) -> bool {
+    !finalizers(v).is_empty()
+        || (v.get("kind") == Some(&json!("Namespace"))
+            && v.pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty()))
 }
 
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -262,6 +276,7 @@ impl State {
             registry: Registry::builtin(),
             store: Store::new(history),
             alloc: Allocator::default(),
+            establish_at_once: true,
             rules: CelRules::default(),
             seed,
         };
@@ -640,11 +655,12 @@ impl State {
                 changed: true,
             });
         }
-        if is_deleting(&new) && finalizers(&new).is_empty() {
+        if is_deleting(&new) && !held(&new) {
             let gone = self
                 .store
                 .remove(&key, ns, &name)
                 .unwrap_or_else(|| Arc::new(new));
+            self.after_change(rt, &name, now);
             return Ok(Written {
                 object: gone,
                 created: false,
@@ -653,6 +669,7 @@ impl State {
             });
         }
         let stored = self.store.put(&key, ns, &name, new);
+        self.after_change(rt, &name, now);
         Ok(Written {
             object: stored,
             created: creating,
@@ -920,11 +937,17 @@ impl State {
             }
         }
         let namespace_pending = rt.kind == "Namespace" && !rt.is_custom();
+        if namespace_pending && matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
         if fins.is_empty() && !namespace_pending {
             if options.dry_run {
                 return Ok(Deleted::Gone(live));
             }
             let gone = self.store.remove(&key, ns, name).expect("present");
+            self.after_change(rt, name, now);
             return Ok(Deleted::Gone(gone));
         }
         if deleting {
@@ -952,7 +975,105 @@ impl State {
             return Ok(Deleted::Pending(Arc::new(marked)));
         }
         let stored = self.store.put(&key, ns, name, marked);
+        self.after_change(rt, name, now);
         Ok(Deleted::Pending(stored))
+    }
+
+    fn after_change(&mut self, rt: &ResourceType, name: &str, now: DateTime<Utc>) {
+        if rt.kind == "CustomResourceDefinition" && !rt.is_custom() {
+            self.sync_crd(name, false, now);
+        }
+    }
+
+    /// Marks a CRD Established (after the configured delay) and makes it discoverable.
+    pub fn establish_crd(&mut self, name: &str) {
+        self.sync_crd(name, true, Utc::now());
+    }
+
+    /// Brings a CRD's status and served types in line with its spec: names accepted (or a
+    /// conflict), Established, Terminating while its objects are deleted. A CRD that is gone
+    /// takes its types and any objects left with it.
+    fn sync_crd(&mut self, name: &str, establish: bool, now: DateTime<Utc>) {
+        let Some(obj) = self.store.get(CRD_KEY, "", name).cloned() else {
+            let keys: Vec<String> = self
+                .registry
+                .all()
+                .iter()
+                .filter(|t| t.crd.as_deref() == Some(name))
+                .map(|t| t.storage_key())
+                .collect();
+            self.registry.remove_crd(name);
+            for key in keys.into_iter().take(1) {
+                let left: Vec<(String, String)> = self
+                    .store
+                    .list(&key, None)
+                    .map(|o| {
+                        (
+                            meta_str(o, "namespace").unwrap_or_default().to_string(),
+                            meta_str(o, "name").unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                for (ns, n) in left {
+                    self.store.remove(&key, &ns, &n);
+                }
+            }
+            return;
+        };
+        let group = obj
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let plural = obj
+            .pointer("/spec/names/plural")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = obj
+            .pointer("/spec/names/kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let conflict = self
+            .registry
+            .all()
+            .iter()
+            .find(|t| {
+                t.crd.as_deref() != Some(name) && t.group == group && (t.plural == plural || t.kind == kind)
+            })
+            .map(|t| {
+                if t.plural == plural {
+                    format!("\"{plural}\" is already in use")
+                } else {
+                    format!("\"{kind}\" is already in use")
+                }
+            });
+        let established =
+            conflict.is_none() && (crd::is_established(&obj) || self.establish_at_once || establish);
+        let status = crd::status(
+            &obj,
+            conflict.as_deref(),
+            established,
+            is_deleting(&obj),
+            &timestamp(now),
+        );
+        if conflict.is_none() {
+            self.registry.set_crd_types(name, crd::types(&obj, established));
+        }
+        if obj.get("status") != Some(&status)
+            && let Some(rt) = self
+                .registry
+                .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        {
+            let opts = WriteOptions::system("kube-apiserver", Some("status"));
+            // Cannot fail: only status changes, and the CRD exists.
+            let _ = self.write(
+                &rt,
+                "",
+                Some(name),
+                Op::Merge(json!({"status": status})),
+                &opts,
+                now,
+            );
+        }
     }
 
     /// Looks a type up, for internal controllers.
