@@ -331,7 +331,7 @@ fn ready_status(kind: &str, o: &Value, now: &str) -> Option<Value> {
     let generation = int(o, "/metadata/generation", 1);
     let replicas = int(o, "/spec/replicas", 1);
     let name = meta(o, "name");
-    let rs = format!("{name}-{}", &short_hash(meta(o, "uid"), generation)[..10]);
+    let rs = format!("{name}-{}", template_hash(o));
     let some = |n: i64| if n > 0 { json!(n) } else { Value::Null };
     let mut status = match kind {
         "Deployment" => json!({
@@ -482,6 +482,100 @@ fn simulate_now(shared: &Shared, key: &str, ns: &str, name: &str, generation: i6
     );
 }
 
+/// `pod-template-hash` of a Deployment's pod template.
+fn template_hash(deploy: &Value) -> String {
+    let template = deploy
+        .pointer("/spec/template")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    short_hash(&template, 0)
+}
+
+/// The ReplicaSets a Deployment controller keeps: one for the current template with the
+/// desired replicas, older ones scaled to zero. Helm's `--wait` reads them.
+fn sync_replica_sets(state: &mut State, deploy: &Value) {
+    let Some(rs_rt) = state.rt("apps", "v1", "replicasets") else {
+        return;
+    };
+    let ns = meta(deploy, "namespace").to_string();
+    let uid = meta(deploy, "uid").to_string();
+    let hash = template_hash(deploy);
+    let name = format!("{}-{hash}", meta(deploy, "name"));
+    let replicas = int(deploy, "/spec/replicas", 1);
+    let owned: Vec<Arc<Value>> = state
+        .store
+        .list("apps/replicasets", Some(&ns))
+        .filter(|rs| {
+            owner_refs(rs)
+                .iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid))
+        })
+        .cloned()
+        .collect();
+    let revision = owned.len() as i64 + 1;
+    let mut template = deploy.pointer("/spec/template").cloned().unwrap_or(json!({}));
+    template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+    let mut selector = deploy.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+    selector["matchLabels"]["pod-template-hash"] = json!(hash);
+    let labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+    let opts = WriteOptions::system(KCM, None);
+    for rs in owned
+        .iter()
+        .filter(|rs| meta(rs, "name") != name && int(rs, "/spec/replicas", 0) != 0)
+    {
+        let _ = state.write(
+            &rs_rt,
+            &ns,
+            Some(meta(rs, "name")),
+            Op::Merge(json!({"spec": {"replicas": 0}})),
+            &opts,
+            Utc::now(),
+        );
+    }
+    let existing = owned.iter().find(|rs| meta(rs, "name") == name);
+    let annotations = json!({
+        "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
+        "deployment.kubernetes.io/max-replicas": (replicas + (replicas + 3) / 4).to_string(),
+        "deployment.kubernetes.io/revision": existing
+            .and_then(|rs| rs.pointer("/metadata/annotations/deployment.kubernetes.io~1revision").cloned())
+            .unwrap_or(json!(revision.to_string())),
+    });
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": name, "namespace": ns, "labels": labels, "annotations": annotations,
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": meta(deploy, "name"),
+                "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"replicas": replicas, "selector": selector, "template": template}});
+    let op = if existing.is_some() {
+        Op::Merge(
+            json!({"metadata": {"annotations": rs["metadata"]["annotations"]}, "spec": {"replicas": replicas}}),
+        )
+    } else {
+        Op::Create(rs.clone())
+    };
+    let _ = state.write(
+        &rs_rt,
+        &ns,
+        existing.map(|_| name.as_str()),
+        op,
+        &opts,
+        Utc::now(),
+    );
+    let rev = annotations["deployment.kubernetes.io/revision"].clone();
+    if deploy.pointer("/metadata/annotations/deployment.kubernetes.io~1revision") != Some(&rev)
+        && let Some(rt) = state.rt("apps", "v1", "deployments")
+    {
+        let patch = json!({"metadata": {"annotations": {"deployment.kubernetes.io/revision": rev}}});
+        let _ = state.write(
+            &rt,
+            &ns,
+            Some(meta(deploy, "name")),
+            Op::Merge(patch),
+            &opts,
+            Utc::now(),
+        );
+    }
+}
+
 /// While a workload is rolling out: the new generation is observed, nothing is ready yet.
 fn progressing(shared: &Shared, key: &str, o: &Value) {
     if key != "apps/deployments" {
@@ -494,7 +588,7 @@ fn progressing(shared: &Shared, key: &str, o: &Value) {
     status["observedGeneration"] = json!(generation);
     status["replicas"] = json!(replicas);
     status["unavailableReplicas"] = json!(replicas);
-    let rs = format!("{}-{}", meta(o, "name"), short_hash(meta(o, "uid"), generation));
+    let rs = format!("{}-{}", meta(o, "name"), template_hash(o));
     let mut conditions: Vec<Value> = status
         .get("conditions")
         .and_then(Value::as_array)
@@ -518,10 +612,11 @@ fn progressing(shared: &Shared, key: &str, o: &Value) {
         &now,
     ));
     status["conditions"] = Value::Array(conditions);
+    let mut state = shared.lock();
+    sync_replica_sets(&mut state, o);
     if replicas == 0 {
         return;
     }
-    let mut state = shared.lock();
     let Some(rt) = rt_of(&state, key) else { return };
     let mut next = o.clone();
     next["status"] = status;

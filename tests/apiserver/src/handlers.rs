@@ -166,6 +166,20 @@ fn decode_body(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
     }
 }
 
+/// A DeleteOptions body as JSON bytes (protobuf bodies are decoded).
+fn delete_body(ctx: &Ctx<'_>) -> Result<Bytes, ApiError> {
+    if ctx
+        .content_type
+        .starts_with("application/vnd.kubernetes.protobuf")
+        && !ctx.body.is_empty()
+    {
+        let v =
+            protobuf::decode_delete_options(&ctx.body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        return Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()));
+    }
+    Ok(ctx.body.clone())
+}
+
 fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
@@ -402,8 +416,9 @@ pub async fn resource(
             Ok(object_response(code, &obj, &written.warnings))
         }
         "delete" => {
+            let body = delete_body(ctx)?;
             let options = DeleteOptions::parse(
-                &ctx.body,
+                &body,
                 ctx.q.get("propagationPolicy").map(String::as_str),
                 dry_run(ctx.q)?,
             )?;
@@ -421,8 +436,9 @@ pub async fn resource(
             })
         }
         "deletecollection" => {
+            let body = delete_body(ctx)?;
             let options = DeleteOptions::parse(
-                &ctx.body,
+                &body,
                 ctx.q.get("propagationPolicy").map(String::as_str),
                 dry_run(ctx.q)?,
             )?;

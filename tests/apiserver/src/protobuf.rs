@@ -223,12 +223,7 @@ fn object(kind: &str, b: &[u8]) -> Result<Value, Error> {
     Ok(Value::Object(o))
 }
 
-/// Decodes an enveloped protobuf body into the JSON object it encodes.
-///
-/// # Errors
-/// [`Error::Malformed`] for a bad envelope; [`Error::Unsupported`] for kinds other than
-/// ConfigMap, Secret, Namespace and ServiceAccount.
-pub fn decode(body: &[u8]) -> Result<Value, Error> {
+fn envelope(body: &[u8]) -> Result<(String, String, &[u8]), Error> {
     let rest = body
         .strip_prefix(b"k8s\0")
         .ok_or(Error::Malformed("missing k8s\\0 magic prefix"))?;
@@ -250,6 +245,56 @@ pub fn decode(body: &[u8]) -> Result<Value, Error> {
             _ => {}
         }
     }
+    Ok((api_version, kind, raw))
+}
+
+/// Decodes a protobuf `DeleteOptions` body (as Helm sends) into its JSON form.
+///
+/// # Errors
+/// [`Error::Malformed`] for a bad envelope.
+pub fn decode_delete_options(body: &[u8]) -> Result<Value, Error> {
+    let (_, _, raw) = envelope(body)?;
+    let mut o = Map::new();
+    for (n, f) in fields(raw)? {
+        match (n, f) {
+            (1, Field::Varint(v)) => {
+                o.insert("gracePeriodSeconds".into(), json!(v as i64));
+            }
+            (2, Field::Bytes(p)) => {
+                let mut pre = Map::new();
+                for (pn, pf) in fields(p)? {
+                    match (pn, pf) {
+                        (1, Field::Bytes(v)) => {
+                            pre.insert("uid".into(), string(v));
+                        }
+                        (2, Field::Bytes(v)) => {
+                            pre.insert("resourceVersion".into(), string(v));
+                        }
+                        _ => {}
+                    }
+                }
+                o.insert("preconditions".into(), Value::Object(pre));
+            }
+            (3, Field::Varint(v)) => {
+                o.insert("orphanDependents".into(), json!(v != 0));
+            }
+            (4, Field::Bytes(v)) => {
+                o.insert("propagationPolicy".into(), string(v));
+            }
+            (5, Field::Bytes(v)) => push(&mut o, "dryRun", string(v)),
+            _ => {}
+        }
+    }
+    Ok(Value::Object(o))
+}
+
+/// Decodes an enveloped protobuf body into the JSON object it encodes.
+///
+/// # Errors
+/// [`Error::Malformed`] for a bad envelope; [`Error::Unsupported`] for kinds other than
+/// ConfigMap, Secret, Namespace and ServiceAccount.
+pub fn decode(body: &[u8]) -> Result<Value, Error> {
+    let (api_version, kind, raw) = envelope(body)?;
     if api_version != "v1"
         || !matches!(
             kind.as_str(),
