@@ -36,9 +36,33 @@ pub fn merge(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
 /// # Errors
 /// A malformed patch, or an operation that fails (including a `test` whose value differs).
 pub fn json(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
-    let ops: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(|e| PatchError::Malformed(e.to_string()))?;
-    json_patch::patch(target, &ops).map_err(|e| PatchError::Failed(e.to_string()))
+    let Some(ops) = patch.as_array() else {
+        return Err(PatchError::Malformed(
+            "a JSON patch must be a list of operations".into(),
+        ));
+    };
+    let mut doc = target.clone();
+    for op in ops {
+        // As the API server does, a `test` for null passes when the path is absent.
+        if op.get("op").and_then(Value::as_str) == Some("test")
+            && op.get("value") == Some(&Value::Null)
+            && let Some(path) = op.get("path").and_then(Value::as_str)
+        {
+            match doc.pointer(path) {
+                None | Some(Value::Null) => continue,
+                Some(found) => {
+                    return Err(PatchError::Failed(format!(
+                        "testing value {path} failed: test failed: expected null, found {found}"
+                    )));
+                }
+            }
+        }
+        let one: json_patch::Patch = serde_json::from_value(Value::Array(vec![op.clone()]))
+            .map_err(|e| PatchError::Malformed(e.to_string()))?;
+        json_patch::patch(&mut doc, &one).map_err(|e| PatchError::Failed(e.to_string()))?;
+    }
+    *target = doc;
+    Ok(())
 }
 
 /// Applies a strategic merge patch to a built-in kind.
@@ -275,6 +299,13 @@ mod tests {
                        {"op": "add", "path": "/metadata/finalizers", "value": ["x"]}]);
         assert!(matches!(json(&mut d, &p), Err(PatchError::Failed(_))));
         assert_eq!(d["metadata"]["finalizers"], json!(["f1"]), "nothing applied");
+        let mut bare = json!({"metadata": {}});
+        json(&mut bare, &p).unwrap();
+        assert_eq!(
+            bare["metadata"]["finalizers"],
+            json!(["x"]),
+            "null tests an absent path"
+        );
     }
 
     #[test]

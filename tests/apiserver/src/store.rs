@@ -253,6 +253,8 @@ impl Store {
     /// Forgets the event history, so a watch from any earlier resourceVersion gets 410 Gone.
     pub fn compact(&mut self) {
         self.log.clear();
+        // A revision of its own, so that even a client at the head must relist.
+        self.rv += 1;
         self.compacted = self.rv;
     }
 
@@ -311,6 +313,10 @@ mod tests {
         assert_eq!(s.since(3).unwrap().len(), 2);
         s.compact();
         assert!(s.since(3).is_err());
+        assert!(
+            s.since(s.rv() - 1).is_err(),
+            "even the head before compaction is expired"
+        );
         assert!(s.since(s.rv()).unwrap().is_empty());
     }
 }
