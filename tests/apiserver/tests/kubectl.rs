@@ -1,0 +1,371 @@
+//! The real kubectl (the machine's dispatcher picks 1.32 from `/version`) against the test API
+//! server, with a throw-away HOME per server and default client-side validation.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kubectl, eventually, server};
+
+const CRD: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size: {type: integer, minimum: 1}
+              color: {type: string, default: blue}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+"#;
+
+fn widget(size: u32) -> String {
+    format!("apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: w1}}\nspec: {{size: {size}}}\n")
+}
+
+fn deployment(replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, labels: {{app: web}}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: app\n        image: {image}\n        ports: [{{containerPort: 80}}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_creates_and_updates_custom_resources_and_deployments() {
+    let s = server().await;
+    let k = Kubectl::new(&s);
+    let crd = k.file("crd.yaml", CRD.as_bytes());
+    assert!(
+        k.ok(&["apply", "-f", &crd])
+            .contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created")
+    );
+    let w = k.file("w.yaml", widget(3).as_bytes());
+    assert_eq!(k.ok(&["apply", "-f", &w]).trim(), "widget.example.com/w1 created");
+    let w = k.file("w.yaml", widget(4).as_bytes());
+    assert_eq!(
+        k.ok(&["apply", "-f", &w]).trim(),
+        "widget.example.com/w1 configured"
+    );
+    assert_eq!(
+        k.ok(&["apply", "-f", &w]).trim(),
+        "widget.example.com/w1 unchanged"
+    );
+    assert_eq!(
+        k.ok(&["get", "wd", "w1", "-o", "jsonpath={.spec.size} {.spec.color}"]),
+        "4 blue"
+    );
+
+    let d = k.file("d.yaml", deployment(2, "nginx:1.27").as_bytes());
+    assert_eq!(k.ok(&["apply", "-f", &d]).trim(), "deployment.apps/web created");
+    let d = k.file("d.yaml", deployment(3, "nginx:1.28").as_bytes());
+    assert_eq!(
+        k.ok(&["apply", "-f", &d]).trim(),
+        "deployment.apps/web configured"
+    );
+    let image = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image} {.spec.replicas}",
+    ]);
+    assert_eq!(image, "nginx:1.28 3");
+    // The strategic merge patch kept server defaults.
+    let pull = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].imagePullPolicy}",
+    ]);
+    assert_eq!(pull, "IfNotPresent");
+    let invalid = k.run_stdin(&["apply", "-f", "-"], &widget(0));
+    assert!(!invalid.ok);
+    assert!(
+        invalid
+            .stderr
+            .contains("spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"),
+        "{}",
+        invalid.stderr
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_apply_reports_conflicts_until_forced() {
+    let s = server().await;
+    let k = Kubectl::new(&s);
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: a}\n";
+    let f = k.file("cm.yaml", cm.as_bytes());
+    assert_eq!(
+        k.ok(&["apply", "--server-side", "-f", &f]).trim(),
+        "configmap/settings serverside-applied"
+    );
+    let other = k.file("cm2.yaml", cm.replace("mode: a", "mode: b").as_bytes());
+    let conflict = k.run(&["apply", "--server-side", "--field-manager=ops", "-f", &other]);
+    assert!(!conflict.ok);
+    assert!(
+        conflict
+            .stderr
+            .contains("Apply failed with 1 conflict: conflict with \"kubectl\": .data.mode"),
+        "{}",
+        conflict.stderr
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=ops",
+        "--force-conflicts",
+        "-f",
+        &other,
+    ]);
+    assert_eq!(
+        k.ok(&["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]),
+        "b"
+    );
+    let managers = k.ok(&[
+        "get",
+        "cm",
+        "settings",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(managers.contains("ops"), "{managers}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_prints_columns_yaml_and_watches() {
+    let s = server().await;
+    let k = Kubectl::new(&s);
+    k.ok(&["apply", "-f", &k.file("crd.yaml", CRD.as_bytes())]);
+    k.ok(&["apply", "-f", &k.file("w.yaml", widget(3).as_bytes())]);
+    let table = k.ok(&["get", "widgets"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "READY", "AGE"]);
+    assert!(table.lines().nth(1).unwrap().starts_with("w1"));
+    let yaml = k.ok(&["get", "wd", "w1", "-o", "yaml"]);
+    assert!(
+        yaml.contains("kind: Widget") && yaml.contains("color: blue") && yaml.contains("resourceVersion:")
+    );
+    let ns = k.ok(&["get", "namespaces"]);
+    for n in ["default", "kube-system", "kube-public"] {
+        assert!(ns.contains(n));
+    }
+
+    // get -w prints the existing row, then the change.
+    let home = k.home.0.clone();
+    let kubeconfig = k.kubeconfig.clone();
+    let watch = std::thread::spawn(move || {
+        std::process::Command::new("kubectl")
+            .args(["get", "wd", "-w", "--request-timeout=4s"])
+            .env("HOME", home)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    k.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":7}}"#,
+    ]);
+    let out = String::from_utf8_lossy(&watch.join().unwrap().stdout).into_owned();
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("w1")).collect();
+    assert!(rows.len() >= 2 && rows.last().unwrap().contains(" 7 "), "{out}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_waits_for_finalizers_and_wait_sees_conditions() {
+    let s = server().await;
+    let k = Kubectl::new(&s);
+    k.ok(&["apply", "-f", &k.file("crd.yaml", CRD.as_bytes())]);
+    k.ok(&["apply", "-f", &k.file("w.yaml", widget(3).as_bytes())]);
+    assert_eq!(
+        k.ok(&["label", "wd", "w1", "team=blue"]).trim(),
+        "widget.example.com/w1 labeled"
+    );
+    k.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
+    assert_eq!(
+        k.ok(&[
+            "patch",
+            "wd",
+            "w1",
+            "--type=merge",
+            "--subresource=status",
+            "-p",
+            status
+        ])
+        .trim(),
+        "widget.example.com/w1 patched"
+    );
+    assert_eq!(
+        k.ok(&["wait", "--for=condition=Ready", "wd/w1", "--timeout=10s"])
+            .trim(),
+        "widget.example.com/w1 condition met"
+    );
+    assert_eq!(
+        k.ok(&[
+            "wait",
+            "--for=jsonpath={.metadata.labels.team}=blue",
+            "wd/w1",
+            "--timeout=10s"
+        ])
+        .trim(),
+        "widget.example.com/w1 condition met"
+    );
+
+    let blocked = k.run(&["delete", "wd", "w1", "--timeout=2s"]);
+    assert!(!blocked.ok, "held by the finalizer: {blocked:?}");
+    assert!(
+        !k.ok(&["get", "wd", "w1", "-o", "jsonpath={.metadata.deletionTimestamp}"])
+            .is_empty()
+    );
+    let home = k.home.0.clone();
+    let kubeconfig = k.kubeconfig.clone();
+    let deleting = std::thread::spawn(move || {
+        std::process::Command::new("kubectl")
+            .args(["delete", "wd", "w1", "--timeout=20s"])
+            .env("HOME", home)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    k.ok(&[
+        "patch",
+        "wd",
+        "w1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let out = deleting.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "widget.example.com \"w1\" deleted"
+    );
+    let after = k.run(&["get", "wd", "w1"]);
+    assert!(
+        after.stderr.contains("NotFound") || after.stderr.contains("not found"),
+        "{after:?}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_create_and_discovery_commands_work() {
+    let s = server().await;
+    let k = Kubectl::new(&s);
+    k.ok(&[
+        "apply",
+        "-f",
+        &k.file("d.yaml", deployment(1, "nginx:1.27").as_bytes()),
+    ]);
+    assert_eq!(
+        k.ok(&["scale", "deployment", "web", "--replicas=3"]).trim(),
+        "deployment.apps/web scaled"
+    );
+    k.ok(&["wait", "--for=condition=Available", "deploy/web", "--timeout=10s"]);
+    let ready = eventually(Duration::from_secs(10), async || {
+        let r = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+        (r == "3").then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "the simulated deployment becomes ready");
+    let row = k.ok(&["get", "deploy", "web", "--no-headers"]);
+    assert!(row.starts_with("web") && row.contains("3/3"), "{row}");
+
+    let binary: Vec<u8> = (0..=255u8).rev().collect();
+    let file = k.file("plugin.wasm", &binary);
+    assert_eq!(
+        k.ok(&[
+            "create",
+            "configmap",
+            "plugin",
+            &format!("--from-file=plugin.wasm={file}")
+        ])
+        .trim(),
+        "configmap/plugin created"
+    );
+    let stored = s.get("v1", "ConfigMap", "default", "plugin").unwrap();
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(stored["binaryData"]["plugin.wasm"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(decoded, binary, "binary data survives the protobuf body");
+    assert_eq!(
+        k.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=user=admin"
+        ])
+        .trim(),
+        "secret/creds created"
+    );
+    assert_eq!(
+        s.get("v1", "Secret", "default", "creds").unwrap()["type"],
+        "Opaque"
+    );
+    assert_eq!(
+        k.ok(&["create", "namespace", "shop"]).trim(),
+        "namespace/shop created"
+    );
+    assert_eq!(
+        k.ok(&["get", "ns", "shop", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
+
+    let resources = k.ok(&["api-resources"]);
+    for line in [
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "customresourcedefinitions",
+        "leases",
+    ] {
+        assert!(resources.contains(line), "{line} missing from:\n{resources}");
+    }
+    let explain = k.run(&["explain", "deployment.spec"]);
+    assert!(
+        explain.ok || !explain.stderr.is_empty(),
+        "explain fails cleanly if at all"
+    );
+    s.shutdown().await;
+}
