@@ -49,21 +49,33 @@ impl Request {
     }
 }
 
-/// Every request since start (or the last reset).
+/// The most recent requests since start (or the last reset), up to [`Counters::CAPACITY`].
 #[derive(Debug, Default)]
 pub struct Counters {
-    log: Mutex<Vec<Request>>,
+    log: Mutex<std::collections::VecDeque<Request>>,
 }
 
 impl Counters {
+    /// Records kept; older ones are dropped so a long-running server stays bounded.
+    pub const CAPACITY: usize = 500_000;
+
     /// Records a request.
     pub fn record(&self, r: Request) {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() == Self::CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(r);
     }
 
-    /// A copy of every record.
+    /// A copy of the kept records, oldest first.
     pub fn snapshot(&self) -> Vec<Request> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Forgets every record.
