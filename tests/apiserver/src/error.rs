@@ -24,6 +24,13 @@ pub struct ApiError {
     pub reason: &'static str,
     /// `Status.message`.
     pub message: String,
+    /// `Status.details`.
+    pub details: Box<Details>,
+}
+
+/// `Status.details`.
+#[derive(Debug, Clone, Default)]
+pub struct Details {
     /// `details.name`.
     pub name: Option<String>,
     /// `details.group`.
@@ -52,18 +59,14 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after: None,
+            details: Box::default(),
         }
     }
 
     fn with_object(mut self, group: &str, kind: &str, name: &str) -> Self {
-        self.group = Some(group.to_string());
-        self.kind = Some(kind.to_string());
-        self.name = Some(name.to_string());
+        self.details.group = Some(group.to_string());
+        self.details.kind = Some(kind.to_string());
+        self.details.name = Some(name.to_string());
         self
     }
 
@@ -142,7 +145,7 @@ impl ApiError {
             )
         };
         let mut e = Self::new(409, "Conflict", message).with_object(group, kind, name);
-        e.causes = conflicts
+        e.details.causes = conflicts
             .into_iter()
             .map(|(manager, field)| Cause {
                 reason: "FieldManagerConflict".into(),
@@ -170,7 +173,7 @@ impl ApiError {
             format!("{} \"{name}\" is invalid: {list}", qualified(kind, group)),
         )
         .with_object(group, kind, name);
-        e.causes = causes;
+        e.details.causes = causes;
         e
     }
 
@@ -231,7 +234,7 @@ impl ApiError {
             ),
         };
         let mut e = Self::new(code, reason, message);
-        e.retry_after = retry_after;
+        e.details.retry_after = retry_after;
         e
     }
 
@@ -247,27 +250,28 @@ impl ApiError {
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
-        if let Some(name) = &self.name {
+        if let Some(name) = &self.details.name {
             details.insert("name".into(), json!(name));
         }
-        if let Some(group) = &self.group
+        if let Some(group) = &self.details.group
             && !group.is_empty()
         {
             details.insert("group".into(), json!(group));
         }
-        if let Some(kind) = &self.kind {
+        if let Some(kind) = &self.details.kind {
             details.insert("kind".into(), json!(kind));
         }
-        if !self.causes.is_empty() {
+        if !self.details.causes.is_empty() {
             details.insert(
                 "causes".into(),
-                self.causes
+                self.details
+                    .causes
                     .iter()
                     .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                     .collect(),
             );
         }
-        if let Some(s) = self.retry_after {
+        if let Some(s) = self.details.retry_after {
             details.insert("retryAfterSeconds".into(), json!(s));
         }
         if !details.is_empty() {

@@ -167,7 +167,7 @@ fn loosely_equal(found: &Value, want: &Value) -> bool {
     match (found, want) {
         (Value::String(a), Value::String(b)) => a == b,
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (a, Value::String(b)) => a.to_string() == *b,
+        (a, Value::String(b)) => serde_json::to_string(a).is_ok_and(|t| t == *b),
         (a, b) => a == b,
     }
 }

@@ -115,12 +115,11 @@ fn strategic_map<'p>(
     }
     for (key, pv) in p {
         if key.starts_with('$') {
-            if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-                if let (Some(list), Some(remove)) =
+            if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/")
+                && let (Some(list), Some(remove)) =
                     (t.get_mut(field).and_then(Value::as_array_mut), pv.as_array())
-                {
-                    list.retain(|v| !remove.contains(v));
-                }
+            {
+                list.retain(|v| !remove.contains(v));
             }
             continue;
         }

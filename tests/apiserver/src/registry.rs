@@ -252,7 +252,7 @@ impl Registry {
             }
         }
         for (_, versions) in &mut out {
-            versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }
@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn versions_sort_ga_then_beta_then_alpha() {
         let mut v = vec!["v1alpha1", "v2", "v1beta2", "v1", "foo", "v1beta1"];
-        v.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
         assert_eq!(v, ["v2", "v1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
     }
 

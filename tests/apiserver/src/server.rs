@@ -104,7 +104,7 @@ pub fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Bo
 /// An error reply.
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_status());
-    if let Some(s) = e.retry_after
+    if let Some(s) = e.details.retry_after
         && let Ok(v) = HeaderValue::from_str(&s.to_string())
     {
         r.headers_mut().insert("retry-after", v);

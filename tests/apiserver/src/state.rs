@@ -254,8 +254,8 @@ fn spec_part(v: &Value, status_apart: bool) -> Map<String, Value> {
         .map(|m| {
             m.iter()
                 .filter(|(k, _)| {
-                    !matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
-                        && !(status_apart && *k == "status")
+                    !(matches!(k.as_str(), "metadata" | "apiVersion" | "kind")
+                        || status_apart && *k == "status")
                 })
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect()
@@ -1206,7 +1206,7 @@ mod tests {
         let e = s
             .write(&rt, "default", Some("c"), Op::Merge(add), &opts("t"), Utc::now())
             .unwrap_err();
-        assert_eq!(e.causes[0].field, "metadata.finalizers");
+        assert_eq!(e.details.causes[0].field, "metadata.finalizers");
         let clear = json!({"metadata": {"finalizers": null}});
         s.write(
             &rt,

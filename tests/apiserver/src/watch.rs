@@ -150,7 +150,8 @@ pub fn serve(
     };
 
     // Snapshot and subscription under one lock, so no event falls between them.
-    let (mut events, initial, mut seen, replay): (_, Vec<Arc<Value>>, u64, Result<Vec<Arc<Event>>, u64>) = {
+    type Start = (Vec<Arc<Value>>, u64, Result<Vec<Arc<Event>>, u64>);
+    let (mut events, (initial, mut seen, replay)): (_, Start) = {
         let state = shared.lock();
         let events = state.store.subscribe();
         let current = state.store.rv();
@@ -161,14 +162,14 @@ pub fn serve(
                 .filter(|o| filter.matches(o))
                 .cloned()
                 .collect();
-            (events, initial, current, Ok(Vec::new()))
+            (events, (initial, current, Ok(Vec::new())))
         } else {
             match rv_param.parse::<u64>() {
                 Ok(rv) => match state.store.since(rv) {
-                    Ok(replay) => (events, Vec::new(), rv, Ok(replay)),
-                    Err(e) => (events, Vec::new(), rv, Err(e.oldest)),
+                    Ok(replay) => (events, (Vec::new(), rv, Ok(replay))),
+                    Err(e) => (events, (Vec::new(), rv, Err(e.oldest))),
                 },
-                Err(_) => (events, Vec::new(), current, Err(0)),
+                Err(_) => (events, (Vec::new(), current, Err(0))),
             }
         }
     };
@@ -204,10 +205,8 @@ pub fn serve(
                 return;
             }
         }
-        if send_initial {
-            if tx.send(encoder.bookmark(seen, true)).await.is_err() {
-                return;
-            }
+        if send_initial && tx.send(encoder.bookmark(seen, true)).await.is_err() {
+            return;
         }
         for e in &replay {
             seen = e.rv;
