@@ -15,6 +15,7 @@ pub mod cel;
 pub mod child;
 pub mod cli;
 pub mod commands;
+pub mod derive;
 pub mod graph;
 pub mod metadata;
 pub mod plugin;

@@ -7,11 +7,12 @@ use std::{
 };
 
 use kroxide_schema::{selector::Selector, structural};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::Error;
 use crate::{
-    child::{ChildKey, DesiredChild, ObservedChild, Readiness},
+    child::{ChildKey, DesiredChild, ObservedChild},
+    derive,
     graph::{
         self, Graph, Limits,
         runtime::{self, Externals, Resolution},
@@ -20,7 +21,7 @@ use crate::{
     plugin::{CallInput, Digest, LoadedPlugin, PluginRuntime, RuntimeConfig, StatusOutput},
     render::{self, PluginStage, StaticScopes},
     rgd::{ResourceGraphDefinition, Scope},
-    status::{self, Mark, Outcome},
+    status::Mark,
     yaml,
 };
 
@@ -433,46 +434,18 @@ fn instance_with_status(
     observed: &[ObservedChild],
     plugin: Option<&StatusOutput>,
 ) -> Value {
-    let desired = &pass.output.desired;
-    let missing: Vec<String> = desired
-        .iter()
-        .filter(|d| !observed.iter().any(|o| o.key == d.key))
-        .map(|d| d.key.to_string())
-        .collect();
-    let resources = match plugin.map(|p| p.ready) {
-        Some(Readiness::NotReady) => {
-            Mark::not_ready("NotReady", "plugin reports the resources are not ready")
-        }
-        _ if !missing.is_empty() => {
-            Mark::not_ready("NotReady", format!("waiting for {} to exist", missing.join(", ")))
-        }
-        _ => match pass.resolution.first_waiting() {
-            Some((id, why)) => Mark::not_ready("NotReady", format!("resource {id}: {why}")),
-            None => Mark::all_ready(),
-        },
-    };
-    let generation = instance
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let outcome = Outcome {
+    let fields = derive::status(&derive::Input {
+        instance,
+        resolution: Some(&pass.resolution),
+        desired: &pass.output.desired,
+        observed,
+        plugin,
         managed: Mark::managed(),
-        resolved: Mark::resolved(),
-        resources,
-        plugin: plugin.map(|p| p.conditions.as_slice()).unwrap_or_default(),
-        generation,
-        previous: &[],
-        now: OFFLINE_TIME,
-        failed: false,
+        failure: None,
+        suspended: false,
         deleting: false,
-    };
-    let (conditions, state) = status::conditions(&outcome);
-    let mut fields: Map<String, Value> = pass.resolution.status.clone();
-    if let Some(p) = plugin {
-        status::deep_merge(&mut fields, p.status.clone());
-    }
-    fields.insert("state".to_string(), json!(state.as_str()));
-    fields.insert("conditions".to_string(), Value::Array(conditions));
+        now: OFFLINE_TIME,
+    });
     let mut out = instance.clone();
     out["status"] = Value::Object(fields);
     out

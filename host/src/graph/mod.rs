@@ -5,6 +5,7 @@
 //! reserved words, templates, reserved labels, every expression (syntax, functions, variables,
 //! `schema.*` paths), `forEach` identity, dependencies and cycles, status fields.
 
+pub mod compat;
 pub mod crd;
 pub mod dag;
 pub mod pluralize;

@@ -1,0 +1,251 @@
+//! The status stage: an instance's `status` from what the reconcile found: CEL status fields
+//! with the plugin's `derive-status` output deep-merged over them, kro's conditions and
+//! `status.state`. Shared by `kroxide render --include-status` and the controller, so the
+//! offline preview and the cluster agree.
+
+use serde_json::{Map, Value, json};
+
+use crate::{
+    child::{DesiredChild, ObservedChild, Readiness},
+    graph::runtime::Resolution,
+    plugin::StatusOutput,
+    status::{self, Mark, Outcome},
+};
+
+/// A reconcile that could not finish, as `ResourcesReady` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Condition reason: `PluginTimeout`, `PluginTrap`, `ApplyFailed`, ...
+    pub reason: String,
+    /// What went wrong, naming the object or field.
+    pub message: String,
+}
+
+/// What the status stage works from.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// The instance as read.
+    pub instance: &'a Value,
+    /// The graph resolution of this reconcile (`None` when it could not run).
+    pub resolution: Option<&'a Resolution>,
+    /// The desired children.
+    pub desired: &'a [DesiredChild],
+    /// The live children.
+    pub observed: &'a [ObservedChild],
+    /// The plugin's `derive-status` output.
+    pub plugin: Option<&'a StatusOutput>,
+    /// `InstanceManaged`.
+    pub managed: Mark,
+    /// A failure that stopped the reconcile (plugin error, apply error, render error).
+    pub failure: Option<Failure>,
+    /// The instance is suspended (`kro.run/reconcile: suspended`).
+    pub suspended: bool,
+    /// The instance is being deleted.
+    pub deleting: bool,
+    /// Now, RFC 3339.
+    pub now: &'a str,
+}
+
+fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
+    if input.deleting {
+        return (Mark::under_deletion("instance is being deleted"), false);
+    }
+    if input.suspended {
+        return (
+            Mark::not_ready(
+                "ReconciliationSuspended",
+                "reconciliation is suspended by the kro.run/reconcile annotation",
+            ),
+            false,
+        );
+    }
+    if let Some(f) = &input.failure {
+        return (Mark::not_ready(&f.reason, f.message.clone()), true);
+    }
+    let terminating: Vec<String> = input
+        .observed
+        .iter()
+        .filter(|o| {
+            o.object
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+        })
+        .filter(|o| input.desired.iter().any(|d| d.key == o.key))
+        .map(|o| o.key.to_string())
+        .collect();
+    if !terminating.is_empty() {
+        return (
+            Mark::not_ready(
+                "ResourceDeleting",
+                format!("waiting for {} to finish deleting", terminating.join(", ")),
+            ),
+            false,
+        );
+    }
+    if input.plugin.map(|p| p.ready) == Some(Readiness::NotReady) {
+        return (
+            Mark::not_ready("NotReady", "plugin reports the resources are not ready"),
+            false,
+        );
+    }
+    let missing: Vec<String> = input
+        .desired
+        .iter()
+        .filter(|d| !input.observed.iter().any(|o| o.key == d.key))
+        .map(|d| d.key.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return (
+            Mark::not_ready("NotReady", format!("waiting for {} to exist", missing.join(", "))),
+            false,
+        );
+    }
+    match input.resolution.and_then(Resolution::first_waiting) {
+        Some((id, why)) => (
+            Mark::not_ready("NotReady", format!("resource {id}: {why}")),
+            false,
+        ),
+        None => (Mark::all_ready(), false),
+    }
+}
+
+/// The status to write. `previous` conditions keep their transition times when unchanged.
+pub fn status(input: &Input<'_>) -> Map<String, Value> {
+    let previous: Vec<Value> = input
+        .instance
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let generation = input
+        .instance
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let resolved = match input.resolution.and_then(Resolution::first_error) {
+        Some((id, message)) => Mark::resolution_failed(format!("resource {id}: {message}")),
+        None => Mark::resolved(),
+    };
+    let resolution_failed = resolved.status == "False";
+    let (resources, failed) = resources_mark(input);
+    let outcome = Outcome {
+        managed: input.managed.clone(),
+        resolved,
+        resources,
+        plugin: input.plugin.map(|p| p.conditions.as_slice()).unwrap_or_default(),
+        generation,
+        previous: &previous,
+        now: input.now,
+        failed: failed || resolution_failed,
+        deleting: input.deleting,
+    };
+    let (conditions, state) = status::conditions(&outcome);
+    let mut fields: Map<String, Value> = input.resolution.map(|r| r.status.clone()).unwrap_or_default();
+    if let Some(p) = input.plugin {
+        status::deep_merge(&mut fields, p.status.clone());
+    }
+    // Without a fresh resolution, keep the fields last written rather than dropping them.
+    if input.resolution.is_none()
+        && let Some(Value::Object(old)) = input.instance.get("status")
+    {
+        for (k, v) in old {
+            if k != "state" && k != "conditions" {
+                fields.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    fields.insert("state".to_string(), json!(state.as_str()));
+    fields.insert("conditions".to_string(), Value::Array(conditions));
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::child::ChildKey;
+
+    fn instance() -> Value {
+        json!({"metadata": {"name": "i", "generation": 3}, "status": {"url": "old"}})
+    }
+
+    fn input<'a>(
+        instance: &'a Value,
+        desired: &'a [DesiredChild],
+        observed: &'a [ObservedChild],
+    ) -> Input<'a> {
+        Input {
+            instance,
+            resolution: None,
+            desired,
+            observed,
+            plugin: None,
+            managed: Mark::managed(),
+            failure: None,
+            suspended: false,
+            deleting: false,
+            now: "2026-01-01T00:00:00Z",
+        }
+    }
+
+    fn child(id: &str) -> DesiredChild {
+        DesiredChild {
+            key: ChildKey::new(id),
+            object: Map::new(),
+            ready: Readiness::Unknown,
+        }
+    }
+
+    #[test]
+    fn a_missing_child_keeps_the_instance_in_progress() {
+        let i = instance();
+        let desired = [child("a")];
+        let s = status(&input(&i, &desired, &[]));
+        assert_eq!(s["state"], "IN_PROGRESS");
+        assert_eq!(s["conditions"][2]["message"], "waiting for a to exist");
+        assert_eq!(
+            s["url"], "old",
+            "fields survive a reconcile that could not resolve"
+        );
+    }
+
+    #[test]
+    fn a_plugin_failure_is_an_error_naming_its_reason() {
+        let i = instance();
+        let mut inp = input(&i, &[], &[]);
+        inp.failure = Some(Failure {
+            reason: "PluginTimeout".into(),
+            message: "plugin ran past its 100ms deadline".into(),
+        });
+        let s = status(&inp);
+        assert_eq!(s["state"], "ERROR");
+        assert_eq!(s["conditions"][3]["reason"], "PluginTimeout");
+        assert_eq!(s["conditions"][3]["observedGeneration"], 3);
+    }
+
+    #[test]
+    fn suspension_and_deletion_have_their_own_reasons() {
+        let i = instance();
+        let mut inp = input(&i, &[], &[]);
+        inp.suspended = true;
+        assert_eq!(status(&inp)["conditions"][2]["reason"], "ReconciliationSuspended");
+        inp.suspended = false;
+        inp.deleting = true;
+        let s = status(&inp);
+        assert_eq!(
+            (s["state"].clone(), s["conditions"][2]["status"].clone()),
+            (json!("DELETING"), json!("Unknown"))
+        );
+    }
+
+    #[test]
+    fn a_terminating_child_is_reported() {
+        let i = instance();
+        let desired = [child("a")];
+        let observed = [ObservedChild {
+            key: ChildKey::new("a"),
+            object: json!({"metadata": {"deletionTimestamp": "t"}}),
+        }];
+        let s = status(&input(&i, &desired, &observed));
+        assert_eq!(s["conditions"][2]["reason"], "ResourceDeleting");
+    }
+}
