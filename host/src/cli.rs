@@ -32,6 +32,8 @@ pub enum Command {
     /// Package and inspect plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run the controller against a cluster (until SIGINT/SIGTERM).
+    Controller(crate::config::ControllerArgs),
 }
 
 /// `kroxide generate ...`.
@@ -178,6 +180,10 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
                 packed.rgd_snippet
             );
             Ok(Outcome::ok(packed.config_map, note))
+        }
+        Command::Controller(args) => {
+            commands::controller::run(&args)?;
+            Ok(Outcome::ok(String::new(), String::new()))
         }
         Command::Plugin(PluginCommand::Inspect { file }) => Ok(Outcome::ok(
             crate::yaml::to_string(&commands::plugin::inspect(&file)?),

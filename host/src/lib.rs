@@ -11,14 +11,19 @@
 //! Start with [`render::desired`] for what an instance should have, and
 //! [`plugin::PluginRuntime`] for the sandbox.
 
+pub mod apply;
 pub mod cel;
 pub mod child;
 pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod controller;
 pub mod derive;
 pub mod graph;
 pub mod metadata;
+pub mod metrics;
 pub mod plugin;
+pub mod prune;
 pub mod render;
 pub mod rgd;
 pub mod status;

@@ -1,5 +1,7 @@
-//! The offline subcommands of the `kroxide` binary, as library functions returning text.
+//! The subcommands of the `kroxide` binary as library functions: the offline ones return
+//! text; `controller` runs until it is signalled.
 
+pub mod controller;
 pub mod generate;
 pub mod plugin;
 pub mod render;
@@ -114,6 +116,15 @@ pub enum Error {
         /// The later run around the difference.
         later: String,
     },
+    /// A controller flag is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    /// The controller could not run.
+    #[error(transparent)]
+    Controller(#[from] crate::controller::Error),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     /// A packed plugin does not fit a ConfigMap.
     #[error("{}: {size} bytes even compressed; a ConfigMap holds at most 1 MiB (1048576 bytes)", path.display())]
     TooLargeForConfigMap {

@@ -1,0 +1,183 @@
+//! The apply stage: server-side apply of each desired child with kro's field manager
+//! (`kro.run/applyset`, forced), skipped when nothing needs it. A child needs no apply when the
+//! intent we last applied is unchanged and the fields our apply owns are still ours — never by
+//! comparing values with the live object, which the API server has defaulted and canonicalised.
+//! A field someone else changed moves to their field manager, so our owned set shrinks and the
+//! next reconcile applies again, reverting the drift.
+
+use std::hash::{Hash, Hasher};
+
+use kube::api::{Patch, PatchParams};
+use serde_json::Value;
+
+use crate::{
+    child::DesiredChild,
+    controller::{Applied, Context, Error, ObjectId, label, object_id},
+    metadata,
+};
+
+/// kro's field manager for children.
+pub const MANAGER: &str = "kro.run/applyset";
+
+/// A stable hash of what we ask for.
+pub fn intent_hash(child: &DesiredChild) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    Value::Object(child.object.clone()).to_string().hash(&mut h);
+    h.finish()
+}
+
+/// The `fieldsV1` our apply owns on `live`.
+pub fn owned_fields(live: &Value) -> Option<&Value> {
+    live.pointer("/metadata/managedFields")?.as_array()?.iter().find_map(|e| {
+        let ours = e.get("manager").and_then(Value::as_str) == Some(MANAGER)
+            && e.get("operation").and_then(Value::as_str) == Some("Apply")
+            && e.get("subresource").is_none_or(|s| s.as_str().is_none_or(str::is_empty));
+        if ours { e.get("fieldsV1") } else { None }
+    })
+}
+
+/// Whether `child` can be left alone: same intent as last applied, same object, and our owned
+/// fields exactly as our last apply left them.
+pub fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value>) -> bool {
+    let (Some(record), Some(live)) = (record, live) else { return false };
+    record.hash == hash
+        && live.pointer("/metadata/uid").and_then(Value::as_str) == Some(record.uid.as_str())
+        && owned_fields(live) == Some(&record.fields)
+        && live.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null)
+}
+
+/// What happened to one child.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Nothing to do.
+    Unchanged,
+    /// Applied; the server's answer.
+    Applied(Value),
+}
+
+/// Why a child could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The object belongs to another instance's ApplySet.
+    #[error("resource {key}: {object} belongs to a different ApplySet ({other})")]
+    OtherApplySet {
+        /// The child.
+        key: String,
+        /// `Kind namespace/name`.
+        object: String,
+        /// The other ApplySet.
+        other: String,
+    },
+    /// The API refused or failed.
+    #[error("resource {key}: {source}")]
+    Api {
+        /// The child.
+        key: String,
+        /// The request's error.
+        #[source]
+        source: Error,
+    },
+}
+
+fn shown(child: &DesiredChild) -> String {
+    match child.namespace() {
+        Some(ns) => format!("{} {ns}/{}", child.kind(), child.name()),
+        None => format!("{} {}", child.kind(), child.name()),
+    }
+}
+
+/// Applies `child` unless unchanged. `live` is the observed object, if any.
+///
+/// # Errors
+/// [`ApplyError`] naming the child.
+pub async fn apply(ctx: &Context, applyset: &str, child: &DesiredChild, live: Option<&Value>) -> Result<Outcome, ApplyError> {
+    let key = child.key.to_string();
+    let id: ObjectId = object_id(&Value::Object(child.object.clone()));
+    let hash = intent_hash(child);
+    if let Some(other) = live.and_then(|l| label(l, metadata::APPLYSET_PART_OF))
+        && other != applyset
+    {
+        return Err(ApplyError::OtherApplySet { key, object: shown(child), other: other.to_string() });
+    }
+    let record = ctx.memory.applied.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+    if unchanged(record.as_ref(), hash, live) {
+        ctx.metrics.apply("unchanged");
+        return Ok(Outcome::Unchanged);
+    }
+    let (resource, namespaced) = ctx
+        .informers
+        .kinds
+        .resolve(&ctx.client, child.api_version(), child.kind())
+        .await
+        .map_err(|source| ApplyError::Api { key: key.clone(), source })?;
+    let api = ctx.api(&resource, namespaced, child.namespace()).await;
+    let body = Value::Object(child.object.clone());
+    let result = api.patch(child.name(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await;
+    let applied = match result {
+        Ok(o) => crate::controller::informers::to_value(&o, &resource),
+        Err(source) => {
+            ctx.metrics.apply("error");
+            return Err(ApplyError::Api {
+                key,
+                source: Error::Api { action: "apply", object: shown(child), source },
+            });
+        }
+    };
+    ctx.metrics.apply("applied");
+    let entry = Applied {
+        hash,
+        uid: applied.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
+        fields: owned_fields(&applied).cloned().unwrap_or(Value::Null),
+    };
+    ctx.memory.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
+    ctx.children.upsert(applied.clone());
+    Ok(Outcome::Applied(applied))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::child::{ChildKey, Readiness};
+    use serde_json::json;
+
+    fn child() -> DesiredChild {
+        DesiredChild {
+            key: ChildKey::new("cm"),
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ready: Readiness::Unknown,
+        }
+    }
+
+    fn live(fields: Value) -> Value {
+        json!({"metadata": {"uid": "u1", "managedFields": [
+            {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:data": {}}},
+            {"manager": MANAGER, "operation": "Apply", "fieldsV1": fields}]}, "data": {"k": "v", "defaulted": "x"}})
+    }
+
+    #[test]
+    fn an_unchanged_intent_with_intact_ownership_needs_no_apply() {
+        let c = child();
+        let fields = json!({"f:data": {"f:k": {}}});
+        let record = Applied { hash: intent_hash(&c), uid: "u1".into(), fields: fields.clone() };
+        assert!(unchanged(Some(&record), intent_hash(&c), Some(&live(fields.clone()))));
+        // Someone took a field we owned: apply again.
+        assert!(!unchanged(Some(&record), intent_hash(&c), Some(&live(json!({"f:data": {}})))));
+        // A changed intent, a recreated object, or no memory: apply.
+        assert!(!unchanged(Some(&record), intent_hash(&c) + 1, Some(&live(fields.clone()))));
+        let other_uid = Applied { uid: "u2".into(), ..record.clone() };
+        assert!(!unchanged(Some(&other_uid), intent_hash(&c), Some(&live(fields.clone()))));
+        assert!(!unchanged(None, intent_hash(&c), Some(&live(fields))));
+    }
+
+    #[test]
+    fn intent_hashes_are_stable_and_sensitive() {
+        let a = child();
+        let mut b = child();
+        assert_eq!(intent_hash(&a), intent_hash(&b));
+        b.object.insert("data".into(), json!({"k": "w"}));
+        assert_ne!(intent_hash(&a), intent_hash(&b));
+    }
+}

@@ -1,0 +1,327 @@
+//! The controller's settings: command-line flags (named as kro names them where kro has the
+//! flag, each with a `KROXIDE_*` environment fallback) checked once into a [`ControllerConfig`].
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use crate::{graph::Limits, plugin::RuntimeConfig};
+
+/// `kroxide controller` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControllerArgs {
+    /// kubeconfig to use (else KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The controller's own namespace (default: the pod's, else the kubeconfig context's, else
+    /// `default`).
+    #[arg(long, env = "KROXIDE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Namespaces plugin ConfigMaps may live in, comma-separated (default: the controller's own).
+    #[arg(long, env = "KROXIDE_PLUGIN_NAMESPACES", value_delimiter = ',')]
+    pub plugin_namespaces: Vec<String>,
+    /// Instance reconciles run at once.
+    #[arg(long, env = "KROXIDE_WORKERS", default_value_t = 4)]
+    pub dynamic_controller_concurrent_reconciles: usize,
+    /// ResourceGraphDefinition reconciles run at once.
+    #[arg(long, env = "KROXIDE_RGD_WORKERS", default_value_t = 1)]
+    pub resource_graph_definition_concurrent_reconciles: usize,
+    /// Delay before an instance whose resources are not all ready is looked at again, even
+    /// without a watch event (0 disables; readiness is normally noticed from watch events).
+    #[arg(long, env = "KROXIDE_INSTANCE_REQUEUE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub instance_requeue_interval: Duration,
+    /// Every instance is reconciled at least this often, in seconds.
+    #[arg(long, env = "KROXIDE_RESYNC_PERIOD", default_value_t = 36000)]
+    pub dynamic_controller_default_resync_period: u64,
+    /// First retry delay of a failing reconcile.
+    #[arg(long, env = "KROXIDE_RATE_LIMITER_MIN_DELAY", default_value = "200ms", value_parser = parse_duration)]
+    pub dynamic_controller_rate_limiter_min_delay: Duration,
+    /// Largest retry delay of a failing reconcile.
+    #[arg(long, env = "KROXIDE_RATE_LIMITER_MAX_DELAY", default_value = "1000s", value_parser = parse_duration)]
+    pub dynamic_controller_rate_limiter_max_delay: Duration,
+    /// Requests per second to the API server (sustained).
+    #[arg(long, env = "KROXIDE_CLIENT_QPS", default_value_t = 100.0)]
+    pub client_qps: f64,
+    /// Requests the client may burst above its rate.
+    #[arg(long, env = "KROXIDE_CLIENT_BURST", default_value_t = 150)]
+    pub client_burst: u32,
+    /// Delete a graph's CRD when the graph is deleted (and no instance remains).
+    #[arg(long, env = "KROXIDE_ALLOW_CRD_DELETION")]
+    pub allow_crd_deletion: bool,
+    /// Metrics address (`:8078` listens on every interface; `0` turns metrics off).
+    #[arg(long, env = "KROXIDE_METRICS_BIND_ADDRESS", default_value = ":8078")]
+    pub metrics_bind_address: String,
+    /// Health probe address (`/healthz`, `/readyz`; `0` turns it off).
+    #[arg(long, env = "KROXIDE_HEALTH_PROBE_BIND_ADDRESS", default_value = ":8079")]
+    pub health_probe_bind_address: String,
+    /// Most items one forEach collection may expand to.
+    #[arg(long, env = "KROXIDE_RGD_MAX_COLLECTION_SIZE", default_value_t = 1000)]
+    pub rgd_max_collection_size: usize,
+    /// Most forEach dimensions of one resource.
+    #[arg(long, env = "KROXIDE_RGD_MAX_COLLECTION_DIMENSION_SIZE", default_value_t = 10)]
+    pub rgd_max_collection_dimension_size: usize,
+    /// Highest deadline a graph may give its plugin calls.
+    #[arg(long, env = "KROXIDE_PLUGIN_MAX_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub plugin_max_timeout: Duration,
+    /// Highest memory limit a graph may give its plugin calls, in MiB.
+    #[arg(long, env = "KROXIDE_PLUGIN_MAX_MEMORY_MIB", default_value_t = 256)]
+    pub plugin_max_memory_mib: usize,
+    /// Use a Lease so that only one replica reconciles.
+    #[arg(long, env = "KROXIDE_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease (default: the controller's own).
+    #[arg(long, env = "KROXIDE_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, env = "KROXIDE_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops working.
+    #[arg(long, env = "KROXIDE_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    pub leader_election_renew_deadline: Duration,
+    /// How often candidates try to take or renew the Lease.
+    #[arg(long, env = "KROXIDE_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    pub leader_election_retry_period: Duration,
+    /// How long the first signal waits for in-flight reconciles before exiting.
+    #[arg(long, env = "KROXIDE_GRACEFUL_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub graceful_shutdown_timeout: Duration,
+    /// Log filter (`info`, `kroxide=debug`, ...); RUST_LOG wins when set.
+    #[arg(long, env = "KROXIDE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "KROXIDE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Console)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable.
+    Console,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Parses `200ms`, `3s`, `5m`, `1h`, or plain seconds.
+///
+/// # Errors
+/// Anything else.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let value: f64 = number.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 200ms, 3s, 5m"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A setting that does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bind address that is neither `0`, `:port` nor `host:port`.
+    #[error("--{flag}: {value:?} is not an address (use :PORT, HOST:PORT, or 0 to turn it off)")]
+    Address {
+        /// The flag.
+        flag: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// A number out of range.
+    #[error("--{flag}: {message}")]
+    Range {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Parses a bind address: `0` (off), `:8078` (every interface), `127.0.0.1:0`.
+///
+/// # Errors
+/// [`Error::Address`].
+pub fn parse_address(flag: &'static str, value: &str) -> Result<Option<SocketAddr>, Error> {
+    let v = value.trim();
+    if v == "0" || v.is_empty() {
+        return Ok(None);
+    }
+    let full = if v.starts_with(':') { format!("0.0.0.0{v}") } else { v.to_string() };
+    full.parse().map(Some).map_err(|_| Error::Address { flag, value: value.to_string() })
+}
+
+/// Leader election settings.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// Lease namespace.
+    pub namespace: String,
+    /// Lease duration.
+    pub lease_duration: Duration,
+    /// Renew deadline.
+    pub renew_deadline: Duration,
+    /// Retry period.
+    pub retry_period: Duration,
+}
+
+/// The checked settings of one controller process.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// kubeconfig path, if given.
+    pub kubeconfig: Option<PathBuf>,
+    /// Own namespace.
+    pub namespace: String,
+    /// Namespaces plugin ConfigMaps may come from.
+    pub plugin_namespaces: Vec<String>,
+    /// Instance workers.
+    pub workers: usize,
+    /// RGD workers.
+    pub rgd_workers: usize,
+    /// Requeue of instances not ready yet (`None`: off).
+    pub requeue_interval: Option<Duration>,
+    /// Resync period.
+    pub resync: Duration,
+    /// Retry backoff.
+    pub backoff: crate::controller::queue::Backoff,
+    /// Client rate.
+    pub client_qps: f64,
+    /// Client burst.
+    pub client_burst: u32,
+    /// `--allow-crd-deletion`.
+    pub allow_crd_deletion: bool,
+    /// Metrics address.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Health address.
+    pub health_addr: Option<SocketAddr>,
+    /// Graph limits.
+    pub graph_limits: Limits,
+    /// Plugin runtime settings.
+    pub runtime: RuntimeConfig,
+    /// Leader election, when on.
+    pub leader_election: Option<LeaderElection>,
+    /// First-signal drain timeout.
+    pub graceful_shutdown_timeout: Duration,
+    /// User agent of every request.
+    pub user_agent: String,
+}
+
+/// The user agent the controller sends (the API server counts requests by it).
+pub const USER_AGENT: &str = concat!("kroxide/", env!("CARGO_PKG_VERSION"));
+
+fn detect_namespace() -> String {
+    if let Ok(ns) = std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace") {
+        let ns = ns.trim();
+        if !ns.is_empty() {
+            return ns.to_string();
+        }
+    }
+    "default".to_string()
+}
+
+impl ControllerConfig {
+    /// Checks `args`.
+    ///
+    /// # Errors
+    /// A bad address or an out-of-range number, naming the flag.
+    pub fn from_args(args: &ControllerArgs) -> Result<Self, Error> {
+        let range = |flag: &'static str, ok: bool, message: &str| {
+            if ok { Ok(()) } else { Err(Error::Range { flag, message: message.to_string() }) }
+        };
+        range("dynamic-controller-concurrent-reconciles", args.dynamic_controller_concurrent_reconciles >= 1, "must be at least 1")?;
+        range("resource-graph-definition-concurrent-reconciles", args.resource_graph_definition_concurrent_reconciles >= 1, "must be at least 1")?;
+        range("client-qps", args.client_qps > 0.0, "must be positive")?;
+        range("client-burst", args.client_burst >= 1, "must be at least 1")?;
+        range("plugin-max-memory-mib", (1..=4096).contains(&args.plugin_max_memory_mib), "must be between 1 and 4096")?;
+        range(
+            "dynamic-controller-rate-limiter-max-delay",
+            args.dynamic_controller_rate_limiter_max_delay >= args.dynamic_controller_rate_limiter_min_delay,
+            "must not be below the min delay",
+        )?;
+        let namespace = args.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(detect_namespace);
+        let plugin_namespaces: Vec<String> =
+            args.plugin_namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let runtime = RuntimeConfig {
+            max_timeout: args.plugin_max_timeout,
+            max_memory: args.plugin_max_memory_mib << 20,
+            default_memory: (64usize << 20).min(args.plugin_max_memory_mib << 20),
+            default_timeout: Duration::from_millis(100).min(args.plugin_max_timeout),
+            ..RuntimeConfig::default()
+        };
+        Ok(Self {
+            kubeconfig: args.kubeconfig.clone(),
+            plugin_namespaces: if plugin_namespaces.is_empty() { vec![namespace.clone()] } else { plugin_namespaces },
+            leader_election: args.leader_elect.then(|| LeaderElection {
+                namespace: args.leader_election_namespace.clone().unwrap_or_else(|| namespace.clone()),
+                lease_duration: args.leader_election_lease_duration,
+                renew_deadline: args.leader_election_renew_deadline,
+                retry_period: args.leader_election_retry_period,
+            }),
+            namespace,
+            workers: args.dynamic_controller_concurrent_reconciles,
+            rgd_workers: args.resource_graph_definition_concurrent_reconciles,
+            requeue_interval: (!args.instance_requeue_interval.is_zero()).then_some(args.instance_requeue_interval),
+            resync: Duration::from_secs(args.dynamic_controller_default_resync_period.max(1)),
+            backoff: crate::controller::queue::Backoff {
+                min_delay: args.dynamic_controller_rate_limiter_min_delay,
+                max_delay: args.dynamic_controller_rate_limiter_max_delay,
+            },
+            client_qps: args.client_qps,
+            client_burst: args.client_burst,
+            allow_crd_deletion: args.allow_crd_deletion,
+            metrics_addr: parse_address("metrics-bind-address", &args.metrics_bind_address)?,
+            health_addr: parse_address("health-probe-bind-address", &args.health_probe_bind_address)?,
+            graph_limits: Limits {
+                max_collection_size: args.rgd_max_collection_size,
+                max_collection_dimensions: args.rgd_max_collection_dimension_size,
+            },
+            runtime,
+            graceful_shutdown_timeout: args.graceful_shutdown_timeout,
+            user_agent: USER_AGENT.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<ControllerConfig, Error> {
+        let mut argv = vec!["kroxide"];
+        argv.extend(extra);
+        ControllerConfig::from_args(&Wrap::try_parse_from(argv).unwrap().args)
+    }
+
+    #[test]
+    fn durations_take_units_or_plain_seconds() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("3 days").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_kro_and_plugin_namespaces_default_to_our_own() {
+        let c = parse(&["--namespace", "kroxide-system"]).unwrap();
+        assert_eq!(c.plugin_namespaces, ["kroxide-system"]);
+        assert_eq!(c.metrics_addr, Some("0.0.0.0:8078".parse().unwrap()));
+        assert_eq!(c.backoff.min_delay, Duration::from_millis(200));
+        assert_eq!(c.graph_limits.max_collection_size, 1000);
+        assert!(c.leader_election.is_none());
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let e = parse(&["--metrics-bind-address", "nowhere"]).unwrap_err();
+        assert_eq!(e.to_string(), "--metrics-bind-address: \"nowhere\" is not an address (use :PORT, HOST:PORT, or 0 to turn it off)");
+        let e = parse(&["--dynamic-controller-concurrent-reconciles", "0"]).unwrap_err();
+        assert!(e.to_string().starts_with("--dynamic-controller-concurrent-reconciles"));
+        assert_eq!(parse(&["--health-probe-bind-address", "0"]).unwrap().health_addr, None);
+    }
+}

@@ -1,0 +1,343 @@
+//! Watch caches started on demand: one reflector per (kind, selector, role), created the first
+//! time a graph needs it (an instance kind, a child kind, an external reference, a plugin
+//! ConfigMap), each reporting its changes to the router as [`Notice`]s.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+    discovery::{Scope, oneshot},
+    runtime::{WatchStreamExt, reflector, watcher},
+};
+use serde_json::Value;
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::Error;
+
+/// What a watch is for, which decides how its events are routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// ResourceGraphDefinitions.
+    Rgds,
+    /// Instances of one graph's kind.
+    Instances,
+    /// Children of every instance of any graph (selected on `kro.run/owned=true`).
+    Children,
+    /// Objects graphs read by `externalRef`.
+    External,
+    /// A plugin's ConfigMap.
+    PluginSource,
+}
+
+/// Identifies one watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatchKey {
+    /// apiVersion of the kind.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Only this namespace.
+    pub namespace: Option<String>,
+    /// Label selector.
+    pub labels: Option<String>,
+    /// Field selector.
+    pub fields: Option<String>,
+    /// Why it exists.
+    pub role: Role,
+}
+
+impl WatchKey {
+    /// A watch of every object of a kind.
+    pub fn all(api_version: &str, kind: &str, role: Role) -> Self {
+        Self {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            namespace: None,
+            labels: None,
+            fields: None,
+            role,
+        }
+    }
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Created or updated (also every object of the initial list).
+    Applied(Value),
+    /// Deleted (its last state).
+    Deleted(Value),
+    /// The initial list is complete.
+    Synced,
+}
+
+/// A change and the watch that saw it.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// The watch.
+    pub key: WatchKey,
+    /// What happened.
+    pub change: Change,
+}
+
+/// One running watch with its cache.
+#[derive(Debug)]
+pub struct Informer {
+    /// The resource watched.
+    pub resource: ApiResource,
+    /// Whether objects are namespaced.
+    pub namespaced: bool,
+    store: reflector::Store<DynamicObject>,
+    synced: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Informer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A cached object as the engine sees it: JSON with `apiVersion` and `kind` set (list items
+/// of built-in kinds arrive without them).
+pub fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
+    let mut v = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String(resource.api_version.clone()));
+        m.insert("kind".into(), Value::String(resource.kind.clone()));
+    }
+    v
+}
+
+impl Informer {
+    /// Every cached object.
+    pub fn list(&self) -> Vec<Value> {
+        self.store.state().iter().map(|o| to_value(o, &self.resource)).collect()
+    }
+
+    /// One cached object.
+    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let mut key = reflector::ObjectRef::<DynamicObject>::new_with(name, self.resource.clone());
+        if self.namespaced
+            && let Some(ns) = namespace
+        {
+            key = key.within(ns);
+        }
+        self.store.get(&key).map(|o| to_value(&o, &self.resource))
+    }
+
+    /// Whether the initial list has been received.
+    pub fn synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until the initial list has been received, at most `timeout`.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.store.wait_until_ready()).await.is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Resolves kinds through discovery, remembering the answers.
+#[derive(Debug, Default)]
+pub struct Kinds {
+    known: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+}
+
+impl Kinds {
+    /// The resource and scope of `kind` in `api_version`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKind`] when the server does not serve it.
+    pub async fn resolve(&self, client: &Client, api_version: &str, kind: &str) -> Result<(ApiResource, bool), Error> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(hit) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(hit.clone());
+        }
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = oneshot::pinned_kind(client, &gvk).await.map_err(|e| Error::UnknownKind {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            message: e.to_string(),
+        })?;
+        let found = (resource, caps.scope == Scope::Namespaced);
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// Whether a kind already resolved is namespaced (no request).
+    pub fn cached(&self, api_version: &str, kind: &str) -> Option<bool> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(api_version.to_string(), kind.to_string()))
+            .map(|(_, namespaced)| *namespaced)
+    }
+
+    /// Resolves a kind known only by group (`Deployment.apps`), at the server's preferred
+    /// version.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKind`] when the group does not serve the kind.
+    pub async fn resolve_group_kind(&self, client: &Client, group: &str, kind: &str) -> Result<(ApiResource, bool), Error> {
+        let unknown = |message: String| Error::UnknownKind {
+            api_version: group.to_string(),
+            kind: kind.to_string(),
+            message,
+        };
+        let g = kube::discovery::oneshot::group(client, group).await.map_err(|e| unknown(e.to_string()))?;
+        let (resource, caps) = g.recommended_kind(kind).ok_or_else(|| unknown(format!("group {group:?} has no kind {kind}")))?;
+        let found = (resource.clone(), caps.scope == Scope::Namespaced);
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((resource.api_version.clone(), kind.to_string()), found.clone());
+        Ok(found)
+    }
+
+    /// Every kind resolved so far: (apiVersion, kind, namespaced).
+    pub fn all(&self) -> Vec<(String, String, bool)> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((av, k), (_, n))| (av.clone(), k.clone(), *n))
+            .collect()
+    }
+
+    /// Forgets a kind (its CRD changed or went away).
+    pub fn forget(&self, api_version: &str, kind: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(api_version.to_string(), kind.to_string()));
+    }
+}
+
+/// Every running watch.
+pub struct Informers {
+    client: Client,
+    /// Kind resolution.
+    pub kinds: Kinds,
+    running: Mutex<HashMap<WatchKey, Arc<Informer>>>,
+    notices: mpsc::UnboundedSender<Notice>,
+    bookmarks_timeout: u32,
+}
+
+impl std::fmt::Debug for Informers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Informers").field("running", &self.count()).finish_non_exhaustive()
+    }
+}
+
+impl Informers {
+    /// Watches report to `notices`.
+    pub fn new(client: Client, notices: mpsc::UnboundedSender<Notice>) -> Self {
+        Self {
+            client,
+            kinds: Kinds::default(),
+            running: Mutex::new(HashMap::new()),
+            notices,
+            bookmarks_timeout: 290,
+        }
+    }
+
+    /// The watch for `key`, started when it is not running yet.
+    ///
+    /// # Errors
+    /// The kind is unknown to the server.
+    pub async fn ensure(&self, key: &WatchKey) -> Result<Arc<Informer>, Error> {
+        if let Some(i) = self.get(key) {
+            return Ok(i);
+        }
+        let (resource, namespaced) = self.kinds.resolve(&self.client, &key.api_version, &key.kind).await?;
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = running.get(key) {
+            return Ok(i.clone());
+        }
+        let api: Api<DynamicObject> = match (&key.namespace, namespaced) {
+            (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            _ => Api::all_with(self.client.clone(), &resource),
+        };
+        let mut config = watcher::Config::default().timeout(self.bookmarks_timeout);
+        if let Some(l) = &key.labels {
+            config = config.labels(l);
+        }
+        if let Some(f) = &key.fields {
+            config = config.fields(f);
+        }
+        let writer = reflector::store::Writer::new(resource.clone());
+        let store = writer.as_reader();
+        let notices = self.notices.clone();
+        let watch_key = key.clone();
+        let ar = resource.clone();
+        let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mark = synced.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = watcher(api, config).default_backoff().reflect(writer).boxed();
+            while let Some(event) = stream.next().await {
+                let change = match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Change::Applied(to_value(&o, &ar)),
+                    Ok(watcher::Event::Delete(o)) => Change::Deleted(to_value(&o, &ar)),
+                    Ok(watcher::Event::InitDone) => {
+                        mark.store(true, std::sync::atomic::Ordering::Release);
+                        Change::Synced
+                    }
+                    Ok(watcher::Event::Init) => continue,
+                    Err(e) => {
+                        tracing::debug!(kind = %watch_key.kind, error = %e, "watch interrupted; retrying");
+                        continue;
+                    }
+                };
+                if notices.send(Notice { key: watch_key.clone(), change }).is_err() {
+                    return;
+                }
+            }
+        });
+        let informer = Arc::new(Informer { resource, namespaced, store, synced, task });
+        running.insert(key.clone(), informer.clone());
+        Ok(informer)
+    }
+
+    /// The watch for `key`, if running.
+    pub fn get(&self, key: &WatchKey) -> Option<Arc<Informer>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+    }
+
+    /// Stops the watch for `key`.
+    pub fn stop(&self, key: &WatchKey) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Every running watch of `role`.
+    pub fn with_role(&self, role: Role) -> Vec<(WatchKey, Arc<Informer>)> {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| k.role == role)
+            .map(|(k, i)| (k.clone(), i.clone()))
+            .collect()
+    }
+
+    /// Whether every running watch has its initial list.
+    pub fn all_synced(&self) -> bool {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).values().all(|i| i.synced())
+    }
+
+    /// Number of running watches.
+    pub fn count(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}

@@ -1,0 +1,761 @@
+//! The controller: watches ResourceGraphDefinitions and serves one instance kind per graph.
+//!
+//! kube-rs's `Controller` fixes its root kind when it is built, and kroxide learns instance
+//! kinds at run time (one per graph, added and removed as graphs come and go). So the
+//! controller runs reflectors per kind ([`informers`]) that feed a router, which turns changes
+//! into keys on two deduplicating work queues ([`queue`]): one for graphs ([`rgd`]), one for
+//! instances ([`instance`]), each with its own workers.
+
+pub mod informers;
+pub mod instance;
+pub mod queue;
+pub mod rgd;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject},
+    runtime::events::{Recorder, Reporter},
+};
+use serde_json::Value;
+use tokio::{sync::mpsc, task::JoinSet};
+use tracing::Instrument;
+
+use crate::{
+    config::ControllerConfig,
+    graph::Graph,
+    metadata,
+    plugin::{CallLimits, LoadedPlugin, PluginRuntime},
+};
+use informers::{Change, Informers, Notice, Role, WatchKey};
+use queue::Queue;
+
+/// Why the controller could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No usable connection to the API server.
+    #[error("cannot connect to the Kubernetes API: {0}")]
+    Connect(String),
+    /// A kind the server does not serve.
+    #[error("{kind} ({api_version}) is not served by the API server: {message}")]
+    UnknownKind {
+        /// apiVersion.
+        api_version: String,
+        /// Kind.
+        kind: String,
+        /// What discovery said.
+        message: String,
+    },
+    /// A request failed.
+    #[error("{action} {object}: {source}")]
+    Api {
+        /// What was being done: `apply`, `delete`, `patch status of`, ...
+        action: &'static str,
+        /// The object, e.g. `Deployment shop/web`.
+        object: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The plugin runtime could not start.
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::Error),
+}
+
+impl Error {
+    /// Whether the API said the object changed underneath us (409) or is gone (404).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Api { source: kube::Error::Api(e), .. } if e.code == 409)
+    }
+}
+
+/// Names one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    /// apiVersion of the graph's kind.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (`None` for cluster-scoped kinds).
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A graph's plugin, loaded and configured.
+#[derive(Debug, Clone)]
+pub struct PluginBinding {
+    /// The compiled plugin.
+    pub plugin: Arc<LoadedPlugin>,
+    /// `spec.plugin.config`.
+    pub config: Value,
+    /// Call limits.
+    pub limits: CallLimits,
+    /// `spec.plugin.allowedKinds`.
+    pub allowed_kinds: Vec<String>,
+}
+
+/// One revision of a graph: everything an instance reconcile needs, immutable. A changed RGD,
+/// plugin or plugin config makes a new revision; in-flight reconciles finish on the old one.
+#[derive(Debug)]
+pub struct Revision {
+    /// RGD name.
+    pub rgd: String,
+    /// RGD uid.
+    pub rgd_uid: String,
+    /// Revision number (1, 2, ...).
+    pub number: u64,
+    /// The compiled graph.
+    pub graph: Arc<Graph>,
+    /// The plugin, if the graph has one.
+    pub plugin: Option<PluginBinding>,
+    /// The instance kind's resource.
+    pub resource: ApiResource,
+    /// Whether instances are namespaced.
+    pub namespaced: bool,
+    /// The watch of instances.
+    pub watch: WatchKey,
+    /// Identity of this revision: RGD generation digest, plugin digest, config.
+    pub fingerprint: String,
+}
+
+/// The live revisions, by graph and by instance kind.
+#[derive(Debug, Default)]
+pub struct Graphs {
+    by_rgd: Mutex<HashMap<String, Arc<Revision>>>,
+}
+
+impl Graphs {
+    /// The revision serving `rgd`.
+    pub fn get(&self, rgd: &str) -> Option<Arc<Revision>> {
+        self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).get(rgd).cloned()
+    }
+
+    /// The revision serving instances of `kind` in `api_version`.
+    pub fn for_kind(&self, api_version: &str, kind: &str) -> Option<Arc<Revision>> {
+        self.by_rgd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .find(|r| r.resource.api_version == api_version && r.resource.kind == kind)
+            .cloned()
+    }
+
+    /// Serves `rgd` with `revision`.
+    pub fn set(&self, revision: Arc<Revision>) {
+        self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).insert(revision.rgd.clone(), revision);
+    }
+
+    /// Stops serving `rgd`.
+    pub fn remove(&self, rgd: &str) -> Option<Arc<Revision>> {
+        self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).remove(rgd)
+    }
+
+    /// Every revision.
+    pub fn all(&self) -> Vec<Arc<Revision>> {
+        self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+}
+
+/// Identity of an object across versions: (group, kind, namespace, name).
+pub type ObjectId = (String, String, String, String);
+
+/// The identity of a JSON object.
+pub fn object_id(v: &Value) -> ObjectId {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let api_version = s("/apiVersion");
+    let group = api_version.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
+    (group, s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
+}
+
+fn resource_version(v: &Value) -> Option<u64> {
+    v.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok())
+}
+
+/// Every child kroxide owns, as last seen (by watch or by an apply's response), indexed by
+/// ApplySet: the observe stage reads from here.
+#[derive(Debug, Default)]
+pub struct Children {
+    objects: Mutex<(HashMap<ObjectId, Arc<Value>>, HashMap<String, HashSet<ObjectId>>)>,
+}
+
+fn part_of(v: &Value) -> Option<String> {
+    label(v, metadata::APPLYSET_PART_OF).map(String::from)
+}
+
+/// A label of an object.
+pub fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.pointer("/metadata/labels").and_then(|l| l.get(key)).and_then(Value::as_str)
+}
+
+impl Children {
+    /// Records a live child unless a newer one is known.
+    pub fn upsert(&self, v: Value) {
+        let id = object_id(&v);
+        let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let (objects, sets) = &mut *guard;
+        if let Some(old) = objects.get(&id)
+            && let (Some(a), Some(b)) = (resource_version(old), resource_version(&v))
+            && a > b
+        {
+            return;
+        }
+        if let Some(old) = objects.get(&id)
+            && let Some(set) = part_of(old)
+            && part_of(&v).as_deref() != Some(set.as_str())
+            && let Some(members) = sets.get_mut(&set)
+        {
+            members.remove(&id);
+        }
+        if let Some(set) = part_of(&v) {
+            sets.entry(set).or_default().insert(id.clone());
+        }
+        objects.insert(id, Arc::new(v));
+    }
+
+    /// Forgets a deleted child.
+    pub fn remove(&self, v: &Value) {
+        let id = object_id(v);
+        let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let (objects, sets) = &mut *guard;
+        if let Some(old) = objects.remove(&id)
+            && let Some(set) = part_of(&old)
+            && let Some(members) = sets.get_mut(&set)
+        {
+            members.remove(&id);
+            if members.is_empty() {
+                sets.remove(&set);
+            }
+        }
+    }
+
+    /// The members of an ApplySet.
+    pub fn of(&self, applyset: &str) -> Vec<Arc<Value>> {
+        let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let (objects, sets) = &*guard;
+        sets.get(applyset)
+            .map(|ids| ids.iter().filter_map(|id| objects.get(id).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A child by identity.
+    pub fn get(&self, id: &ObjectId) -> Option<Arc<Value>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner()).0.get(id).cloned()
+    }
+}
+
+/// What the controller remembers between reconciles.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Per child: the hash of the intent last applied, the object's uid, and the fields our
+    /// apply owned afterwards. A child whose intent and owned fields are unchanged is not
+    /// applied again.
+    pub applied: Mutex<HashMap<ObjectId, Applied>>,
+    /// Per instance: the status last written and the resourceVersion that write produced.
+    pub statuses: Mutex<HashMap<InstanceKey, (u64, Value)>>,
+    /// Per instance: the state last reported, for transition events.
+    pub states: Mutex<HashMap<InstanceKey, String>>,
+}
+
+/// One remembered apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Hash of the applied intent.
+    pub hash: u64,
+    /// uid of the object it produced.
+    pub uid: String,
+    /// `fieldsV1` of our apply entry afterwards.
+    pub fields: Value,
+}
+
+/// Reverse indexes from watched objects to who needs to hear of them.
+#[derive(Debug, Default)]
+pub struct Interest {
+    /// (apiVersion, kind) of external objects → instances reading them.
+    pub externals: Mutex<HashMap<(String, String), HashSet<InstanceKey>>>,
+    /// (namespace, name) of plugin ConfigMaps → graphs using them.
+    pub plugins: Mutex<HashMap<(String, String), HashSet<String>>>,
+    fingerprints: Mutex<HashMap<(Role, ObjectId), u64>>,
+}
+
+/// A token bucket: `rate` requests per second with bursts of `burst`.
+#[derive(Debug)]
+pub struct Limiter {
+    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
+    rate: f64,
+    burst: f64,
+}
+
+impl Limiter {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())), rate, burst }
+    }
+
+    /// Waits for a token.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut s = self.state.lock().await;
+                let now = tokio::time::Instant::now();
+                s.0 = (s.0 + now.duration_since(s.1).as_secs_f64() * self.rate).min(self.burst);
+                s.1 = now;
+                if s.0 >= 1.0 {
+                    s.0 -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - s.0) / self.rate)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Everything reconciles share.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Settings.
+    pub config: ControllerConfig,
+    /// Watches.
+    pub informers: Informers,
+    /// Plugin sandbox.
+    pub runtime: Arc<PluginRuntime>,
+    /// Live graph revisions.
+    pub graphs: Graphs,
+    /// Graph keys to reconcile.
+    pub rgd_queue: Queue<String>,
+    /// Instance keys to reconcile.
+    pub instance_queue: Queue<InstanceKey>,
+    /// Client-side rate limit.
+    pub limiter: Limiter,
+    /// Kubernetes Events.
+    pub recorder: Recorder,
+    /// Observed children.
+    pub children: Children,
+    /// Remembered writes.
+    pub memory: Memory,
+    /// Who watches what.
+    pub interest: Interest,
+    /// Numbers for /metrics.
+    pub metrics: crate::metrics::Metrics,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// An API handle for `resource` (in `namespace` when namespaced), after waiting for the
+    /// client's rate limit.
+    pub async fn api(&self, resource: &ApiResource, namespaced: bool, namespace: Option<&str>) -> Api<DynamicObject> {
+        self.limiter.acquire().await;
+        match (namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, resource),
+            _ => Api::all_with(self.client.clone(), resource),
+        }
+    }
+}
+
+/// The API client for `config`, identifying itself as kroxide.
+///
+/// # Errors
+/// [`Error::Connect`] when no kubeconfig or in-cluster configuration works.
+pub async fn client(config: &ControllerConfig) -> Result<Client, Error> {
+    let mut kc = match &config.kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Connect(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| Error::Connect(format!("{}: {e}", path.display())))?
+        }
+        None => kube::Config::infer().await.map_err(|e| Error::Connect(e.to_string()))?,
+    };
+    if let Ok(v) = config.user_agent.parse() {
+        kc.headers.push((http::header::USER_AGENT, v));
+    }
+    Client::try_from(kc).map_err(|e| Error::Connect(e.to_string()))
+}
+
+fn fingerprint(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in ["/metadata/generation", "/metadata/labels", "/metadata/annotations", "/metadata/deletionTimestamp", "/metadata/finalizers"] {
+        v.pointer(p).map(Value::to_string).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The instance a child belongs to, from kro's labels.
+pub fn owner_of(child: &Value) -> Option<InstanceKey> {
+    let group = label(child, metadata::INSTANCE_GROUP)?;
+    let version = label(child, metadata::INSTANCE_VERSION)?;
+    Some(InstanceKey {
+        api_version: if group.is_empty() { version.to_string() } else { format!("{group}/{version}") },
+        kind: label(child, metadata::INSTANCE_KIND)?.to_string(),
+        namespace: label(child, metadata::INSTANCE_NAMESPACE).map(String::from),
+        name: label(child, metadata::INSTANCE_NAME)?.to_string(),
+    })
+}
+
+fn instance_key(key: &WatchKey, v: &Value) -> InstanceKey {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
+    InstanceKey {
+        api_version: key.api_version.clone(),
+        kind: key.kind.clone(),
+        namespace: s("/metadata/namespace"),
+        name: s("/metadata/name").unwrap_or_default(),
+    }
+}
+
+/// Turns watch notices into work: graphs and instances whose inputs changed.
+async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+    while let Some(Notice { key, change }) = notices.recv().await {
+        ctx.metrics.watch_event(key.role_name());
+        let (object, deleted) = match change {
+            Change::Applied(v) => (v, false),
+            Change::Deleted(v) => (v, true),
+            Change::Synced => continue,
+        };
+        // Only changes to what a reconcile reads count: status updates of graphs and instances
+        // (ours included) do not.
+        let changed = |role: Role| {
+            let id = object_id(&object);
+            let mut prints = ctx.interest.fingerprints.lock().unwrap_or_else(|e| e.into_inner());
+            if deleted {
+                prints.remove(&(role, id));
+                return true;
+            }
+            let f = fingerprint(&object);
+            prints.insert((role, id), f) != Some(f)
+        };
+        match key.role {
+            Role::Rgds => {
+                if changed(Role::Rgds)
+                    && let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str)
+                {
+                    ctx.rgd_queue.add(name.to_string());
+                }
+            }
+            Role::Instances => {
+                if changed(Role::Instances) {
+                    ctx.instance_queue.add(instance_key(&key, &object));
+                }
+            }
+            Role::Children => {
+                if deleted {
+                    ctx.children.remove(&object);
+                } else {
+                    ctx.children.upsert(object.clone());
+                }
+                if let Some(owner) = owner_of(&object) {
+                    ctx.instance_queue.add(owner);
+                }
+            }
+            Role::External => {
+                let readers: Vec<InstanceKey> = ctx
+                    .interest
+                    .externals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(key.api_version.clone(), key.kind.clone()))
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                for r in readers {
+                    ctx.instance_queue.add(r);
+                }
+            }
+            Role::PluginSource => {
+                let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+                let users: Vec<String> = ctx
+                    .interest
+                    .plugins
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(s("/metadata/namespace"), s("/metadata/name")))
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                for u in users {
+                    ctx.rgd_queue.add(u);
+                }
+            }
+        }
+    }
+}
+
+/// What a reconcile asks for next.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Action {
+    /// Look again after this long.
+    pub requeue_after: Option<Duration>,
+    /// The reconcile failed in a way worth retrying with backoff.
+    pub backoff: bool,
+}
+
+impl Action {
+    /// Nothing more to do until something changes.
+    pub fn done() -> Self {
+        Self::default()
+    }
+
+    /// Look again after `d`.
+    pub fn after(d: Duration) -> Self {
+        Self { requeue_after: Some(d), backoff: false }
+    }
+
+    /// Retry with backoff.
+    pub fn retry() -> Self {
+        Self { requeue_after: None, backoff: true }
+    }
+}
+
+async fn rgd_worker(ctx: Arc<Context>) {
+    while let Some(name) = ctx.rgd_queue.next().await {
+        let span = tracing::info_span!("reconcile", graph = %name);
+        let started = std::time::Instant::now();
+        let result = rgd::reconcile(&ctx, &name).instrument(span.clone()).await;
+        ctx.metrics.observe_reconcile("rgd", &name, started.elapsed(), result.is_err());
+        ctx.rgd_queue.done(&name);
+        match result {
+            Ok(a) if a.backoff => {
+                ctx.rgd_queue.retry(name);
+            }
+            Ok(a) => {
+                ctx.rgd_queue.forget(&name);
+                if let Some(d) = a.requeue_after {
+                    ctx.rgd_queue.add_after(name, d);
+                }
+            }
+            Err(e) => {
+                let delay = ctx.rgd_queue.retry(name);
+                span.in_scope(|| tracing::info!(error = %e, retry_in = ?delay, "graph reconcile failed"));
+            }
+        }
+    }
+}
+
+async fn instance_worker(ctx: Arc<Context>) {
+    while let Some(key) = ctx.instance_queue.next().await {
+        let span = tracing::info_span!("reconcile", kind = %key.kind, namespace = key.namespace.as_deref().unwrap_or(""), name = %key.name);
+        let started = std::time::Instant::now();
+        let result = instance::reconcile(&ctx, &key).instrument(span.clone()).await;
+        let graph = ctx.graphs.for_kind(&key.api_version, &key.kind).map(|r| r.rgd.clone()).unwrap_or_default();
+        ctx.metrics.observe_reconcile("instance", &graph, started.elapsed(), result.is_err() || result.as_ref().is_ok_and(|a| a.backoff));
+        ctx.instance_queue.done(&key);
+        match result {
+            Ok(a) if a.backoff => {
+                ctx.instance_queue.retry(key);
+            }
+            Ok(a) => {
+                ctx.instance_queue.forget(&key);
+                let next = a.requeue_after.map_or(ctx.config.resync, |d| d.min(ctx.config.resync));
+                ctx.instance_queue.add_after(key, next);
+            }
+            Err(e) => {
+                let delay = ctx.instance_queue.retry(key);
+                span.in_scope(|| tracing::info!(error = %e, retry_in = ?delay, "instance reconcile failed"));
+            }
+        }
+    }
+}
+
+impl WatchKey {
+    fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Rgds => "rgds",
+            Role::Instances => "instances",
+            Role::Children => "children",
+            Role::External => "external",
+            Role::PluginSource => "plugins",
+        }
+    }
+}
+
+/// The watch of ResourceGraphDefinitions.
+pub fn rgd_watch() -> WatchKey {
+    WatchKey::all(crate::rgd::API_VERSION, crate::rgd::KIND, Role::Rgds)
+}
+
+/// The watch of children of one kind.
+pub fn child_watch(api_version: &str, kind: &str) -> WatchKey {
+    WatchKey { labels: Some(format!("{}=true", metadata::OWNED)), ..WatchKey::all(api_version, kind, Role::Children) }
+}
+
+/// A running controller.
+pub struct Running {
+    /// Shared state.
+    pub ctx: Arc<Context>,
+    tasks: JoinSet<()>,
+    workers: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
+/// Builds the shared context (connects, creates the plugin runtime).
+///
+/// # Errors
+/// No API connection, or the plugin runtime cannot start.
+pub async fn context(config: ControllerConfig, client: Client) -> Result<(Arc<Context>, mpsc::UnboundedReceiver<Notice>), Error> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let runtime = Arc::new(PluginRuntime::new(config.runtime.clone())?);
+    let reporter = Reporter {
+        controller: "kroxide".into(),
+        instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        informers: Informers::new(client.clone(), tx),
+        limiter: Limiter::new(config.client_qps, config.client_burst),
+        rgd_queue: Queue::new(config.backoff),
+        instance_queue: Queue::new(config.backoff),
+        graphs: Graphs::default(),
+        children: Children::default(),
+        memory: Memory::default(),
+        interest: Interest::default(),
+        metrics: crate::metrics::Metrics::default(),
+        runtime,
+        client,
+        config,
+    });
+    Ok((ctx, rx))
+}
+
+/// Starts watching graphs and the workers.
+pub async fn start(ctx: Arc<Context>, notices: mpsc::UnboundedReceiver<Notice>) -> Running {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(route(ctx.clone(), notices));
+    let watcher_ctx = ctx.clone();
+    tasks.spawn(async move {
+        // The RGD CRD may be installed after the controller starts.
+        let mut warned = false;
+        loop {
+            match watcher_ctx.informers.ensure(&rgd_watch()).await {
+                Ok(_) => break,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(error = %e, "ResourceGraphDefinition CRD not served yet; install it with `kroxide generate crd | kubectl apply -f -` or the Helm chart");
+                        warned = true;
+                    }
+                    watcher_ctx.informers.kinds.forget(crate::rgd::API_VERSION, crate::rgd::KIND);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    });
+    let mut workers = JoinSet::new();
+    for _ in 0..ctx.config.rgd_workers {
+        workers.spawn(rgd_worker(ctx.clone()));
+    }
+    for _ in 0..ctx.config.workers {
+        workers.spawn(instance_worker(ctx.clone()));
+    }
+    Running { ctx, tasks, workers }
+}
+
+impl Running {
+    /// Stops taking work, lets in-flight reconciles finish for up to `grace`, then stops
+    /// everything. Returns whether every reconcile finished in time.
+    pub async fn stop(mut self, grace: Duration) -> bool {
+        self.ctx.rgd_queue.close();
+        self.ctx.instance_queue.close();
+        let drained = tokio::time::timeout(grace, async { while self.workers.join_next().await.is_some() {} }).await.is_ok();
+        self.workers.abort_all();
+        self.tasks.abort_all();
+        drained
+    }
+
+    /// Whether the caches the controller has started have all synced.
+    pub fn synced(&self) -> bool {
+        self.ctx.informers.all_synced()
+    }
+}
+
+/// Runs the controller until `shutdown` completes, then drains in-flight reconciles for up to
+/// the configured grace period.
+///
+/// # Errors
+/// No API connection, or the plugin runtime cannot start.
+pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let client = client(&config).await?;
+    let grace = config.graceful_shutdown_timeout;
+    let (ctx, notices) = context(config, client).await?;
+    let running = start(ctx, notices).await;
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight reconciles");
+    if !running.stop(grace).await {
+        tracing::warn!("in-flight reconciles did not finish within the grace period");
+    }
+    Ok(())
+}
+
+/// Keeps a map sorted for deterministic annotations.
+pub fn sorted_join<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let set: BTreeMap<&str, ()> = items.into_iter().map(|i| (i, ())).collect();
+    set.keys().copied().collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_child_routes_to_its_instance_by_labels() {
+        let child = json!({"metadata": {"labels": {
+            "kro.run/instance-group": "kro.run", "kro.run/instance-version": "v1alpha1",
+            "kro.run/instance-kind": "WebApp", "kro.run/instance-namespace": "shop", "kro.run/instance-name": "web"}}});
+        let key = owner_of(&child).unwrap();
+        assert_eq!(key.to_string(), "WebApp shop/web");
+        assert_eq!(key.api_version, "kro.run/v1alpha1");
+        assert!(owner_of(&json!({"metadata": {}})).is_none());
+    }
+
+    #[test]
+    fn the_children_index_keeps_the_newest_and_follows_applysets() {
+        let c = Children::default();
+        let obj = |rv: &str, set: &str| json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "n", "resourceVersion": rv, "labels": {"applyset.kubernetes.io/part-of": set}}});
+        c.upsert(obj("5", "s1"));
+        c.upsert(obj("4", "s1"));
+        assert_eq!(c.of("s1")[0]["metadata"]["resourceVersion"], "5", "an older copy does not win");
+        c.upsert(obj("6", "s2"));
+        assert!(c.of("s1").is_empty());
+        assert_eq!(c.of("s2").len(), 1);
+        c.remove(&obj("7", "s2"));
+        assert!(c.of("s2").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limiter_allows_a_burst_then_the_rate() {
+        let l = Limiter::new(10.0, 3);
+        let start = tokio::time::Instant::now();
+        for _ in 0..5 {
+            l.acquire().await;
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(190) && took < Duration::from_millis(250), "{took:?}");
+    }
+}

@@ -1,0 +1,134 @@
+//! The prune stage: members of an instance's ApplySet that are no longer desired are deleted,
+//! dependents first (highest `internal.kro.run/apply-order` first, unknown order last), one
+//! wave at a time: a wave must be gone before the next starts. Children of nodes still pending
+//! are never pruned. The same waves delete every child when the instance itself is deleted.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use kube::api::DeleteParams;
+use serde_json::Value;
+
+use crate::{
+    child::DesiredChild,
+    controller::{Context, Error, label, object_id},
+    metadata,
+};
+
+/// Members of the ApplySet that the desired set no longer holds, except children of pending
+/// nodes (whose template could not be rendered this time).
+pub fn stale(members: &[Arc<Value>], desired: &[DesiredChild], pending: &[(String, String)]) -> Vec<Arc<Value>> {
+    let wanted: Vec<_> = desired.iter().map(|d| object_id(&Value::Object(d.object.clone()))).collect();
+    members
+        .iter()
+        .filter(|m| !wanted.contains(&object_id(m)))
+        .filter(|m| !label(m, metadata::NODE_ID).is_some_and(|id| pending.iter().any(|(p, _)| p == id)))
+        .cloned()
+        .collect()
+}
+
+/// Groups objects into deletion waves, first wave first: highest apply order first, objects
+/// without a valid order last.
+pub fn waves(objects: Vec<Arc<Value>>) -> Vec<Vec<Arc<Value>>> {
+    let mut by_order: BTreeMap<std::cmp::Reverse<i64>, Vec<Arc<Value>>> = BTreeMap::new();
+    for o in objects {
+        let order = o
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(metadata::APPLY_ORDER))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(-1);
+        by_order.entry(std::cmp::Reverse(order)).or_default().push(o);
+    }
+    by_order.into_values().collect()
+}
+
+fn shown(o: &Value) -> String {
+    let (_, kind, ns, name) = object_id(o);
+    if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {ns}/{name}") }
+}
+
+/// Deletes `objects` wave by wave. Returns `true` when every object is gone, `false` when a
+/// wave is still terminating (its objects have finalizers): the next watch event continues.
+///
+/// # Errors
+/// A delete the API refuses (other than 404).
+pub async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Result<bool, Error> {
+    for wave in waves(objects) {
+        let mut waiting = false;
+        for o in wave {
+            if o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+                waiting = true;
+                continue;
+            }
+            let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+            let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let (resource, namespaced) = ctx.informers.kinds.resolve(&ctx.client, api_version, kind).await?;
+            let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
+            let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let api = ctx.api(&resource, namespaced, ns).await;
+            match api.delete(name, &DeleteParams::background()).await {
+                Ok(answer) => match answer.left() {
+                    // The object itself: still there, held by finalizers.
+                    Some(still) => {
+                        let v = crate::controller::informers::to_value(&still, &resource);
+                        waiting |= v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+                        ctx.children.upsert(v);
+                    }
+                    // A Status: deleted.
+                    None => ctx.children.remove(&o),
+                },
+                Err(kube::Error::Api(e)) if e.code == 404 => ctx.children.remove(&o),
+                Err(source) => return Err(Error::Api { action: "delete", object: shown(&o), source }),
+            }
+            tracing::debug!(object = %shown(&o), "deleted");
+        }
+        if waiting {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::child::{ChildKey, Readiness};
+    use serde_json::json;
+
+    fn member(name: &str, node: &str, order: Option<&str>) -> Arc<Value> {
+        let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": "n", "labels": {"kro.run/node-id": node}, "annotations": {}}});
+        if let Some(o) = order {
+            v["metadata"]["annotations"]["internal.kro.run/apply-order"] = json!(o);
+        }
+        Arc::new(v)
+    }
+
+    fn desired(name: &str) -> DesiredChild {
+        DesiredChild {
+            key: ChildKey::new("x"),
+            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "n"}})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ready: Readiness::Unknown,
+        }
+    }
+
+    #[test]
+    fn only_undesired_members_of_settled_nodes_are_stale() {
+        let members = [member("keep", "a", Some("0")), member("gone", "b", Some("1")), member("wait", "c", Some("2"))];
+        let pending = [("c".to_string(), "waiting".to_string())];
+        let s = stale(&members, &[desired("keep")], &pending);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0]["metadata"]["name"], "gone");
+    }
+
+    #[test]
+    fn waves_delete_dependents_first_and_unknown_order_last() {
+        let w = waves(vec![member("a", "a", Some("0")), member("x", "x", None), member("c", "c", Some("2")), member("b", "b", Some("2"))]);
+        let names: Vec<Vec<&str>> =
+            w.iter().map(|wave| wave.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect()).collect();
+        assert_eq!(names, [vec!["c", "b"], vec!["a"], vec!["x"]]);
+    }
+}
