@@ -28,22 +28,30 @@ pub fn intent_hash(child: &DesiredChild) -> u64 {
 
 /// The `fieldsV1` our apply owns on `live`.
 pub fn owned_fields(live: &Value) -> Option<&Value> {
-    live.pointer("/metadata/managedFields")?.as_array()?.iter().find_map(|e| {
-        let ours = e.get("manager").and_then(Value::as_str) == Some(MANAGER)
-            && e.get("operation").and_then(Value::as_str) == Some("Apply")
-            && e.get("subresource").is_none_or(|s| s.as_str().is_none_or(str::is_empty));
-        if ours { e.get("fieldsV1") } else { None }
-    })
+    live.pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .find_map(|e| {
+            let ours = e.get("manager").and_then(Value::as_str) == Some(MANAGER)
+                && e.get("operation").and_then(Value::as_str) == Some("Apply")
+                && e.get("subresource")
+                    .is_none_or(|s| s.as_str().is_none_or(str::is_empty));
+            if ours { e.get("fieldsV1") } else { None }
+        })
 }
 
 /// Whether `child` can be left alone: same intent as last applied, same object, and our owned
 /// fields exactly as our last apply left them.
 pub fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value>) -> bool {
-    let (Some(record), Some(live)) = (record, live) else { return false };
+    let (Some(record), Some(live)) = (record, live) else {
+        return false;
+    };
     record.hash == hash
         && live.pointer("/metadata/uid").and_then(Value::as_str) == Some(record.uid.as_str())
         && owned_fields(live) == Some(&record.fields)
-        && live.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null)
+        && live
+            .pointer("/metadata/deletionTimestamp")
+            .is_none_or(Value::is_null)
 }
 
 /// What happened to one child.
@@ -90,16 +98,31 @@ fn shown(child: &DesiredChild) -> String {
 ///
 /// # Errors
 /// [`ApplyError`] naming the child.
-pub async fn apply(ctx: &Context, applyset: &str, child: &DesiredChild, live: Option<&Value>) -> Result<Outcome, ApplyError> {
+pub async fn apply(
+    ctx: &Context,
+    applyset: &str,
+    child: &DesiredChild,
+    live: Option<&Value>,
+) -> Result<Outcome, ApplyError> {
     let key = child.key.to_string();
     let id: ObjectId = object_id(&Value::Object(child.object.clone()));
     let hash = intent_hash(child);
     if let Some(other) = live.and_then(|l| label(l, metadata::APPLYSET_PART_OF))
         && other != applyset
     {
-        return Err(ApplyError::OtherApplySet { key, object: shown(child), other: other.to_string() });
+        return Err(ApplyError::OtherApplySet {
+            key,
+            object: shown(child),
+            other: other.to_string(),
+        });
     }
-    let record = ctx.memory.applied.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned();
+    let record = ctx
+        .memory
+        .applied
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&id)
+        .cloned();
     if unchanged(record.as_ref(), hash, live) {
         ctx.metrics.apply("unchanged");
         return Ok(Outcome::Unchanged);
@@ -109,27 +132,48 @@ pub async fn apply(ctx: &Context, applyset: &str, child: &DesiredChild, live: Op
         .kinds
         .resolve(&ctx.client, child.api_version(), child.kind())
         .await
-        .map_err(|source| ApplyError::Api { key: key.clone(), source })?;
+        .map_err(|source| ApplyError::Api {
+            key: key.clone(),
+            source,
+        })?;
     let api = ctx.api(&resource, namespaced, child.namespace()).await;
     let body = Value::Object(child.object.clone());
-    let result = api.patch(child.name(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await;
+    let result = api
+        .patch(
+            child.name(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await;
     let applied = match result {
         Ok(o) => crate::controller::informers::to_value(&o, &resource),
         Err(source) => {
             ctx.metrics.apply("error");
             return Err(ApplyError::Api {
                 key,
-                source: Error::Api { action: "apply", object: shown(child), source },
+                source: Error::Api {
+                    action: "apply",
+                    object: shown(child),
+                    source,
+                },
             });
         }
     };
     ctx.metrics.apply("applied");
     let entry = Applied {
         hash,
-        uid: applied.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
+        uid: applied
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         fields: owned_fields(&applied).cloned().unwrap_or(Value::Null),
     };
-    ctx.memory.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(id, entry);
+    ctx.memory
+        .applied
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, entry);
     ctx.children.upsert(applied.clone());
     Ok(Outcome::Applied(applied))
 }
@@ -161,14 +205,37 @@ mod tests {
     fn an_unchanged_intent_with_intact_ownership_needs_no_apply() {
         let c = child();
         let fields = json!({"f:data": {"f:k": {}}});
-        let record = Applied { hash: intent_hash(&c), uid: "u1".into(), fields: fields.clone() };
-        assert!(unchanged(Some(&record), intent_hash(&c), Some(&live(fields.clone()))));
+        let record = Applied {
+            hash: intent_hash(&c),
+            uid: "u1".into(),
+            fields: fields.clone(),
+        };
+        assert!(unchanged(
+            Some(&record),
+            intent_hash(&c),
+            Some(&live(fields.clone()))
+        ));
         // Someone took a field we owned: apply again.
-        assert!(!unchanged(Some(&record), intent_hash(&c), Some(&live(json!({"f:data": {}})))));
+        assert!(!unchanged(
+            Some(&record),
+            intent_hash(&c),
+            Some(&live(json!({"f:data": {}})))
+        ));
         // A changed intent, a recreated object, or no memory: apply.
-        assert!(!unchanged(Some(&record), intent_hash(&c) + 1, Some(&live(fields.clone()))));
-        let other_uid = Applied { uid: "u2".into(), ..record.clone() };
-        assert!(!unchanged(Some(&other_uid), intent_hash(&c), Some(&live(fields.clone()))));
+        assert!(!unchanged(
+            Some(&record),
+            intent_hash(&c) + 1,
+            Some(&live(fields.clone()))
+        ));
+        let other_uid = Applied {
+            uid: "u2".into(),
+            ..record.clone()
+        };
+        assert!(!unchanged(
+            Some(&other_uid),
+            intent_hash(&c),
+            Some(&live(fields.clone()))
+        ));
         assert!(!unchanged(None, intent_hash(&c), Some(&live(fields))));
     }
 

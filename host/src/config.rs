@@ -105,8 +105,13 @@ pub enum LogFormat {
 /// Anything else.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let value: f64 = number.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 200ms, 3s, 5m"))?;
+    let (number, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 200ms, 3s, 5m"))?;
     let seconds = match unit {
         "" | "s" => value,
         "ms" => value / 1000.0,
@@ -147,8 +152,15 @@ pub fn parse_address(flag: &'static str, value: &str) -> Result<Option<SocketAdd
     if v == "0" || v.is_empty() {
         return Ok(None);
     }
-    let full = if v.starts_with(':') { format!("0.0.0.0{v}") } else { v.to_string() };
-    full.parse().map(Some).map_err(|_| Error::Address { flag, value: value.to_string() })
+    let full = if v.starts_with(':') {
+        format!("0.0.0.0{v}")
+    } else {
+        v.to_string()
+    };
+    full.parse().map(Some).map_err(|_| Error::Address {
+        flag,
+        value: value.to_string(),
+    })
 }
 
 /// Leader election settings.
@@ -225,21 +237,48 @@ impl ControllerConfig {
     /// A bad address or an out-of-range number, naming the flag.
     pub fn from_args(args: &ControllerArgs) -> Result<Self, Error> {
         let range = |flag: &'static str, ok: bool, message: &str| {
-            if ok { Ok(()) } else { Err(Error::Range { flag, message: message.to_string() }) }
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::Range {
+                    flag,
+                    message: message.to_string(),
+                })
+            }
         };
-        range("dynamic-controller-concurrent-reconciles", args.dynamic_controller_concurrent_reconciles >= 1, "must be at least 1")?;
-        range("resource-graph-definition-concurrent-reconciles", args.resource_graph_definition_concurrent_reconciles >= 1, "must be at least 1")?;
+        range(
+            "dynamic-controller-concurrent-reconciles",
+            args.dynamic_controller_concurrent_reconciles >= 1,
+            "must be at least 1",
+        )?;
+        range(
+            "resource-graph-definition-concurrent-reconciles",
+            args.resource_graph_definition_concurrent_reconciles >= 1,
+            "must be at least 1",
+        )?;
         range("client-qps", args.client_qps > 0.0, "must be positive")?;
         range("client-burst", args.client_burst >= 1, "must be at least 1")?;
-        range("plugin-max-memory-mib", (1..=4096).contains(&args.plugin_max_memory_mib), "must be between 1 and 4096")?;
+        range(
+            "plugin-max-memory-mib",
+            (1..=4096).contains(&args.plugin_max_memory_mib),
+            "must be between 1 and 4096",
+        )?;
         range(
             "dynamic-controller-rate-limiter-max-delay",
             args.dynamic_controller_rate_limiter_max_delay >= args.dynamic_controller_rate_limiter_min_delay,
             "must not be below the min delay",
         )?;
-        let namespace = args.namespace.clone().filter(|n| !n.is_empty()).unwrap_or_else(detect_namespace);
-        let plugin_namespaces: Vec<String> =
-            args.plugin_namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let namespace = args
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(detect_namespace);
+        let plugin_namespaces: Vec<String> = args
+            .plugin_namespaces
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         let runtime = RuntimeConfig {
             max_timeout: args.plugin_max_timeout,
             max_memory: args.plugin_max_memory_mib << 20,
@@ -249,9 +288,16 @@ impl ControllerConfig {
         };
         Ok(Self {
             kubeconfig: args.kubeconfig.clone(),
-            plugin_namespaces: if plugin_namespaces.is_empty() { vec![namespace.clone()] } else { plugin_namespaces },
+            plugin_namespaces: if plugin_namespaces.is_empty() {
+                vec![namespace.clone()]
+            } else {
+                plugin_namespaces
+            },
             leader_election: args.leader_elect.then(|| LeaderElection {
-                namespace: args.leader_election_namespace.clone().unwrap_or_else(|| namespace.clone()),
+                namespace: args
+                    .leader_election_namespace
+                    .clone()
+                    .unwrap_or_else(|| namespace.clone()),
                 lease_duration: args.leader_election_lease_duration,
                 renew_deadline: args.leader_election_renew_deadline,
                 retry_period: args.leader_election_retry_period,
@@ -259,7 +305,8 @@ impl ControllerConfig {
             namespace,
             workers: args.dynamic_controller_concurrent_reconciles,
             rgd_workers: args.resource_graph_definition_concurrent_reconciles,
-            requeue_interval: (!args.instance_requeue_interval.is_zero()).then_some(args.instance_requeue_interval),
+            requeue_interval: (!args.instance_requeue_interval.is_zero())
+                .then_some(args.instance_requeue_interval),
             resync: Duration::from_secs(args.dynamic_controller_default_resync_period.max(1)),
             backoff: crate::controller::queue::Backoff {
                 min_delay: args.dynamic_controller_rate_limiter_min_delay,
@@ -319,9 +366,18 @@ mod tests {
     #[test]
     fn bad_flags_are_named() {
         let e = parse(&["--metrics-bind-address", "nowhere"]).unwrap_err();
-        assert_eq!(e.to_string(), "--metrics-bind-address: \"nowhere\" is not an address (use :PORT, HOST:PORT, or 0 to turn it off)");
+        assert_eq!(
+            e.to_string(),
+            "--metrics-bind-address: \"nowhere\" is not an address (use :PORT, HOST:PORT, or 0 to turn it off)"
+        );
         let e = parse(&["--dynamic-controller-concurrent-reconciles", "0"]).unwrap_err();
-        assert!(e.to_string().starts_with("--dynamic-controller-concurrent-reconciles"));
-        assert_eq!(parse(&["--health-probe-bind-address", "0"]).unwrap().health_addr, None);
+        assert!(
+            e.to_string()
+                .starts_with("--dynamic-controller-concurrent-reconciles")
+        );
+        assert_eq!(
+            parse(&["--health-probe-bind-address", "0"]).unwrap().health_addr,
+            None
+        );
     }
 }

@@ -24,7 +24,10 @@ fn latency() -> Histogram {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The controller's metrics.
@@ -64,18 +67,66 @@ impl Default for Metrics {
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
-            r.register("reconcile", "Reconciles by kind (rgd, instance) and graph", m.reconciles.clone());
-            r.register("reconcile_errors", "Reconciles that failed, by kind and graph", m.reconcile_errors.clone());
-            r.register("reconcile_duration_seconds", "Reconcile duration by kind and graph", m.reconcile_seconds.clone());
-            r.register("queue_depth", "Keys waiting in the work queues", m.queue_depth.clone());
-            r.register("apply_requests", "Server-side applies of children by result (applied, unchanged, error)", m.applies.clone());
-            r.register("plugin_calls", "Plugin calls by export and outcome", m.plugin_calls.clone());
-            r.register("plugin_call_duration_seconds", "Plugin call latency by export", m.plugin_call_seconds.clone());
-            r.register("plugin_traps", "Plugin failures by reason (PluginTimeout, PluginMemoryLimit, ...)", m.plugin_traps.clone());
-            r.register("plugin_compile_duration_seconds", "Time to compile a plugin", m.plugin_compile_seconds.clone());
-            r.register("plugin_cache_bytes", "Compiled plugin code held in memory", m.plugin_cache_bytes.clone());
-            r.register("watch_events", "Watch events received by role", m.watch_events.clone());
-            r.register("leader", "1 while this replica holds the leader Lease (or runs without election)", m.leader.clone());
+            r.register(
+                "reconcile",
+                "Reconciles by kind (rgd, instance) and graph",
+                m.reconciles.clone(),
+            );
+            r.register(
+                "reconcile_errors",
+                "Reconciles that failed, by kind and graph",
+                m.reconcile_errors.clone(),
+            );
+            r.register(
+                "reconcile_duration_seconds",
+                "Reconcile duration by kind and graph",
+                m.reconcile_seconds.clone(),
+            );
+            r.register(
+                "queue_depth",
+                "Keys waiting in the work queues",
+                m.queue_depth.clone(),
+            );
+            r.register(
+                "apply_requests",
+                "Server-side applies of children by result (applied, unchanged, error)",
+                m.applies.clone(),
+            );
+            r.register(
+                "plugin_calls",
+                "Plugin calls by export and outcome",
+                m.plugin_calls.clone(),
+            );
+            r.register(
+                "plugin_call_duration_seconds",
+                "Plugin call latency by export",
+                m.plugin_call_seconds.clone(),
+            );
+            r.register(
+                "plugin_traps",
+                "Plugin failures by reason (PluginTimeout, PluginMemoryLimit, ...)",
+                m.plugin_traps.clone(),
+            );
+            r.register(
+                "plugin_compile_duration_seconds",
+                "Time to compile a plugin",
+                m.plugin_compile_seconds.clone(),
+            );
+            r.register(
+                "plugin_cache_bytes",
+                "Compiled plugin code held in memory",
+                m.plugin_cache_bytes.clone(),
+            );
+            r.register(
+                "watch_events",
+                "Watch events received by role",
+                m.watch_events.clone(),
+            );
+            r.register(
+                "leader",
+                "1 while this replica holds the leader Lease (or runs without election)",
+                m.leader.clone(),
+            );
         }
         m
     }
@@ -94,7 +145,9 @@ impl Metrics {
         if failed {
             self.reconcile_errors.get_or_create(&l).inc();
         }
-        self.reconcile_seconds.get_or_create(&l).observe(took.as_secs_f64());
+        self.reconcile_seconds
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
     }
 
     /// An apply decision: `applied`, `unchanged` or `error`.
@@ -104,10 +157,16 @@ impl Metrics {
 
     /// A plugin call and its outcome (`ok` or a failure reason).
     pub fn plugin_call(&self, export: &str, took: std::time::Duration, outcome: &str) {
-        self.plugin_calls.get_or_create(&labels(&[("export", export), ("outcome", outcome)])).inc();
-        self.plugin_call_seconds.get_or_create(&labels(&[("export", export)])).observe(took.as_secs_f64());
+        self.plugin_calls
+            .get_or_create(&labels(&[("export", export), ("outcome", outcome)]))
+            .inc();
+        self.plugin_call_seconds
+            .get_or_create(&labels(&[("export", export)]))
+            .observe(took.as_secs_f64());
         if outcome != "ok" {
-            self.plugin_traps.get_or_create(&labels(&[("reason", outcome)])).inc();
+            self.plugin_traps
+                .get_or_create(&labels(&[("reason", outcome)]))
+                .inc();
         }
     }
 
@@ -118,8 +177,12 @@ impl Metrics {
 
     /// Sets the gauges read at scrape time.
     pub fn set_gauges(&self, rgd_queue: usize, instance_queue: usize, cache_bytes: usize, leader: bool) {
-        self.queue_depth.get_or_create(&labels(&[("queue", "rgd")])).set(rgd_queue as i64);
-        self.queue_depth.get_or_create(&labels(&[("queue", "instance")])).set(instance_queue as i64);
+        self.queue_depth
+            .get_or_create(&labels(&[("queue", "rgd")]))
+            .set(rgd_queue as i64);
+        self.queue_depth
+            .get_or_create(&labels(&[("queue", "instance")]))
+            .set(instance_queue as i64);
         self.plugin_cache_bytes.set(cache_bytes as i64);
         self.leader.set(i64::from(leader));
     }

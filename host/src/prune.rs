@@ -16,8 +16,15 @@ use crate::{
 
 /// Members of the ApplySet that the desired set no longer holds, except children of pending
 /// nodes (whose template could not be rendered this time).
-pub fn stale(members: &[Arc<Value>], desired: &[DesiredChild], pending: &[(String, String)]) -> Vec<Arc<Value>> {
-    let wanted: Vec<_> = desired.iter().map(|d| object_id(&Value::Object(d.object.clone()))).collect();
+pub fn stale(
+    members: &[Arc<Value>],
+    desired: &[DesiredChild],
+    pending: &[(String, String)],
+) -> Vec<Arc<Value>> {
+    let wanted: Vec<_> = desired
+        .iter()
+        .map(|d| object_id(&Value::Object(d.object.clone())))
+        .collect();
     members
         .iter()
         .filter(|m| !wanted.contains(&object_id(m)))
@@ -44,7 +51,11 @@ pub fn waves(objects: Vec<Arc<Value>>) -> Vec<Vec<Arc<Value>>> {
 
 fn shown(o: &Value) -> String {
     let (_, kind, ns, name) = object_id(o);
-    if ns.is_empty() { format!("{kind} {name}") } else { format!("{kind} {ns}/{name}") }
+    if ns.is_empty() {
+        format!("{kind} {name}")
+    } else {
+        format!("{kind} {ns}/{name}")
+    }
 }
 
 /// Deletes `objects` wave by wave. Returns `true` when every object is gone, `false` when a
@@ -56,29 +67,46 @@ pub async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Result<boo
     for wave in waves(objects) {
         let mut waiting = false;
         for o in wave {
-            if o.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            if o.pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+            {
                 waiting = true;
                 continue;
             }
             let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
             let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
-            let (resource, namespaced) = ctx.informers.kinds.resolve(&ctx.client, api_version, kind).await?;
+            let (resource, namespaced) = ctx
+                .informers
+                .kinds
+                .resolve(&ctx.client, api_version, kind)
+                .await?;
             let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
-            let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let name = o
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let api = ctx.api(&resource, namespaced, ns).await;
             match api.delete(name, &DeleteParams::background()).await {
                 Ok(answer) => match answer.left() {
                     // The object itself: still there, held by finalizers.
                     Some(still) => {
                         let v = crate::controller::informers::to_value(&still, &resource);
-                        waiting |= v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
+                        waiting |= v
+                            .pointer("/metadata/deletionTimestamp")
+                            .is_some_and(|t| !t.is_null());
                         ctx.children.upsert(v);
                     }
                     // A Status: deleted.
                     None => ctx.children.remove(&o),
                 },
                 Err(kube::Error::Api(e)) if e.code == 404 => ctx.children.remove(&o),
-                Err(source) => return Err(Error::Api { action: "delete", object: shown(&o), source }),
+                Err(source) => {
+                    return Err(Error::Api {
+                        action: "delete",
+                        object: shown(&o),
+                        source,
+                    });
+                }
             }
             tracing::debug!(object = %shown(&o), "deleted");
         }
@@ -107,17 +135,22 @@ mod tests {
     fn desired(name: &str) -> DesiredChild {
         DesiredChild {
             key: ChildKey::new("x"),
-            object: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "n"}})
-                .as_object()
-                .unwrap()
-                .clone(),
+            object:
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "n"}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
             ready: Readiness::Unknown,
         }
     }
 
     #[test]
     fn only_undesired_members_of_settled_nodes_are_stale() {
-        let members = [member("keep", "a", Some("0")), member("gone", "b", Some("1")), member("wait", "c", Some("2"))];
+        let members = [
+            member("keep", "a", Some("0")),
+            member("gone", "b", Some("1")),
+            member("wait", "c", Some("2")),
+        ];
         let pending = [("c".to_string(), "waiting".to_string())];
         let s = stale(&members, &[desired("keep")], &pending);
         assert_eq!(s.len(), 1);
@@ -126,9 +159,20 @@ mod tests {
 
     #[test]
     fn waves_delete_dependents_first_and_unknown_order_last() {
-        let w = waves(vec![member("a", "a", Some("0")), member("x", "x", None), member("c", "c", Some("2")), member("b", "b", Some("2"))]);
-        let names: Vec<Vec<&str>> =
-            w.iter().map(|wave| wave.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect()).collect();
+        let w = waves(vec![
+            member("a", "a", Some("0")),
+            member("x", "x", None),
+            member("c", "c", Some("2")),
+            member("b", "b", Some("2")),
+        ]);
+        let names: Vec<Vec<&str>> = w
+            .iter()
+            .map(|wave| {
+                wave.iter()
+                    .map(|o| o["metadata"]["name"].as_str().unwrap())
+                    .collect()
+            })
+            .collect();
         assert_eq!(names, [vec!["c", "b"], vec!["a"], vec!["x"]]);
     }
 }

@@ -9,7 +9,11 @@ use crate::config::{ControllerArgs, ControllerConfig, LogFormat};
 /// Sets up logging: `RUST_LOG` when set, else `--log-level`.
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests, the demo) keeps the first subscriber.
     let _ = match format {
         LogFormat::Console => builder.try_init(),
@@ -56,7 +60,10 @@ async fn wait_for_signal() {
 pub fn run(args: &ControllerArgs) -> Result<(), Error> {
     let config = ControllerConfig::from_args(args)?;
     init_logging(&args.log_level, args.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Error::Runtime)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
     rt.block_on(crate::controller::run(config, shutdown_signal()))?;
     Ok(())
 }

@@ -118,7 +118,11 @@ pub fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
 impl Informer {
     /// Every cached object.
     pub fn list(&self) -> Vec<Value> {
-        self.store.state().iter().map(|o| to_value(o, &self.resource)).collect()
+        self.store
+            .state()
+            .iter()
+            .map(|o| to_value(o, &self.resource))
+            .collect()
     }
 
     /// One cached object.
@@ -139,7 +143,9 @@ impl Informer {
 
     /// Waits until the initial list has been received, at most `timeout`.
     pub async fn wait_synced(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.store.wait_until_ready()).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, self.store.wait_until_ready())
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 
@@ -154,20 +160,30 @@ impl Kinds {
     ///
     /// # Errors
     /// [`Error::UnknownKind`] when the server does not serve it.
-    pub async fn resolve(&self, client: &Client, api_version: &str, kind: &str) -> Result<(ApiResource, bool), Error> {
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, bool), Error> {
         let key = (api_version.to_string(), kind.to_string());
         if let Some(hit) = self.known.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(hit.clone());
         }
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, caps) = oneshot::pinned_kind(client, &gvk).await.map_err(|e| Error::UnknownKind {
-            api_version: api_version.to_string(),
-            kind: kind.to_string(),
-            message: e.to_string(),
-        })?;
+        let (resource, caps) = oneshot::pinned_kind(client, &gvk)
+            .await
+            .map_err(|e| Error::UnknownKind {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                message: e.to_string(),
+            })?;
         let found = (resource, caps.scope == Scope::Namespaced);
-        self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, found.clone());
         Ok(found)
     }
 
@@ -185,14 +201,23 @@ impl Kinds {
     ///
     /// # Errors
     /// [`Error::UnknownKind`] when the group does not serve the kind.
-    pub async fn resolve_group_kind(&self, client: &Client, group: &str, kind: &str) -> Result<(ApiResource, bool), Error> {
+    pub async fn resolve_group_kind(
+        &self,
+        client: &Client,
+        group: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, bool), Error> {
         let unknown = |message: String| Error::UnknownKind {
             api_version: group.to_string(),
             kind: kind.to_string(),
             message,
         };
-        let g = kube::discovery::oneshot::group(client, group).await.map_err(|e| unknown(e.to_string()))?;
-        let (resource, caps) = g.recommended_kind(kind).ok_or_else(|| unknown(format!("group {group:?} has no kind {kind}")))?;
+        let g = kube::discovery::oneshot::group(client, group)
+            .await
+            .map_err(|e| unknown(e.to_string()))?;
+        let (resource, caps) = g
+            .recommended_kind(kind)
+            .ok_or_else(|| unknown(format!("group {group:?} has no kind {kind}")))?;
         let found = (resource.clone(), caps.scope == Scope::Namespaced);
         self.known
             .lock()
@@ -232,7 +257,9 @@ pub struct Informers {
 
 impl std::fmt::Debug for Informers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Informers").field("running", &self.count()).finish_non_exhaustive()
+        f.debug_struct("Informers")
+            .field("running", &self.count())
+            .finish_non_exhaustive()
     }
 }
 
@@ -256,7 +283,10 @@ impl Informers {
         if let Some(i) = self.get(key) {
             return Ok(i);
         }
-        let (resource, namespaced) = self.kinds.resolve(&self.client, &key.api_version, &key.kind).await?;
+        let (resource, namespaced) = self
+            .kinds
+            .resolve(&self.client, &key.api_version, &key.kind)
+            .await?;
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = running.get(key) {
             return Ok(i.clone());
@@ -283,7 +313,9 @@ impl Informers {
             let mut stream = watcher(api, config).default_backoff().reflect(writer).boxed();
             while let Some(event) = stream.next().await {
                 let change = match event {
-                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => Change::Applied(to_value(&o, &ar)),
+                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                        Change::Applied(to_value(&o, &ar))
+                    }
                     Ok(watcher::Event::Delete(o)) => Change::Deleted(to_value(&o, &ar)),
                     Ok(watcher::Event::InitDone) => {
                         mark.store(true, std::sync::atomic::Ordering::Release);
@@ -295,19 +327,35 @@ impl Informers {
                         continue;
                     }
                 };
-                if notices.send(Notice { key: watch_key.clone(), change }).is_err() {
+                if notices
+                    .send(Notice {
+                        key: watch_key.clone(),
+                        change,
+                    })
+                    .is_err()
+                {
                     return;
                 }
             }
         });
-        let informer = Arc::new(Informer { resource, namespaced, store, synced, task });
+        let informer = Arc::new(Informer {
+            resource,
+            namespaced,
+            store,
+            synced,
+            task,
+        });
         running.insert(key.clone(), informer.clone());
         Ok(informer)
     }
 
     /// The watch for `key`, if running.
     pub fn get(&self, key: &WatchKey) -> Option<Arc<Informer>> {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Stops the watch for `key`.
@@ -328,7 +376,11 @@ impl Informers {
 
     /// Whether every running watch has its initial list.
     pub fn all_synced(&self) -> bool {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).values().all(|i| i.synced())
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .all(|i| i.synced())
     }
 
     /// Number of running watches.

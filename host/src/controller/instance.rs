@@ -6,12 +6,12 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use kroxide_schema::selector::Selector;
 use kube::{
     Resource,
     api::{Patch, PatchParams},
     runtime::events::{Event, EventType},
 };
-use kroxide_schema::selector::Selector;
 use serde_json::{Map, Value, json};
 
 use super::{
@@ -46,23 +46,23 @@ const CONTAINS: &str = "applyset.kubernetes.io/contains-group-kinds";
 const NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
 
 fn deleting(v: &Value) -> bool {
-    v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+    v.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
 }
 
 fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str)
+    v.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
 }
 
 fn suspended(v: &Value) -> bool {
-    annotation(v, RECONCILE).is_some_and(|a| a.eq_ignore_ascii_case("suspended") || a.eq_ignore_ascii_case("disabled"))
+    annotation(v, RECONCILE)
+        .is_some_and(|a| a.eq_ignore_ascii_case("suspended") || a.eq_ignore_ascii_case("disabled"))
 }
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn rv(v: &Value) -> u64 {
-    v.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok()).unwrap_or(0)
 }
 
 fn group_kind(api_version: &str, kind: &str) -> String {
@@ -77,16 +77,27 @@ struct ExternalView<'a>(&'a Context);
 
 impl Externals for ExternalView<'_> {
     fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        self.0.informers.get(&WatchKey::all(api_version, kind, Role::External))?.get(namespace, name)
+        self.0
+            .informers
+            .get(&WatchKey::all(api_version, kind, Role::External))?
+            .get(namespace, name)
     }
 
     fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>, selector: &Value) -> Vec<Value> {
-        let Some(i) = self.0.informers.get(&WatchKey::all(api_version, kind, Role::External)) else { return Vec::new() };
+        let Some(i) = self
+            .0
+            .informers
+            .get(&WatchKey::all(api_version, kind, Role::External))
+        else {
+            return Vec::new();
+        };
         let sel = Selector::from_structured(selector).unwrap_or_default();
         let mut out: Vec<Value> = i
             .list()
             .into_iter()
-            .filter(|o| namespace.is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n)))
+            .filter(|o| {
+                namespace.is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n))
+            })
             .filter(|o| sel.matches_object(o))
             .collect();
         out.sort_by_key(|o| object_id(o));
@@ -116,14 +127,23 @@ fn observe(ctx: &Context, identity: &InstanceIdentity) -> Vec<ObservedChild> {
         .filter_map(|o| {
             let id = label(&o, metadata::NODE_ID)?.to_string();
             let index = label(&o, metadata::COLLECTION_INDEX).and_then(|i| i.parse().ok());
-            Some(ObservedChild { key: ChildKey { id, index }, object: (*o).clone() })
+            Some(ObservedChild {
+                key: ChildKey { id, index },
+                object: (*o).clone(),
+            })
         })
         .collect();
     out.sort_by(|a, b| a.key.cmp(&b.key));
     out
 }
 
-async fn ensure_managed(ctx: &Context, rev: &Revision, key: &InstanceKey, instance: &Value, identity: &InstanceIdentity) -> Result<(), Error> {
+async fn ensure_managed(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &mut Value,
+    identity: &InstanceIdentity,
+) -> Result<(), Error> {
     let want = [
         (metadata::OWNED, "true"),
         (metadata::KRO_VERSION, metadata::CONTROLLER_VERSION),
@@ -144,10 +164,23 @@ async fn ensure_managed(ctx: &Context, rev: &Revision, key: &InstanceKey, instan
         meta["namespace"] = json!(ns);
     }
     let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": meta});
-    let api = ctx.api(&rev.resource, rev.namespaced, key.namespace.as_deref()).await;
-    api.patch(&key.name, &PatchParams::apply(LABELLER).force(), &Patch::Apply(&body))
+    let api = ctx
+        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
+        .await;
+    let written = api
+        .patch(
+            &key.name,
+            &PatchParams::apply(LABELLER).force(),
+            &Patch::Apply(&body),
+        )
         .await
-        .map_err(|source| Error::Api { action: "label", object: key.to_string(), source })?;
+        .map_err(|source| Error::Api {
+            action: "label",
+            object: key.to_string(),
+            source,
+        })?;
+    *instance = super::informers::to_value(&written, &rev.resource);
+    ctx.memory.saw(instance.clone());
     Ok(())
 }
 
@@ -158,30 +191,49 @@ async fn ensure_parent(
     ctx: &Context,
     rev: &Revision,
     key: &InstanceKey,
-    instance: &Value,
+    instance: &mut Value,
     desired: &[crate::child::DesiredChild],
     grow: bool,
 ) -> Result<(), Error> {
-    let mut kinds: BTreeSet<String> = desired.iter().map(|d| group_kind(d.api_version(), d.kind())).collect();
+    // Every kind the graph's templates name, so the set does not change as resources become
+    // renderable one by one.
+    let mut kinds: BTreeSet<String> = desired
+        .iter()
+        .map(|d| group_kind(d.api_version(), d.kind()))
+        .collect();
+    for node in &rev.graph.nodes {
+        if matches!(node.kind, crate::graph::NodeKind::Template) {
+            let s = |p: &str| node.object.pointer(p).and_then(Value::as_str).unwrap_or_default();
+            if !s("/apiVersion").contains("${") && !s("/kind").contains("${") {
+                kinds.insert(group_kind(s("/apiVersion"), s("/kind")));
+            }
+        }
+    }
     let mut namespaces: BTreeSet<String> = desired
         .iter()
         .filter_map(|d| d.namespace())
         .filter(|n| Some(*n) != key.namespace.as_deref())
         .map(String::from)
         .collect();
-    let current_kinds: BTreeSet<String> =
-        annotation(instance, CONTAINS).map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()).unwrap_or_default();
-    let current_namespaces: BTreeSet<String> =
-        annotation(instance, NAMESPACES).map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect()).unwrap_or_default();
+    let current_kinds: BTreeSet<String> = annotation(instance, CONTAINS)
+        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    let current_namespaces: BTreeSet<String> = annotation(instance, NAMESPACES)
+        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
     if grow {
         kinds.extend(current_kinds.iter().cloned());
         namespaces.extend(current_namespaces.iter().cloned());
     }
     let tooling = concat!("kroxide/v", env!("CARGO_PKG_VERSION"));
-    if kinds == current_kinds && namespaces == current_namespaces && annotation(instance, TOOLING) == Some(tooling) {
+    if kinds == current_kinds
+        && namespaces == current_namespaces
+        && annotation(instance, TOOLING) == Some(tooling)
+    {
         return Ok(());
     }
-    let mut annotations = json!({TOOLING: tooling, CONTAINS: kinds.into_iter().collect::<Vec<_>>().join(",")});
+    let mut annotations =
+        json!({TOOLING: tooling, CONTAINS: kinds.into_iter().collect::<Vec<_>>().join(",")});
     if !namespaces.is_empty() {
         annotations[NAMESPACES] = json!(namespaces.into_iter().collect::<Vec<_>>().join(","));
     }
@@ -190,16 +242,31 @@ async fn ensure_parent(
         meta["namespace"] = json!(ns);
     }
     let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": meta});
-    let api = ctx.api(&rev.resource, rev.namespaced, key.namespace.as_deref()).await;
-    api.patch(&key.name, &PatchParams::apply(PARENT).force(), &Patch::Apply(&body))
+    let api = ctx
+        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
+        .await;
+    let written = api
+        .patch(
+            &key.name,
+            &PatchParams::apply(PARENT).force(),
+            &Patch::Apply(&body),
+        )
         .await
-        .map_err(|source| Error::Api { action: "annotate", object: key.to_string(), source })?;
+        .map_err(|source| Error::Api {
+            action: "annotate",
+            object: key.to_string(),
+            source,
+        })?;
+    *instance = super::informers::to_value(&written, &rev.resource);
+    ctx.memory.saw(instance.clone());
     Ok(())
 }
 
 async fn watch_children(ctx: &Context, desired: &[crate::child::DesiredChild]) -> Result<(), Error> {
-    let kinds: BTreeSet<(String, String)> =
-        desired.iter().map(|d| (d.api_version().to_string(), d.kind().to_string())).collect();
+    let kinds: BTreeSet<(String, String)> = desired
+        .iter()
+        .map(|d| (d.api_version().to_string(), d.kind().to_string()))
+        .collect();
     for (api_version, kind) in kinds {
         let informer = ctx.informers.ensure(&child_watch(&api_version, &kind)).await?;
         informer.wait_synced(Duration::from_secs(10)).await;
@@ -271,15 +338,35 @@ async fn render_desired(
         };
         match result {
             Ok(o) => return Ok(o),
-            Err(render::Error::UnknownScope { api_version, kind, key }) => {
-                if let Err(e) = ctx.informers.kinds.resolve(&ctx.client, &api_version, &kind).await {
-                    return Err(Failure { reason: "NotReady".into(), message: format!("resource {key}: {e}") });
+            Err(render::Error::UnknownScope {
+                api_version,
+                kind,
+                key,
+            }) => {
+                if let Err(e) = ctx
+                    .informers
+                    .kinds
+                    .resolve(&ctx.client, &api_version, &kind)
+                    .await
+                {
+                    return Err(Failure {
+                        reason: "NotReady".into(),
+                        message: format!("resource {key}: {e}"),
+                    });
                 }
             }
-            Err(e) => return Err(Failure { reason: e.reason().to_string(), message: e.to_string() }),
+            Err(e) => {
+                return Err(Failure {
+                    reason: e.reason().to_string(),
+                    message: e.to_string(),
+                });
+            }
         }
     }
-    Err(Failure { reason: "NotReady".into(), message: "could not learn the scope of every kind".into() })
+    Err(Failure {
+        reason: "NotReady".into(),
+        message: "could not learn the scope of every kind".into(),
+    })
 }
 
 /// Scopes snapshotted for a blocking plugin call: every kind already resolved.
@@ -309,46 +396,91 @@ impl KindScopes for StaticView {
     }
 }
 
-async fn publish(ctx: &Context, instance: &Value, rev: &Revision, type_: EventType, reason: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    instance: &Value,
+    rev: &Revision,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let reference = match serde_json::from_value::<kube::api::DynamicObject>(instance.clone()) {
         Ok(o) => o.object_ref(&rev.resource),
         Err(_) => return,
     };
-    let event = Event { type_, reason: reason.to_string(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     if let Err(e) = ctx.recorder.publish(&event, &reference).await {
         tracing::debug!(error = %e, "could not record an event");
     }
 }
 
-async fn write_status(ctx: &Context, rev: &Revision, key: &InstanceKey, instance: &Value, status: Map<String, Value>) -> Result<bool, Error> {
+/// Writes `status` unless the instance already has it; returns the instance as written.
+async fn write_status(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &Value,
+    status: Map<String, Value>,
+) -> Result<Option<Value>, Error> {
     let status = Value::Object(status);
-    let remembered = ctx.memory.statuses.lock().unwrap_or_else(|e| e.into_inner()).get(key).cloned();
-    let current = match remembered {
-        Some((written_rv, s)) if written_rv > rv(instance) => s,
-        _ => instance.get("status").cloned().unwrap_or(Value::Null),
-    };
-    if current == status {
-        return Ok(false);
+    if instance.get("status") == Some(&status) {
+        return Ok(None);
     }
     let mut meta = json!({"name": key.name});
     if let Some(ns) = &key.namespace {
         meta["namespace"] = json!(ns);
     }
     let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": meta, "status": status});
-    let api = ctx.api(&rev.resource, rev.namespaced, key.namespace.as_deref()).await;
+    let api = ctx
+        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
+        .await;
     let written = api
-        .patch_status(&key.name, &PatchParams::apply(STATUS).force(), &Patch::Apply(&body))
+        .patch_status(
+            &key.name,
+            &PatchParams::apply(STATUS).force(),
+            &Patch::Apply(&body),
+        )
         .await
-        .map_err(|source| Error::Api { action: "update status of", object: key.to_string(), source })?;
-    let written_rv = written.metadata.resource_version.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0);
-    ctx.memory.statuses.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), (written_rv, status));
-    Ok(true)
+        .map_err(|source| Error::Api {
+            action: "update status of",
+            object: key.to_string(),
+            source,
+        })?;
+    let written = super::informers::to_value(&written, &rev.resource);
+    ctx.memory.saw(written.clone());
+    Ok(Some(written))
 }
 
-async fn report_transition(ctx: &Context, rev: &Revision, key: &InstanceKey, instance: &Value, status: &Map<String, Value>) {
-    let state = status.get("state").and_then(Value::as_str).unwrap_or_default().to_string();
-    let previous = ctx.memory.states.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), state.clone());
-    let before = previous.or_else(|| instance.pointer("/status/state").and_then(Value::as_str).map(String::from));
+async fn report_transition(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &Value,
+    status: &Map<String, Value>,
+) {
+    let state = status
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let previous = ctx
+        .memory
+        .states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.clone(), state.clone());
+    let before = previous.or_else(|| {
+        instance
+            .pointer("/status/state")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
     if before.as_deref() == Some(state.as_str()) {
         return;
     }
@@ -363,9 +495,17 @@ async fn report_transition(ctx: &Context, rev: &Revision, key: &InstanceKey, ins
     let note = format!(
         "{} -> {state}: {reason}{}",
         before.as_deref().unwrap_or("(new)"),
-        if message.is_empty() { String::new() } else { format!(": {message}") }
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        }
     );
-    let type_ = if state == "ERROR" { EventType::Warning } else { EventType::Normal };
+    let type_ = if state == "ERROR" {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
     tracing::info!(from = before.as_deref().unwrap_or("(new)"), to = %state, %reason, "instance state changed");
     publish(ctx, instance, rev, type_, "StateChanged", note).await;
 }
@@ -376,7 +516,11 @@ async fn plugin_events(ctx: &Context, rev: &Revision, instance: &Value, events: 
             Some(k) => format!("{k}: {}", e.message),
             None => e.message.clone(),
         };
-        let t = if e.warning { EventType::Warning } else { EventType::Normal };
+        let t = if e.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
         publish(ctx, instance, rev, t, &e.reason, note).await;
     }
 }
@@ -389,16 +533,19 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
     let Some(rev) = ctx.graphs.for_kind(&key.api_version, &key.kind) else {
         return Ok(Action::done());
     };
-    let Some(informer) = ctx.informers.get(&rev.watch) else { return Ok(Action::done()) };
-    let Some(instance) = informer.get(key.namespace.as_deref(), &key.name) else {
+    let Some(informer) = ctx.informers.get(&rev.watch) else {
+        return Ok(Action::done());
+    };
+    let Some(cached) = informer.get(key.namespace.as_deref(), &key.name) else {
         forget(ctx, key);
         return Ok(Action::done());
     };
+    let mut instance = ctx.memory.freshest(cached);
     let identity = InstanceIdentity::from_object(&instance);
     if deleting(&instance) {
         return finalize(ctx, &rev, key, &instance, &identity).await;
     }
-    let managed = match ensure_managed(ctx, &rev, key, &instance, &identity).await {
+    let managed = match ensure_managed(ctx, &rev, key, &mut instance, &identity).await {
         Ok(()) => Mark::managed(),
         Err(e) if e.is_conflict() => return Err(e),
         Err(e) => Mark::management_failed(e.to_string()),
@@ -442,15 +589,24 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
             }
         };
         if let Err(e) = watch_children(ctx, &out.desired).await {
-            failure = Some(Failure { reason: "NotReady".into(), message: e.to_string() });
+            failure = Some(Failure {
+                reason: "NotReady".into(),
+                message: e.to_string(),
+            });
             break;
         }
-        ensure_parent(ctx, &rev, key, &instance, &out.desired, true).await?;
+        ensure_parent(ctx, &rev, key, &mut instance, &out.desired, true).await?;
         let mut applied = false;
         for child in &out.desired {
-            let live = observed.iter().find(|o| o.key == child.key).map(|o| o.object.clone()).or_else(|| {
-                ctx.children.get(&object_id(&Value::Object(child.object.clone()))).map(|v| (*v).clone())
-            });
+            let live = observed
+                .iter()
+                .find(|o| o.key == child.key)
+                .map(|o| o.object.clone())
+                .or_else(|| {
+                    ctx.children
+                        .get(&object_id(&Value::Object(child.object.clone())))
+                        .map(|v| (*v).clone())
+                });
             match apply::apply(ctx, identity.applyset_id(), child, live.as_ref()).await {
                 Ok(Outcome::Applied(_)) => applied = true,
                 Ok(Outcome::Unchanged) => {}
@@ -459,7 +615,10 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
                         apply::ApplyError::OtherApplySet { .. } => "ApplySetConflict",
                         apply::ApplyError::Api { .. } => "ApplyFailed",
                     };
-                    failure = Some(Failure { reason: reason.into(), message: e.to_string() });
+                    failure = Some(Failure {
+                        reason: reason.into(),
+                        message: e.to_string(),
+                    });
                     break;
                 }
             }
@@ -491,7 +650,7 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
         let stale = prune::stale(&members, &out.desired, &resolution.pending);
         let pruned = stale.is_empty() || prune::delete_waves(ctx, stale).await?;
         if pruned {
-            ensure_parent(ctx, &rev, key, &instance, &out.desired, false).await?;
+            ensure_parent(ctx, &rev, key, &mut instance, &out.desired, false).await?;
         }
     }
     // Observe and derive status from what exists now.
@@ -502,27 +661,44 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
     if failure.is_none()
         && let Some(binding) = &rev.plugin
     {
-        let (b, inst, obs, graph, number) =
-            (binding.clone(), instance.clone(), observed.clone(), rev.rgd.clone(), rev.number);
+        let (b, inst, obs, graph, number) = (
+            binding.clone(),
+            instance.clone(),
+            observed.clone(),
+            rev.rgd.clone(),
+            rev.number,
+        );
         let started = std::time::Instant::now();
         let result = ctx
             .runtime
             .run(move || {
-                b.plugin.derive_status(&b.limits, &CallInput {
-                    graph: &graph,
-                    revision: number,
-                    config: &b.config,
-                    instance: &inst,
-                    observed: &obs,
-                    rendered: &[],
-                    pending: &[],
-                })
+                b.plugin.derive_status(
+                    &b.limits,
+                    &CallInput {
+                        graph: &graph,
+                        revision: number,
+                        config: &b.config,
+                        instance: &inst,
+                        observed: &obs,
+                        rendered: &[],
+                        pending: &[],
+                    },
+                )
             })
             .await;
-        ctx.metrics.plugin_call("derive-status", started.elapsed(), result.as_ref().map_or_else(|e| e.reason(), |_| "ok"));
+        ctx.metrics.plugin_call(
+            "derive-status",
+            started.elapsed(),
+            result.as_ref().map_or_else(|e| e.reason(), |_| "ok"),
+        );
         match result {
             Ok(s) => plugin_status = Some(s),
-            Err(e) => failure = Some(Failure { reason: e.reason().to_string(), message: e.to_string() }),
+            Err(e) => {
+                failure = Some(Failure {
+                    reason: e.reason().to_string(),
+                    message: e.to_string(),
+                })
+            }
         }
     }
     let failed = failure.is_some();
@@ -556,13 +732,39 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
         (false, Some(i), None) => Some(i),
         _ => None,
     };
-    Ok(Action { requeue_after: requeue, backoff: false })
+    Ok(Action {
+        requeue_after: requeue,
+        backoff: false,
+    })
 }
 
 fn forget(ctx: &Context, key: &InstanceKey) {
-    ctx.memory.statuses.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-    ctx.memory.states.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-    for readers in ctx.interest.externals.lock().unwrap_or_else(|e| e.into_inner()).values_mut() {
+    let id = (
+        key.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g.to_string())
+            .unwrap_or_default(),
+        key.kind.clone(),
+        key.namespace.clone().unwrap_or_default(),
+        key.name.clone(),
+    );
+    ctx.memory
+        .fresh
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    ctx.memory
+        .states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
+    for readers in ctx
+        .interest
+        .externals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values_mut()
+    {
         readers.remove(key);
     }
 }
@@ -572,19 +774,35 @@ async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) {
     let mut kinds: BTreeSet<(String, String)> = BTreeSet::new();
     for node in &rev.graph.nodes {
         if matches!(node.kind, crate::graph::NodeKind::Template) {
-            let s = |p: &str| node.object.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |p: &str| {
+                node.object
+                    .pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             kinds.insert((s("/apiVersion"), s("/kind")));
         }
     }
-    for gk in annotation(instance, CONTAINS).unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+    for gk in annotation(instance, CONTAINS)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
         let (kind, group) = gk.split_once('.').unwrap_or((gk, ""));
-        if kinds.iter().any(|(av, k)| k == kind && av.rsplit_once('/').map_or("", |(g, _)| g) == group) {
+        if kinds
+            .iter()
+            .any(|(av, k)| k == kind && av.rsplit_once('/').map_or("", |(g, _)| g) == group)
+        {
             continue;
         }
         let resolved = if group.is_empty() {
             ctx.informers.kinds.resolve(&ctx.client, "v1", kind).await
         } else {
-            ctx.informers.kinds.resolve_group_kind(&ctx.client, group, kind).await
+            ctx.informers
+                .kinds
+                .resolve_group_kind(&ctx.client, group, kind)
+                .await
         };
         if let Ok((r, _)) = resolved {
             kinds.insert((r.api_version, kind.to_string()));
@@ -600,7 +818,13 @@ async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) {
     }
 }
 
-async fn finalize(ctx: &Arc<Context>, rev: &Arc<Revision>, key: &InstanceKey, instance: &Value, identity: &InstanceIdentity) -> Result<Action, Error> {
+async fn finalize(
+    ctx: &Arc<Context>,
+    rev: &Arc<Revision>,
+    key: &InstanceKey,
+    instance: &Value,
+    identity: &InstanceIdentity,
+) -> Result<Action, Error> {
     let now = now();
     let observed = observe(ctx, identity);
     let status = derive::status(&derive::Input {
@@ -623,8 +847,10 @@ async fn finalize(ctx: &Arc<Context>, rev: &Arc<Revision>, key: &InstanceKey, in
     if !has_finalizer {
         return Ok(Action::done());
     }
-    write_status(ctx, rev, key, instance, status).await?;
-    watch_inventory(ctx, rev, instance).await;
+    let instance = write_status(ctx, rev, key, instance, status)
+        .await?
+        .unwrap_or_else(|| instance.clone());
+    watch_inventory(ctx, rev, &instance).await;
     let members = ctx.children.of(identity.applyset_id());
     if !prune::delete_waves(ctx, members).await? {
         return Ok(Action::after(Duration::from_secs(5)));
@@ -637,10 +863,20 @@ async fn finalize(ctx: &Arc<Context>, rev: &Arc<Revision>, key: &InstanceKey, in
     let patch = json!({"metadata": {
         "finalizers": if rest.is_empty() { Value::Null } else { Value::Array(rest) },
         "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)}});
-    let api = ctx.api(&rev.resource, rev.namespaced, key.namespace.as_deref()).await;
-    api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+    let api = ctx
+        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
+        .await;
+    let params = PatchParams {
+        field_manager: Some(LABELLER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch(&key.name, &params, &Patch::Merge(&patch))
         .await
-        .map_err(|source| Error::Api { action: "remove the finalizer of", object: key.to_string(), source })?;
+        .map_err(|source| Error::Api {
+            action: "remove the finalizer of",
+            object: key.to_string(),
+            source,
+        })?;
     tracing::info!("children deleted; finalizer removed");
     forget(ctx, key);
     Ok(Action::done())

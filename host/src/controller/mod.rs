@@ -53,7 +53,7 @@ pub enum Error {
         message: String,
     },
     /// A request failed.
-    #[error("{action} {object}: {source}")]
+    #[error("{action} {object}: {}", describe(source))]
     Api {
         /// What was being done: `apply`, `delete`, `patch status of`, ...
         action: &'static str,
@@ -66,6 +66,15 @@ pub enum Error {
     /// The plugin runtime could not start.
     #[error(transparent)]
     Plugin(#[from] crate::plugin::Error),
+}
+
+/// A client error as one line: the API's message with its code and reason, or the transport
+/// error.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
 }
 
 impl Error {
@@ -143,7 +152,11 @@ pub struct Graphs {
 impl Graphs {
     /// The revision serving `rgd`.
     pub fn get(&self, rgd: &str) -> Option<Arc<Revision>> {
-        self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).get(rgd).cloned()
+        self.by_rgd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rgd)
+            .cloned()
     }
 
     /// The revision serving instances of `kind` in `api_version`.
@@ -158,7 +171,10 @@ impl Graphs {
 
     /// Serves `rgd` with `revision`.
     pub fn set(&self, revision: Arc<Revision>) {
-        self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).insert(revision.rgd.clone(), revision);
+        self.by_rgd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(revision.rgd.clone(), revision);
     }
 
     /// Stops serving `rgd`.
@@ -168,7 +184,12 @@ impl Graphs {
 
     /// Every revision.
     pub fn all(&self) -> Vec<Arc<Revision>> {
-        self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.by_rgd
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
@@ -177,14 +198,24 @@ pub type ObjectId = (String, String, String, String);
 
 /// The identity of a JSON object.
 pub fn object_id(v: &Value) -> ObjectId {
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let api_version = s("/apiVersion");
-    let group = api_version.rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
+    let group = api_version
+        .rsplit_once('/')
+        .map(|(g, _)| g.to_string())
+        .unwrap_or_default();
     (group, s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
 }
 
 fn resource_version(v: &Value) -> Option<u64> {
-    v.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok())
+    v.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
 }
 
 /// Every child kroxide owns, as last seen (by watch or by an apply's response), indexed by
@@ -200,7 +231,9 @@ fn part_of(v: &Value) -> Option<String> {
 
 /// A label of an object.
 pub fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.pointer("/metadata/labels").and_then(|l| l.get(key)).and_then(Value::as_str)
+    v.pointer("/metadata/labels")
+        .and_then(|l| l.get(key))
+        .and_then(Value::as_str)
 }
 
 impl Children {
@@ -255,7 +288,12 @@ impl Children {
 
     /// A child by identity.
     pub fn get(&self, id: &ObjectId) -> Option<Arc<Value>> {
-        self.objects.lock().unwrap_or_else(|e| e.into_inner()).0.get(id).cloned()
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .get(id)
+            .cloned()
     }
 }
 
@@ -266,10 +304,41 @@ pub struct Memory {
     /// apply owned afterwards. A child whose intent and owned fields are unchanged is not
     /// applied again.
     pub applied: Mutex<HashMap<ObjectId, Applied>>,
-    /// Per instance: the status last written and the resourceVersion that write produced.
-    pub statuses: Mutex<HashMap<InstanceKey, (u64, Value)>>,
+    /// Per graph and instance: the object as our last write returned it. The watch cache may
+    /// lag behind our own writes; reconciles read whichever copy is newer, so they never
+    /// repeat a write because they have not seen it yet.
+    pub fresh: Mutex<HashMap<ObjectId, Value>>,
     /// Per instance: the state last reported, for transition events.
     pub states: Mutex<HashMap<InstanceKey, String>>,
+}
+
+impl Memory {
+    /// `cached`, or the copy our last write returned when that one is newer.
+    pub fn freshest(&self, cached: Value) -> Value {
+        let id = object_id(&cached);
+        let fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        match fresh.get(&id) {
+            Some(mine) if resource_version(mine) > resource_version(&cached) => mine.clone(),
+            _ => cached,
+        }
+    }
+
+    /// Remembers what a write returned.
+    pub fn saw(&self, written: Value) {
+        let id = object_id(&written);
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, written);
+    }
+
+    /// Forgets an object.
+    pub fn forget(&self, v: &Value) {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&object_id(v));
+    }
 }
 
 /// One remembered apply.
@@ -305,7 +374,11 @@ impl Limiter {
     /// A full bucket.
     pub fn new(rate: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        Self { state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())), rate, burst }
+        Self {
+            state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())),
+            rate,
+            burst,
+        }
     }
 
     /// Waits for a token.
@@ -359,14 +432,21 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl Context {
     /// An API handle for `resource` (in `namespace` when namespaced), after waiting for the
     /// client's rate limit.
-    pub async fn api(&self, resource: &ApiResource, namespaced: bool, namespace: Option<&str>) -> Api<DynamicObject> {
+    pub async fn api(
+        &self,
+        resource: &ApiResource,
+        namespaced: bool,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
         self.limiter.acquire().await;
         match (namespaced, namespace) {
             (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, resource),
@@ -388,7 +468,9 @@ pub async fn client(config: &ControllerConfig) -> Result<Client, Error> {
                 .await
                 .map_err(|e| Error::Connect(format!("{}: {e}", path.display())))?
         }
-        None => kube::Config::infer().await.map_err(|e| Error::Connect(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Connect(e.to_string()))?,
     };
     if let Ok(v) = config.user_agent.parse() {
         kc.headers.push((http::header::USER_AGENT, v));
@@ -399,7 +481,13 @@ pub async fn client(config: &ControllerConfig) -> Result<Client, Error> {
 fn fingerprint(v: &Value) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for p in ["/metadata/generation", "/metadata/labels", "/metadata/annotations", "/metadata/deletionTimestamp", "/metadata/finalizers"] {
+    for p in [
+        "/metadata/generation",
+        "/metadata/labels",
+        "/metadata/annotations",
+        "/metadata/deletionTimestamp",
+        "/metadata/finalizers",
+    ] {
         v.pointer(p).map(Value::to_string).hash(&mut h);
     }
     h.finish()
@@ -410,7 +498,11 @@ pub fn owner_of(child: &Value) -> Option<InstanceKey> {
     let group = label(child, metadata::INSTANCE_GROUP)?;
     let version = label(child, metadata::INSTANCE_VERSION)?;
     Some(InstanceKey {
-        api_version: if group.is_empty() { version.to_string() } else { format!("{group}/{version}") },
+        api_version: if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        },
         kind: label(child, metadata::INSTANCE_KIND)?.to_string(),
         namespace: label(child, metadata::INSTANCE_NAMESPACE).map(String::from),
         name: label(child, metadata::INSTANCE_NAME)?.to_string(),
@@ -440,7 +532,11 @@ async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) 
         // (ours included) do not.
         let changed = |role: Role| {
             let id = object_id(&object);
-            let mut prints = ctx.interest.fingerprints.lock().unwrap_or_else(|e| e.into_inner());
+            let mut prints = ctx
+                .interest
+                .fingerprints
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if deleted {
                 prints.remove(&(role, id));
                 return true;
@@ -485,7 +581,13 @@ async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) 
                 }
             }
             Role::PluginSource => {
-                let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+                let s = |p: &str| {
+                    object
+                        .pointer(p)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 let users: Vec<String> = ctx
                     .interest
                     .plugins
@@ -519,12 +621,18 @@ impl Action {
 
     /// Look again after `d`.
     pub fn after(d: Duration) -> Self {
-        Self { requeue_after: Some(d), backoff: false }
+        Self {
+            requeue_after: Some(d),
+            backoff: false,
+        }
     }
 
     /// Retry with backoff.
     pub fn retry() -> Self {
-        Self { requeue_after: None, backoff: true }
+        Self {
+            requeue_after: None,
+            backoff: true,
+        }
     }
 }
 
@@ -533,7 +641,8 @@ async fn rgd_worker(ctx: Arc<Context>) {
         let span = tracing::info_span!("reconcile", graph = %name);
         let started = std::time::Instant::now();
         let result = rgd::reconcile(&ctx, &name).instrument(span.clone()).await;
-        ctx.metrics.observe_reconcile("rgd", &name, started.elapsed(), result.is_err());
+        ctx.metrics
+            .observe_reconcile("rgd", &name, started.elapsed(), result.is_err());
         ctx.rgd_queue.done(&name);
         match result {
             Ok(a) if a.backoff => {
@@ -558,8 +667,17 @@ async fn instance_worker(ctx: Arc<Context>) {
         let span = tracing::info_span!("reconcile", kind = %key.kind, namespace = key.namespace.as_deref().unwrap_or(""), name = %key.name);
         let started = std::time::Instant::now();
         let result = instance::reconcile(&ctx, &key).instrument(span.clone()).await;
-        let graph = ctx.graphs.for_kind(&key.api_version, &key.kind).map(|r| r.rgd.clone()).unwrap_or_default();
-        ctx.metrics.observe_reconcile("instance", &graph, started.elapsed(), result.is_err() || result.as_ref().is_ok_and(|a| a.backoff));
+        let graph = ctx
+            .graphs
+            .for_kind(&key.api_version, &key.kind)
+            .map(|r| r.rgd.clone())
+            .unwrap_or_default();
+        ctx.metrics.observe_reconcile(
+            "instance",
+            &graph,
+            started.elapsed(),
+            result.is_err() || result.as_ref().is_ok_and(|a| a.backoff),
+        );
         ctx.instance_queue.done(&key);
         match result {
             Ok(a) if a.backoff => {
@@ -567,7 +685,9 @@ async fn instance_worker(ctx: Arc<Context>) {
             }
             Ok(a) => {
                 ctx.instance_queue.forget(&key);
-                let next = a.requeue_after.map_or(ctx.config.resync, |d| d.min(ctx.config.resync));
+                let next = a
+                    .requeue_after
+                    .map_or(ctx.config.resync, |d| d.min(ctx.config.resync));
                 ctx.instance_queue.add_after(key, next);
             }
             Err(e) => {
@@ -597,7 +717,10 @@ pub fn rgd_watch() -> WatchKey {
 
 /// The watch of children of one kind.
 pub fn child_watch(api_version: &str, kind: &str) -> WatchKey {
-    WatchKey { labels: Some(format!("{}=true", metadata::OWNED)), ..WatchKey::all(api_version, kind, Role::Children) }
+    WatchKey {
+        labels: Some(format!("{}=true", metadata::OWNED)),
+        ..WatchKey::all(api_version, kind, Role::Children)
+    }
 }
 
 /// A running controller.
@@ -618,12 +741,17 @@ impl std::fmt::Debug for Running {
 ///
 /// # Errors
 /// No API connection, or the plugin runtime cannot start.
-pub async fn context(config: ControllerConfig, client: Client) -> Result<(Arc<Context>, mpsc::UnboundedReceiver<Notice>), Error> {
+pub async fn context(
+    config: ControllerConfig,
+    client: Client,
+) -> Result<(Arc<Context>, mpsc::UnboundedReceiver<Notice>), Error> {
     let (tx, rx) = mpsc::unbounded_channel();
     let runtime = Arc::new(PluginRuntime::new(config.runtime.clone())?);
     let reporter = Reporter {
         controller: "kroxide".into(),
-        instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+        instance: std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok()),
     };
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
@@ -681,7 +809,10 @@ impl Running {
     pub async fn stop(mut self, grace: Duration) -> bool {
         self.ctx.rgd_queue.close();
         self.ctx.instance_queue.close();
-        let drained = tokio::time::timeout(grace, async { while self.workers.join_next().await.is_some() {} }).await.is_ok();
+        let drained =
+            tokio::time::timeout(grace, async { while self.workers.join_next().await.is_some() {} })
+                .await
+                .is_ok();
         self.workers.abort_all();
         self.tasks.abort_all();
         drained
@@ -736,11 +867,17 @@ mod tests {
     #[test]
     fn the_children_index_keeps_the_newest_and_follows_applysets() {
         let c = Children::default();
-        let obj = |rv: &str, set: &str| json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "a", "namespace": "n", "resourceVersion": rv, "labels": {"applyset.kubernetes.io/part-of": set}}});
+        let obj = |rv: &str, set: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "n", "resourceVersion": rv, "labels": {"applyset.kubernetes.io/part-of": set}}})
+        };
         c.upsert(obj("5", "s1"));
         c.upsert(obj("4", "s1"));
-        assert_eq!(c.of("s1")[0]["metadata"]["resourceVersion"], "5", "an older copy does not win");
+        assert_eq!(
+            c.of("s1")[0]["metadata"]["resourceVersion"],
+            "5",
+            "an older copy does not win"
+        );
         c.upsert(obj("6", "s2"));
         assert!(c.of("s1").is_empty());
         assert_eq!(c.of("s2").len(), 1);
@@ -756,6 +893,9 @@ mod tests {
             l.acquire().await;
         }
         let took = start.elapsed();
-        assert!(took >= Duration::from_millis(190) && took < Duration::from_millis(250), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_millis(250),
+            "{took:?}"
+        );
     }
 }

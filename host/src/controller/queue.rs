@@ -197,7 +197,10 @@ mod tests {
     use super::*;
 
     fn queue() -> Queue<&'static str> {
-        Queue::new(Backoff { min_delay: Duration::from_millis(10), max_delay: Duration::from_millis(40) })
+        Queue::new(Backoff {
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+        })
     }
 
     #[tokio::test]

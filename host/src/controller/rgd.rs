@@ -48,7 +48,12 @@ struct Cond {
 }
 
 fn cond(type_: &'static str, ok: bool, reason: &str, message: impl Into<String>) -> Cond {
-    Cond { type_, status: if ok { "True" } else { "False" }, reason: reason.to_string(), message: message.into() }
+    Cond {
+        type_,
+        status: if ok { "True" } else { "False" },
+        reason: reason.to_string(),
+        message: message.into(),
+    }
 }
 
 /// How far a graph got.
@@ -92,8 +97,15 @@ fn now() -> String {
 }
 
 fn status_of(rgd: &Value, report: &Report) -> Value {
-    let generation = rgd.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-    let previous = rgd.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let generation = rgd
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let previous = rgd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let now = now();
     let render = |c: &Cond| {
         let since = previous
@@ -104,15 +116,28 @@ fn status_of(rgd: &Value, report: &Report) -> Value {
         json!({"type": c.type_, "status": c.status, "reason": c.reason, "message": c.message,
             "lastTransitionTime": since, "observedGeneration": generation})
     };
-    let mut deps = vec![&report.accepted, &report.kind, &report.controller, &report.revisions];
+    let mut deps = vec![
+        &report.accepted,
+        &report.kind,
+        &report.controller,
+        &report.revisions,
+    ];
     if let Some(e) = &report.extra {
         deps.push(e);
     }
-    let active = [&report.accepted, &report.kind, &report.controller].iter().all(|c| c.status == "True");
-    let unhealthy = deps.iter().find(|c| c.status == "False").or_else(|| deps.iter().find(|c| c.status == "Unknown"));
+    let active = [&report.accepted, &report.kind, &report.controller]
+        .iter()
+        .all(|c| c.status == "True");
+    let unhealthy = deps
+        .iter()
+        .find(|c| c.status == "False")
+        .or_else(|| deps.iter().find(|c| c.status == "Unknown"));
     let ready = match unhealthy {
         None => cond("Ready", true, "Ready", ""),
-        Some(c) => Cond { type_: "Ready", ..(*c).clone() },
+        Some(c) => Cond {
+            type_: "Ready",
+            ..(*c).clone()
+        },
     };
     let mut conditions: Vec<Value> = deps.iter().map(|c| render(c)).collect();
     conditions.push(render(&ready));
@@ -121,10 +146,15 @@ fn status_of(rgd: &Value, report: &Report) -> Value {
         "conditions": conditions,
     });
     // Keep what the last good graph reported while the new one is refused.
-    let graph_fields = report.graph.as_ref().map(|g| (json!(g.topological_order()), g.resources_status()));
+    let graph_fields = report
+        .graph
+        .as_ref()
+        .map(|g| (json!(g.topological_order()), g.resources_status()));
     let (order, resources) = graph_fields.unwrap_or_else(|| {
         (
-            rgd.pointer("/status/topologicalOrder").cloned().unwrap_or(Value::Null),
+            rgd.pointer("/status/topologicalOrder")
+                .cloned()
+                .unwrap_or(Value::Null),
             rgd.pointer("/status/resources").cloned().unwrap_or(Value::Null),
         )
     });
@@ -134,7 +164,10 @@ fn status_of(rgd: &Value, report: &Report) -> Value {
     if resources.as_array().is_some_and(|r| !r.is_empty()) {
         status["resources"] = resources;
     }
-    match report.revision.or_else(|| rgd.pointer("/status/lastIssuedRevision").and_then(Value::as_u64)) {
+    match report
+        .revision
+        .or_else(|| rgd.pointer("/status/lastIssuedRevision").and_then(Value::as_u64))
+    {
         Some(n) => status["lastIssuedRevision"] = json!(n),
         None => {}
     }
@@ -152,11 +185,15 @@ async fn write_status(ctx: &Context, name: &str, rgd: &Value, report: &Report) -
     );
     let api = ctx.api(&resource, false, None).await;
     let body = json!({"apiVersion": crate::rgd::API_VERSION, "kind": crate::rgd::KIND, "metadata": {"name": name}, "status": status});
-    api.patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body)).await.map_err(|source| Error::Api {
-        action: "update status of",
-        object: format!("ResourceGraphDefinition {name}"),
-        source,
-    })?;
+    let written = api
+        .patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(|source| Error::Api {
+            action: "update status of",
+            object: format!("ResourceGraphDefinition {name}"),
+            source,
+        })?;
+    ctx.memory.saw(super::informers::to_value(&written, &resource));
     Ok(())
 }
 
@@ -167,15 +204,34 @@ fn rgd_resource() -> ApiResource {
     )
 }
 
-async fn set_finalizers(ctx: &Context, name: &str, rgd: &Value, finalizers: Vec<String>) -> Result<(), Error> {
+async fn set_finalizers(
+    ctx: &Context,
+    name: &str,
+    rgd: &Value,
+    finalizers: Vec<String>,
+) -> Result<(), Error> {
     let api = ctx.api(&rgd_resource(), false, None).await;
-    let value = if finalizers.is_empty() { Value::Null } else { json!(finalizers) };
-    let patch = json!({"metadata": {"finalizers": value, "resourceVersion": s(rgd, "/metadata/resourceVersion")}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| Error::Api {
-        action: "update finalizers of",
-        object: format!("ResourceGraphDefinition {name}"),
-        source,
-    })?;
+    let value = if finalizers.is_empty() {
+        Value::Null
+    } else {
+        json!(finalizers)
+    };
+    let patch =
+        json!({"metadata": {"finalizers": value, "resourceVersion": s(rgd, "/metadata/resourceVersion")}});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let written = api
+        .patch(name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::Api {
+            action: "update finalizers of",
+            object: format!("ResourceGraphDefinition {name}"),
+            source,
+        })?;
+    ctx.memory
+        .saw(super::informers::to_value(&written, &rgd_resource()));
     Ok(())
 }
 
@@ -189,7 +245,10 @@ fn finalizers(v: &Value) -> Vec<String> {
 /// Loads the graph's plugin; a failure is (reason, message).
 async fn load_plugin(ctx: &Context, rgd: &str, spec: &PluginSpec) -> Result<PluginBinding, (String, String)> {
     let r = &spec.config_map_ref;
-    let ns = r.namespace.clone().unwrap_or_else(|| ctx.config.namespace.clone());
+    let ns = r
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ctx.config.namespace.clone());
     let shown = format!("ConfigMap {ns}/{}", r.name);
     if !ctx.config.plugin_namespaces.contains(&ns) {
         return Err((
@@ -213,19 +272,42 @@ async fn load_plugin(ctx: &Context, rgd: &str, spec: &PluginSpec) -> Result<Plug
         fields: Some(format!("metadata.name={}", r.name)),
         ..WatchKey::all("v1", "ConfigMap", Role::PluginSource)
     };
-    let informer = ctx.informers.ensure(&watch).await.map_err(|e| ("PluginNotFound".to_string(), e.to_string()))?;
+    let informer = ctx
+        .informers
+        .ensure(&watch)
+        .await
+        .map_err(|e| ("PluginNotFound".to_string(), e.to_string()))?;
     if !informer.wait_synced(Duration::from_secs(10)).await {
-        return Err(("PluginNotFound".into(), format!("{shown}: the watch did not sync")));
+        return Err((
+            "PluginNotFound".into(),
+            format!("{shown}: the watch did not sync"),
+        ));
     }
     let Some(cm) = informer.get(Some(&ns), &r.name) else {
-        return Err(("PluginNotFound".into(), format!("spec.plugin.configMapRef: {shown} not found")));
+        return Err((
+            "PluginNotFound".into(),
+            format!("spec.plugin.configMapRef: {shown} not found"),
+        ));
     };
     let key = r.key();
-    let bytes = if let Some(b64) = cm.pointer("/binaryData").and_then(|d| d.get(key)).and_then(Value::as_str) {
+    let bytes = if let Some(b64) = cm
+        .pointer("/binaryData")
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+    {
         base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| ("PluginInvalid".to_string(), format!("{shown}: binaryData[{key}] is not base64: {e}")))?
-    } else if let Some(text) = cm.pointer("/data").and_then(|d| d.get(key)).and_then(Value::as_str) {
+            .map_err(|e| {
+                (
+                    "PluginInvalid".to_string(),
+                    format!("{shown}: binaryData[{key}] is not base64: {e}"),
+                )
+            })?
+    } else if let Some(text) = cm
+        .pointer("/data")
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+    {
         text.as_bytes().to_vec()
     } else {
         return Err((
@@ -234,7 +316,9 @@ async fn load_plugin(ctx: &Context, rgd: &str, spec: &PluginSpec) -> Result<Plug
         ));
     };
     let pin = match &spec.sha256 {
-        Some(p) => Some(Digest::parse(p).map_err(|e| (e.reason().to_string(), format!("spec.plugin.sha256: {e}")))?),
+        Some(p) => {
+            Some(Digest::parse(p).map_err(|e| (e.reason().to_string(), format!("spec.plugin.sha256: {e}")))?)
+        }
         None => None,
     };
     let runtime = ctx.runtime.clone();
@@ -255,7 +339,12 @@ async fn load_plugin(ctx: &Context, rgd: &str, spec: &PluginSpec) -> Result<Plug
         .run(move || p.validate_config(&limits, &c))
         .await
         .map_err(|e| (e.reason().to_string(), format!("spec.plugin.config: {e}")))?;
-    Ok(PluginBinding { plugin, config, limits, allowed_kinds: spec.allowed_kinds.clone() })
+    Ok(PluginBinding {
+        plugin,
+        config,
+        limits,
+        allowed_kinds: spec.allowed_kinds.clone(),
+    })
 }
 
 fn hash_of(v: &Value) -> String {
@@ -264,7 +353,12 @@ fn hash_of(v: &Value) -> String {
 }
 
 /// Applies the generated CRD and waits until it is Established. A failure is (reason, message).
-async fn ensure_crd(ctx: &Context, rgd: &ResourceGraphDefinition, graph: &Graph, raw: &Value) -> Result<(), (String, String)> {
+async fn ensure_crd(
+    ctx: &Context,
+    rgd: &ResourceGraphDefinition,
+    graph: &Graph,
+    raw: &Value,
+) -> Result<(), (String, String)> {
     let mut crd = graph.crd.clone();
     let name = s(&crd, "/metadata/name").to_string();
     let labels = json!({
@@ -283,7 +377,10 @@ async fn ensure_crd(ctx: &Context, rgd: &ResourceGraphDefinition, graph: &Graph,
         ctx.limiter.acquire().await;
         Api::all(ctx.client.clone())
     };
-    let live = crds.get_opt(&name).await.map_err(|e| failed(format!("reading CustomResourceDefinition {name}: {e}")))?;
+    let live = crds
+        .get_opt(&name)
+        .await
+        .map_err(|e| failed(format!("reading CustomResourceDefinition {name}: {e}")))?;
     if let Some(live) = &live {
         let live_labels = live.metadata.labels.clone().unwrap_or_default();
         if live_labels.get(metadata::OWNED).map(String::as_str) != Some("true") {
@@ -314,7 +411,11 @@ async fn ensure_crd(ctx: &Context, rgd: &ResourceGraphDefinition, graph: &Graph,
                 .cloned()
                 .unwrap_or(Value::Null);
             let changes = compat::breaking_changes(&old_spec, &graph.spec_schema);
-            let allowed = raw.pointer(&format!("/metadata/annotations/{}", ALLOW_BREAKING.replace('/', "~1")))
+            let allowed = raw
+                .pointer(&format!(
+                    "/metadata/annotations/{}",
+                    ALLOW_BREAKING.replace('/', "~1")
+                ))
                 .and_then(Value::as_str)
                 == Some("true");
             if !changes.is_empty() && !allowed {
@@ -329,10 +430,13 @@ async fn ensure_crd(ctx: &Context, rgd: &ResourceGraphDefinition, graph: &Graph,
             }
         }
     }
-    if live.as_ref().is_none_or(|l| l.metadata.annotations.as_ref().and_then(|a| a.get(CRD_HASH)) != Some(&hash)) {
+    if live
+        .as_ref()
+        .is_none_or(|l| l.metadata.annotations.as_ref().and_then(|a| a.get(CRD_HASH)) != Some(&hash))
+    {
         ctx.limiter.acquire().await;
-        let typed: CustomResourceDefinition =
-            serde_json::from_value(crd).map_err(|e| failed(format!("generated CRD {name} is not valid: {e}")))?;
+        let typed: CustomResourceDefinition = serde_json::from_value(crd)
+            .map_err(|e| failed(format!("generated CRD {name} is not valid: {e}")))?;
         crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&typed))
             .await
             .map_err(|e| failed(format!("applying CustomResourceDefinition {name}: {e}")))?;
@@ -340,8 +444,13 @@ async fn ensure_crd(ctx: &Context, rgd: &ResourceGraphDefinition, graph: &Graph,
     let established = await_condition(crds, &name, conditions::is_crd_established());
     match tokio::time::timeout(Duration::from_secs(30), established).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(failed(format!("waiting for CustomResourceDefinition {name}: {e}"))),
-        Err(_) => Err(("Pending".into(), format!("waiting for CustomResourceDefinition {name} to be established"))),
+        Ok(Err(e)) => Err(failed(format!(
+            "waiting for CustomResourceDefinition {name}: {e}"
+        ))),
+        Err(_) => Err((
+            "Pending".into(),
+            format!("waiting for CustomResourceDefinition {name} to be established"),
+        )),
     }
 }
 
@@ -372,15 +481,21 @@ async fn watch_kinds(ctx: &Context, graph: &Graph) -> Result<(), (String, String
 /// # Errors
 /// API failures, retried with backoff.
 pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> {
-    let Some(informer) = ctx.informers.get(&rgd_watch()) else { return Ok(Action::after(Duration::from_secs(1))) };
-    let Some(raw) = informer.get(None, name) else {
+    let Some(informer) = ctx.informers.get(&rgd_watch()) else {
+        return Ok(Action::after(Duration::from_secs(1)));
+    };
+    let Some(cached) = informer.get(None, name) else {
         if let Some(old) = ctx.graphs.remove(name) {
             ctx.informers.stop(&old.watch);
             tracing::info!(kind = %old.resource.kind, "graph gone; stopped serving its instances");
         }
         return Ok(Action::done());
     };
-    if raw.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+    let mut raw = ctx.memory.freshest(cached);
+    if raw
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+    {
         return delete(ctx, name, &raw).await;
     }
     let fins = finalizers(&raw);
@@ -388,11 +503,22 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
         let mut next = fins.clone();
         next.push(FINALIZER.to_string());
         set_finalizers(ctx, name, &raw, next).await?;
+        if let Some(i) = ctx.informers.get(&rgd_watch())
+            && let Some(c) = i.get(None, name)
+        {
+            raw = ctx.memory.freshest(c);
+        }
     }
     let rgd = match ResourceGraphDefinition::from_value(&raw, name) {
         Ok(r) => r,
         Err(e) => {
-            write_status(ctx, name, &raw, &Report::failed_graph("InvalidResourceGraph", e.to_string())).await?;
+            write_status(
+                ctx,
+                name,
+                &raw,
+                &Report::failed_graph("InvalidResourceGraph", e.to_string()),
+            )
+            .await?;
             return Ok(Action::done());
         }
     };
@@ -400,7 +526,13 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
         Ok(g) => Arc::new(g),
         Err(e) => {
             tracing::info!(error = %e, "graph refused");
-            write_status(ctx, name, &raw, &Report::failed_graph("InvalidResourceGraph", e.to_string())).await?;
+            write_status(
+                ctx,
+                name,
+                &raw,
+                &Report::failed_graph("InvalidResourceGraph", e.to_string()),
+            )
+            .await?;
             return Ok(Action::done());
         }
     };
@@ -418,8 +550,18 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
         },
     };
     let mut report = Report {
-        accepted: cond("GraphAccepted", true, "Valid", "resource graph and schema are valid"),
-        kind: cond("KindReady", true, "Ready", format!("kind {} has been accepted and is ready", graph.names.kind)),
+        accepted: cond(
+            "GraphAccepted",
+            true,
+            "Valid",
+            "resource graph and schema are valid",
+        ),
+        kind: cond(
+            "KindReady",
+            true,
+            "Ready",
+            format!("kind {} has been accepted and is ready", graph.names.kind),
+        ),
         controller: cond("ControllerReady", true, "Running", "controller is running"),
         revisions: cond("GraphRevisionsResolved", true, "Resolved", ""),
         extra: None,
@@ -429,7 +571,12 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
     if let Err((reason, message)) = ensure_crd(ctx, &rgd, &graph, &raw).await {
         let pending = reason == "Pending";
         report.kind = if pending {
-            Cond { type_: "KindReady", status: "Unknown", reason, message }
+            Cond {
+                type_: "KindReady",
+                status: "Unknown",
+                reason,
+                message,
+            }
         } else {
             cond("KindReady", false, &reason, message)
         };
@@ -440,7 +587,11 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
             message: "waiting for the kind".into(),
         };
         write_status(ctx, name, &raw, &report).await?;
-        return Ok(if pending { Action::after(Duration::from_secs(2)) } else { Action::done() });
+        return Ok(if pending {
+            Action::after(Duration::from_secs(2))
+        } else {
+            Action::done()
+        });
     }
     let api_version = graph.names.api_version();
     ctx.informers.kinds.forget(&api_version, &graph.names.kind);
@@ -470,8 +621,16 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
     let fingerprint = {
         let mut h = Sha256::new();
         h.update(raw.get("spec").map(Value::to_string).unwrap_or_default());
-        h.update(raw.pointer("/metadata/labels").map(Value::to_string).unwrap_or_default());
-        h.update(raw.pointer("/metadata/annotations").map(Value::to_string).unwrap_or_default());
+        h.update(
+            raw.pointer("/metadata/labels")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        );
+        h.update(
+            raw.pointer("/metadata/annotations")
+                .map(Value::to_string)
+                .unwrap_or_default(),
+        );
         if let Some(p) = &plugin {
             h.update(p.plugin.digest().to_string());
         }
@@ -481,7 +640,12 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
     let number = match &current {
         Some(c) if c.fingerprint == fingerprint => c.number,
         Some(c) => c.number + 1,
-        None => raw.pointer("/status/lastIssuedRevision").and_then(Value::as_u64).unwrap_or(0) + 1,
+        None => {
+            raw.pointer("/status/lastIssuedRevision")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                + 1
+        }
     };
     if current.as_ref().is_none_or(|c| c.fingerprint != fingerprint) {
         let revision = Arc::new(Revision {
@@ -502,7 +666,10 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
                 ctx.instance_queue.add(super::InstanceKey {
                     api_version: api_version.clone(),
                     kind: graph.names.kind.clone(),
-                    namespace: obj.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from),
+                    namespace: obj
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(String::from),
                     name: s(&obj, "/metadata/name").to_string(),
                 });
             }
@@ -522,12 +689,30 @@ async fn delete(ctx: &Arc<Context>, name: &str, raw: &Value) -> Result<Action, E
         .map(|i| i.list().len())
         .unwrap_or(0);
     if remaining > 0 {
-        let kind = revision.as_ref().map(|r| r.resource.kind.clone()).unwrap_or_default();
+        let kind = revision
+            .as_ref()
+            .map(|r| r.resource.kind.clone())
+            .unwrap_or_default();
         let mut report = Report {
-            accepted: cond("GraphAccepted", true, "Valid", "resource graph and schema are valid"),
-            kind: cond("KindReady", true, "Ready", format!("kind {kind} has been accepted and is ready")),
+            accepted: cond(
+                "GraphAccepted",
+                true,
+                "Valid",
+                "resource graph and schema are valid",
+            ),
+            kind: cond(
+                "KindReady",
+                true,
+                "Ready",
+                format!("kind {kind} has been accepted and is ready"),
+            ),
             controller: cond("ControllerReady", true, "Running", "controller is running"),
-            revisions: cond("GraphRevisionsResolved", true, "Resolved", "the graph is being deleted"),
+            revisions: cond(
+                "GraphRevisionsResolved",
+                true,
+                "Resolved",
+                "the graph is being deleted",
+            ),
             extra: None,
             graph: revision.as_ref().map(|r| r.graph.clone()),
             revision: revision.as_ref().map(|r| r.number),
@@ -551,14 +736,22 @@ async fn delete(ctx: &Arc<Context>, name: &str, raw: &Value) -> Result<Action, E
             let crd_name = s(&old.graph.crd, "/metadata/name").to_string();
             let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
             if let Ok(Some(crd)) = crds.get_opt(&crd_name).await
-                && crd.metadata.labels.as_ref().and_then(|l| l.get(metadata::RGD_NAME)).map(String::as_str) == Some(name)
+                && crd
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(metadata::RGD_NAME))
+                    .map(String::as_str)
+                    == Some(name)
             {
                 ctx.limiter.acquire().await;
-                crds.delete(&crd_name, &DeleteParams::default()).await.map_err(|source| Error::Api {
-                    action: "delete",
-                    object: format!("CustomResourceDefinition {crd_name}"),
-                    source,
-                })?;
+                crds.delete(&crd_name, &DeleteParams::default())
+                    .await
+                    .map_err(|source| Error::Api {
+                        action: "delete",
+                        object: format!("CustomResourceDefinition {crd_name}"),
+                        source,
+                    })?;
                 tracing::info!(crd = %crd_name, "deleted the graph's CRD (--allow-crd-deletion)");
             }
         }
