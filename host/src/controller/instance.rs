@@ -870,13 +870,18 @@ async fn finalize(
         field_manager: Some(LABELLER.to_string()),
         ..PatchParams::default()
     };
-    api.patch(&key.name, &params, &Patch::Merge(&patch))
-        .await
-        .map_err(|source| Error::Api {
-            action: "remove the finalizer of",
-            object: key.to_string(),
-            source,
-        })?;
+    match api.patch(&key.name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => {}
+        // Already gone: a previous pass removed the finalizer.
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(source) => {
+            return Err(Error::Api {
+                action: "remove the finalizer of",
+                object: key.to_string(),
+                source,
+            });
+        }
+    }
     tracing::info!("children deleted; finalizer removed");
     forget(ctx, key);
     Ok(Action::done())

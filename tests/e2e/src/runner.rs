@@ -29,6 +29,8 @@ pub struct Env {
     pub op_timeout: Duration,
     /// A log to show the tail of when a scenario fails (the controller's).
     pub log: Option<PathBuf>,
+    /// Extra environment for `script` operations.
+    pub script_env: Vec<(String, String)>,
 }
 
 /// A failed scenario: where, what, and the controller's last words.
@@ -269,33 +271,32 @@ impl Ctx<'_> {
         for mut doc in self.documents(op)? {
             matching::template(&mut doc, &self.bindings)?;
             let text = serde_json::to_string(&doc).map_err(|e| e.to_string())?;
-            let args: Vec<&str> = match verb {
-                "patch" => {
-                    let res = resource_arg(
-                        doc.get("apiVersion").and_then(Value::as_str).unwrap_or("v1"),
-                        doc.get("kind").and_then(Value::as_str).unwrap_or_default(),
-                    );
-                    let name = doc
-                        .pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .ok_or("a patch needs metadata.name")?;
-                    let ns = doc
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .unwrap_or(&self.namespace)
-                        .to_string();
-                    let out = self.kubectl(
-                        &["patch", &res, name, "-n", &ns, "--type=merge", "-p", &text],
-                        None,
-                        timeout,
-                    );
-                    if !out.ok {
-                        return Err(format!("kubectl patch {res} {name}: {}", out.stderr.trim()));
-                    }
-                    continue;
+            let ns = doc
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&self.namespace)
+                .to_string();
+            if verb == "patch" {
+                let res = resource_arg(
+                    doc.get("apiVersion").and_then(Value::as_str).unwrap_or("v1"),
+                    doc.get("kind").and_then(Value::as_str).unwrap_or_default(),
+                );
+                let name = doc
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .ok_or("a patch needs metadata.name")?;
+                let out = self.kubectl(
+                    &["patch", &res, name, "-n", &ns, "--type=merge", "-p", &text],
+                    None,
+                    timeout,
+                );
+                if !out.ok {
+                    return Err(format!("kubectl patch {res} {name}: {}", out.stderr.trim()));
                 }
-                _ => vec![verb, "-n", &self.namespace, "-f", "-", "-o", "json"],
-            };
+                continue;
+            }
+            let args = [verb, "-n", ns.as_str(), "-f", "-", "-o", "json"];
             let out = self.kubectl(&args, Some(&text), timeout);
             if !out.ok {
                 return Err(format!("kubectl {verb}: {}", out.stderr.trim()));
@@ -465,6 +466,9 @@ impl Ctx<'_> {
                 .env("KUBECONFIG", &self.env.kubeconfig)
                 .env("HOME", &self.env.home)
                 .current_dir(self.dir);
+            for (k, v) in &self.env.script_env {
+                c.env(k, v);
+            }
             for e in &s.env {
                 c.env(&e.name, &e.value);
             }

@@ -35,6 +35,13 @@ pub struct Options {
     pub assert_timeout: Duration,
     /// The controller, if any.
     pub controller: Option<Controller>,
+    /// Manifests applied (`kubectl apply -f`) before the controller starts: CRDs a Helm chart
+    /// would install.
+    pub setup: Vec<PathBuf>,
+    /// Extra environment for `script` operations (e.g. where built plugins are).
+    pub script_env: Vec<(String, String)>,
+    /// How long simulated workloads take to become ready.
+    pub workload_delay: Duration,
 }
 
 impl Default for Options {
@@ -43,6 +50,9 @@ impl Default for Options {
             parallel: 3,
             assert_timeout: Duration::from_secs(30),
             controller: None,
+            setup: Vec::new(),
+            script_env: Vec::new(),
+            workload_delay: Duration::from_secs(1),
         }
     }
 }
@@ -131,6 +141,21 @@ pub fn run(scenarios: &[PathBuf], options: &Options) -> Report {
     let kubeconfig = scratch.0.join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig written");
     let log = scratch.0.join("controller.log");
+    for file in &options.setup {
+        let out = Command::new("kubectl")
+            .args(["apply", "-f"])
+            .arg(file)
+            .env("HOME", &scratch.0)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "setup {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let _controller = options.controller.as_ref().map(|c| {
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(&c.program)
@@ -149,6 +174,7 @@ pub fn run(scenarios: &[PathBuf], options: &Options) -> Report {
         assert_timeout: options.assert_timeout,
         op_timeout: Duration::from_secs(30),
         log: options.controller.as_ref().map(|_| log.clone()),
+        script_env: options.script_env.clone(),
     };
     // Warm kubectl's discovery cache once, so parallel scenarios do not all fetch it.
     let _ = Command::new("kubectl")

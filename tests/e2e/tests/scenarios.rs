@@ -1,5 +1,5 @@
-//! Runs the plain-Kubernetes scenarios (no controller needed) with the real kubectl against a
-//! fresh test API server, and checks how a wrong assertion is reported.
+//! How a failing scenario is reported. Every scenario under `scenarios/` runs in the kroxide
+//! crate's `e2e` test, against the controller.
 
 use std::path::Path;
 
@@ -7,16 +7,6 @@ use kroxide_e2e::suite::{self, Options};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-#[test]
-fn plain_kubernetes_scenarios_pass() {
-    let scenarios = suite::discover(&root().join("scenarios/kubernetes"));
-    assert!(scenarios.len() >= 4, "{scenarios:?}");
-    let report = suite::run(&scenarios, &Options::default());
-    println!("{}", report.summary());
-    assert!(report.failed.is_empty(), "{}", report.summary());
-    assert_eq!(report.passed.len(), scenarios.len());
 }
 
 #[test]
