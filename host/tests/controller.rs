@@ -1,0 +1,576 @@
+//! The controller in-process against the test API server: request budgets (counted by the
+//! server by user agent), zero writes in steady state even when the live objects hold server
+//! defaults, adoption of kro-made state, a controller killed mid-reconcile, graph deletion while
+//! instances exist, and breaking schema changes.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Namespace},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kroxide::{
+    cli::{Cli, Command},
+    config::ControllerConfig,
+    controller::{self, Running},
+    graph::crd::rgd_crd,
+};
+use kroxide_apiserver::{ApiServer, Config};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    discovery::oneshot,
+};
+use serde_json::{Value, json};
+
+struct Env {
+    server: ApiServer,
+    client: Client,
+    kubeconfig: PathBuf,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn env(workload_delay: Duration) -> Env {
+    let server = ApiServer::start(Config {
+        workload_delay,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("kroxide-controller-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(rgd_crd()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for ns in ["kroxide-system", "apps"] {
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    Env {
+        server,
+        client,
+        kubeconfig,
+        _dir: TempDir(dir),
+    }
+}
+
+async fn start(env: &Env, extra: &[&str]) -> Running {
+    let mut argv = vec![
+        "kroxide".to_string(),
+        "controller".into(),
+        format!("--kubeconfig={}", env.kubeconfig.display()),
+        "--namespace=kroxide-system".into(),
+        "--metrics-bind-address=0".into(),
+        "--health-probe-bind-address=0".into(),
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let Command::Controller(args) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
+    let config = ControllerConfig::from_args(&args).unwrap();
+    let client = controller::client(&config).await.unwrap();
+    let (ctx, notices) = controller::context(config, client).await.unwrap();
+    controller::start(ctx, notices).await
+}
+
+fn rgd_api(client: &Client) -> Api<DynamicObject> {
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kro.run", "v1alpha1", "ResourceGraphDefinition"),
+        "resourcegraphdefinitions",
+    );
+    Api::all_with(client.clone(), &ar)
+}
+
+async fn eventually<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn apply_rgd(env: &Env, rgd: Value) {
+    let name = rgd["metadata"]["name"].as_str().unwrap().to_string();
+    let api = rgd_api(&env.client);
+    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&rgd))
+        .await
+        .unwrap();
+}
+
+async fn rgd_state(env: &Env, name: &str) -> Option<Value> {
+    rgd_api(&env.client)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .map(|o| o.data["status"].clone())
+}
+
+async fn wait_active(env: &Env, name: &str) {
+    eventually(
+        &format!("graph {name} Active"),
+        Duration::from_secs(20),
+        async || {
+            rgd_state(env, name)
+                .await
+                .filter(|s| s["state"] == "Active")
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
+async fn instances(env: &Env, group: &str, kind: &str, ns: &str) -> Api<DynamicObject> {
+    let (ar, _) = oneshot::pinned_kind(&env.client, &GroupVersionKind::gvk(group, "v1alpha1", kind))
+        .await
+        .unwrap();
+    Api::namespaced_with(env.client.clone(), ns, &ar)
+}
+
+async fn wait_state(api: &Api<DynamicObject>, name: &str, state: &str) -> DynamicObject {
+    eventually(&format!("{name} {state}"), Duration::from_secs(20), async || {
+        api.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .filter(|o| o.data["status"]["state"] == state)
+    })
+    .await
+}
+
+/// Writes the controller sent (its user agent), Events and Leases excluded.
+fn writes(env: &Env) -> Vec<kroxide_apiserver::Request> {
+    env.server
+        .counters()
+        .snapshot()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("kroxide/") && r.is_write())
+        .filter(|r| r.resource != "events" && r.resource != "leases")
+        .collect()
+}
+
+fn write_table(env: &Env) -> String {
+    env.server.counters().table(|r| {
+        r.user_agent.starts_with("kroxide/")
+            && r.is_write()
+            && r.resource != "events"
+            && r.resource != "leases"
+    })
+}
+
+fn three_configmaps() -> Value {
+    let cm = |id: &str, data: Value| {
+        json!({"id": id, "template": {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("${{schema.metadata.name}}-{id}")}, "data": data}})
+    };
+    json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+    "metadata": {"name": "budgets.test.kroxide.dev"},
+    "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Budget", "group": "test.kroxide.dev",
+            "spec": {"value": "string | default=v"}},
+        "resources": [
+            cm("one", json!({"value": "${schema.spec.value}"})),
+            cm("two", json!({"from": "${one.metadata.name}"})),
+            cm("three", json!({"from": "${two.metadata.name}"})),
+        ]}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none() {
+    let env = env(Duration::from_millis(200)).await;
+    let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    // Let the graph settle, then count from here.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.server.counters().reset();
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Budget",
+        "metadata": {"name": "b1", "namespace": "apps"}, "spec": {}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "b1", "ACTIVE").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let to_active = writes(&env);
+    println!("writes until ACTIVE:\n{}", write_table(&env));
+    assert!(
+        to_active.len() <= 8,
+        "{} writes:\n{}",
+        to_active.len(),
+        write_table(&env)
+    );
+
+    // Steady state: 10 resync periods and 100 unrelated events, zero writes.
+    env.server.counters().reset();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    for i in 0..50 {
+        let unrelated = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("noise-{i}"), "labels": {"kro.run/owned": "true"}}});
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(unrelated).unwrap(),
+        )
+        .await
+        .unwrap();
+        let note = json!({"metadata": {"annotations": {"example.com/touched": i.to_string()}}});
+        cms.patch("b1-one", &PatchParams::apply("someone-else"), &Patch::Apply(&json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b1-one", "annotations": note["metadata"]["annotations"]}})))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let steady = writes(&env);
+    println!(
+        "writes in steady state (10 s of 1 s resyncs, 100 unrelated events):\n{}",
+        write_table(&env)
+    );
+    assert!(steady.is_empty(), "{}", write_table(&env));
+    let reconciles = env
+        .server
+        .counters()
+        .snapshot()
+        .iter()
+        .filter(|r| r.user_agent.starts_with("kroxide/"))
+        .count();
+    assert!(reconciles < 50, "reads stay small too: {reconciles}");
+    running.stop(Duration::from_secs(5)).await;
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_objects_holding_server_defaults_cause_no_writes() {
+    let env = env(Duration::from_millis(100)).await;
+    let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
+    apply_rgd(
+        &env,
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+            "metadata": {"name": "defaults.test.kroxide.dev"},
+            "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Defaulted", "group": "test.kroxide.dev",
+                    "spec": {"cpu": "string | default=1000m"}},
+                "resources": [{"id": "deployment",
+                    "readyWhen": ["${deployment.status.?availableReplicas.orValue(0) == 1}"],
+                    "template": {"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "${schema.metadata.name}"},
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "${schema.metadata.name}"}},
+                            "template": {"metadata": {"labels": {"app": "${schema.metadata.name}"}},
+                                "spec": {"containers": [{"name": "c", "image": "nginx:1.27",
+                                    "ports": [{"containerPort": 80}],
+                                    "resources": {"requests": {"cpu": "${schema.spec.cpu}", "memory": "1024Mi"}}}]}}}}},
+                    {"id": "service", "template": {"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "${schema.metadata.name}"},
+                        "spec": {"selector": {"app": "${schema.metadata.name}"}, "ports": [{"port": 80}]}}}]}}),
+    )
+    .await;
+    wait_active(&env, "defaults.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Defaulted", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Defaulted",
+        "metadata": {"name": "d1", "namespace": "apps"}, "spec": {}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "d1", "ACTIVE").await;
+    // The server defaulted and canonicalised what we applied.
+    let live = env.server.get("apps/v1", "Deployment", "apps", "d1").unwrap();
+    let c = &live["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["resources"]["requests"], json!({"cpu": "1", "memory": "1Gi"}));
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(
+        env.server.get("v1", "Service", "apps", "d1").unwrap()["spec"]["ports"][0]["targetPort"],
+        80
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.server.counters().reset();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(writes(&env).is_empty(), "{}", write_table(&env));
+    running.stop(Duration::from_secs(5)).await;
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_made_by_kro_is_adopted_without_creates_or_deletes() {
+    let env = env(Duration::from_millis(100)).await;
+    // First a graph and its CRD, served by a controller that then goes away (as kro would have).
+    let first = start(&env, &[]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    first.stop(Duration::from_secs(5)).await;
+    let rgd = rgd_api(&env.client)
+        .get("budgets.test.kroxide.dev")
+        .await
+        .unwrap();
+    let rgd_uid = rgd.metadata.uid.clone().unwrap();
+    // The instance and children exactly as kro writes them.
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Budget",
+        "metadata": {"name": "old", "namespace": "apps"}, "spec": {"value": "v"}}),
+    )
+    .unwrap();
+    let inst = api.create(&PostParams::default(), &inst).await.unwrap();
+    let uid = inst.metadata.uid.clone().unwrap();
+    let identity = kroxide::metadata::InstanceIdentity::from_object(&serde_json::to_value(&inst).unwrap());
+    let applyset = identity.applyset_id().to_string();
+    api.patch("old", &PatchParams::apply("kro.run/labeller").force(), &Patch::Apply(&json!({
+        "apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Budget",
+        "metadata": {"name": "old", "namespace": "apps", "finalizers": ["kro.run/finalizer"], "labels": {
+            "kro.run/owned": "true", "kro.run/kro-version": "v0.4.1", "kro.run/resource-graph-definition-id": rgd_uid,
+            "kro.run/resource-graph-definition-name": "budgets.test.kroxide.dev", "applyset.kubernetes.io/id": applyset}}})))
+        .await
+        .unwrap();
+    api.patch("old", &PatchParams::apply("kro.run/applyset-parent").force(), &Patch::Apply(&json!({
+        "apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Budget",
+        "metadata": {"name": "old", "namespace": "apps", "annotations": {
+            "applyset.kubernetes.io/tooling": "kro/v0.4.1", "applyset.kubernetes.io/contains-group-kinds": "ConfigMap"}}})))
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    for (order, (id, data)) in [
+        ("one", json!({"value": "v"})),
+        ("two", json!({"from": "old-one"})),
+        ("three", json!({"from": "old-two"})),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let child = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("old-{id}"), "namespace": "apps",
+                "labels": {"kro.run/owned": "true", "kro.run/kro-version": "v0.4.1", "kro.run/instance-id": uid,
+                    "kro.run/instance-name": "old", "kro.run/instance-namespace": "apps",
+                    "kro.run/instance-group": "test.kroxide.dev", "kro.run/instance-version": "v1alpha1",
+                    "kro.run/instance-kind": "Budget", "app.kubernetes.io/managed-by": "kro", "kro.run/node-id": id,
+                    "applyset.kubernetes.io/part-of": applyset},
+                "annotations": {"internal.kro.run/apply-order": order.to_string()}},
+            "data": data});
+        cms.patch(
+            &format!("old-{id}"),
+            &PatchParams::apply("kro.run/applyset").force(),
+            &Patch::Apply(&child),
+        )
+        .await
+        .unwrap();
+    }
+    env.server.counters().reset();
+    let second = start(&env, &[]).await;
+    wait_state(&api, "old", "ACTIVE").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("writes while adopting:\n{}", write_table(&env));
+    let churn: Vec<_> = writes(&env)
+        .into_iter()
+        .filter(|r| r.verb == "create" || r.verb == "delete" || r.code == 201)
+        .collect();
+    assert!(churn.is_empty(), "adoption created or deleted: {churn:?}");
+    assert_eq!(env.server.names("v1", "ConfigMap", Some("apps")).len(), 3);
+    second.stop(Duration::from_secs(5)).await;
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orphans() {
+    let env = env(Duration::from_millis(1500)).await;
+    let first = start(&env, &[]).await;
+    apply_rgd(
+        &env,
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+            "metadata": {"name": "chains.test.kroxide.dev"},
+            "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Chain", "group": "test.kroxide.dev", "spec": {"n": "integer | default=1"}},
+                "resources": [
+                    {"id": "deployment", "readyWhen": ["${deployment.status.?availableReplicas.orValue(0) == 1}"],
+                     "template": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "${schema.metadata.name}"},
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "${schema.metadata.name}"}},
+                            "template": {"metadata": {"labels": {"app": "${schema.metadata.name}"}},
+                                "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}}},
+                    {"id": "after", "template": {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "${schema.metadata.name}-after"}, "data": {"r": "${string(deployment.spec.replicas)}"}}}]}}),
+    )
+    .await;
+    wait_active(&env, "chains.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Chain", "apps").await;
+    for i in 0..3 {
+        let inst: DynamicObject =
+            serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Chain",
+            "metadata": {"name": format!("c{i}"), "namespace": "apps"}, "spec": {}}))
+            .unwrap();
+        api.create(&PostParams::default(), &inst).await.unwrap();
+    }
+    // Mid-flight: Deployments exist, their dependents wait for readiness.
+    eventually("deployments created", Duration::from_secs(10), async || {
+        (env.server.names("apps/v1", "Deployment", Some("apps")).len() == 3).then_some(())
+    })
+    .await;
+    assert!(env.server.names("v1", "ConfigMap", Some("apps")).is_empty());
+    // Killed: no grace at all.
+    first.stop(Duration::ZERO).await;
+    let second = start(&env, &[]).await;
+    for i in 0..3 {
+        wait_state(&api, &format!("c{i}"), "ACTIVE").await;
+    }
+    let deployments = env.server.names("apps/v1", "Deployment", Some("apps"));
+    let configmaps = env.server.names("v1", "ConfigMap", Some("apps"));
+    assert_eq!(deployments, ["c0", "c1", "c2"]);
+    assert_eq!(configmaps, ["c0-after", "c1-after", "c2-after"]);
+    for name in deployments {
+        let d = env.server.get("apps/v1", "Deployment", "apps", &name).unwrap();
+        assert_eq!(
+            d["metadata"]["labels"]["kro.run/instance-name"], name,
+            "no orphan: every child has its instance"
+        );
+    }
+    second.stop(Duration::from_secs(5)).await;
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_deleted_with_instances_keeps_serving_them_until_they_go() {
+    let env = env(Duration::from_millis(100)).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Budget",
+        "metadata": {"name": "keep", "namespace": "apps"}, "spec": {}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "keep", "ACTIVE").await;
+    rgd_api(&env.client)
+        .delete("budgets.test.kroxide.dev", &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = eventually(
+        "instances-remaining condition",
+        Duration::from_secs(10),
+        async || {
+            rgd_state(&env, "budgets.test.kroxide.dev").await.filter(|s| {
+                s["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["reason"] == "InstancesRemaining"))
+            })
+        },
+    )
+    .await;
+    let cond = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "InstancesDeleted")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        cond["message"],
+        "1 instance of Budget still exists; the graph keeps serving them until they are deleted"
+    );
+    // Still served: a change reaches the children.
+    api.patch(
+        "keep",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"value": "changed"}})),
+    )
+    .await
+    .unwrap();
+    eventually("child updated", Duration::from_secs(10), async || {
+        env.server
+            .get("v1", "ConfigMap", "apps", "keep-one")
+            .filter(|c| c["data"]["value"] == "changed")
+            .map(|_| ())
+    })
+    .await;
+    api.delete("keep", &DeleteParams::default()).await.unwrap();
+    eventually("graph gone", Duration::from_secs(15), async || {
+        rgd_api(&env.client)
+            .get_opt("budgets.test.kroxide.dev")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        env.server.names("v1", "ConfigMap", Some("apps")).is_empty(),
+        "children deleted with the instance"
+    );
+    assert!(
+        env.server
+            .get(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                "",
+                "budgets.test.kroxide.dev"
+            )
+            .is_some(),
+        "the CRD stays without --allow-crd-deletion"
+    );
+    running.stop(Duration::from_secs(5)).await;
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breaking_schema_changes_are_refused_unless_allowed() {
+    let env = env(Duration::from_millis(100)).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let mut changed = three_configmaps();
+    changed["spec"]["schema"]["spec"] = json!({"value": "integer | default=1"});
+    changed["spec"]["resources"][0]["template"]["data"]["value"] = json!("${string(schema.spec.value)}");
+    apply_rgd(&env, changed.clone()).await;
+    let status = eventually("refused", Duration::from_secs(10), async || {
+        rgd_state(&env, "budgets.test.kroxide.dev")
+            .await
+            .filter(|s| s["state"] == "Inactive")
+    })
+    .await;
+    let kind = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "KindReady")
+        .unwrap()
+        .clone();
+    assert_eq!(kind["reason"], "BreakingChanges");
+    assert!(
+        kind["message"]
+            .as_str()
+            .unwrap()
+            .contains("TYPE_CHANGED at spec.value"),
+        "{kind}"
+    );
+    changed["metadata"]["annotations"] = json!({"kro.run/allow-breaking-changes": "true"});
+    apply_rgd(&env, changed).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    running.stop(Duration::from_secs(5)).await;
+    env.server.shutdown().await;
+}
