@@ -174,7 +174,7 @@ pub async fn apply(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, entry);
-    ctx.children.upsert(applied.clone());
+    ctx.children.upsert(crate::controller::trim(applied.clone()));
     Ok(Outcome::Applied(applied))
 }
 

@@ -143,9 +143,14 @@ impl Informer {
 
     /// Waits until the initial list has been received, at most `timeout`.
     pub async fn wait_synced(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.store.wait_until_ready())
-            .await
-            .is_ok_and(|r| r.is_ok())
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.synced() {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 }
 
@@ -309,8 +314,15 @@ impl Informers {
         let ar = resource.clone();
         let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mark = synced.clone();
+        // Children are kept by the controller's own index (trimmed), not a second cache.
+        let cache = key.role != Role::Children;
         let task = tokio::spawn(async move {
-            let mut stream = watcher(api, config).default_backoff().reflect(writer).boxed();
+            let events = watcher(api, config).default_backoff();
+            let mut stream = if cache {
+                events.reflect(writer).boxed()
+            } else {
+                events.boxed()
+            };
             while let Some(event) = stream.next().await {
                 let change = match event {
                     Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {

@@ -316,10 +316,15 @@ impl Memory {
     /// `cached`, or the copy our last write returned when that one is newer.
     pub fn freshest(&self, cached: Value) -> Value {
         let id = object_id(&cached);
-        let fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
         match fresh.get(&id) {
             Some(mine) if resource_version(mine) > resource_version(&cached) => mine.clone(),
-            _ => cached,
+            Some(_) => {
+                // The cache caught up: our copy is no longer needed.
+                fresh.remove(&id);
+                cached
+            }
+            None => cached,
         }
     }
 
@@ -519,6 +524,17 @@ fn instance_key(key: &WatchKey, v: &Value) -> InstanceKey {
     }
 }
 
+/// Drops what no stage reads from a cached child: other managers' field ownership.
+pub fn trim(mut child: Value) -> Value {
+    if let Some(entries) = child
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    {
+        entries.retain(|e| e.get("manager").and_then(Value::as_str) == Some(crate::apply::MANAGER));
+    }
+    child
+}
+
 /// Turns watch notices into work: graphs and instances whose inputs changed.
 async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) {
     while let Some(Notice { key, change }) = notices.recv().await {
@@ -561,7 +577,7 @@ async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) 
                 if deleted {
                     ctx.children.remove(&object);
                 } else {
-                    ctx.children.upsert(object.clone());
+                    ctx.children.upsert(trim(object.clone()));
                 }
                 if let Some(owner) = owner_of(&object) {
                     ctx.instance_queue.add(owner);

@@ -410,7 +410,12 @@ pub async fn resource(
                 shown(&state, &rt, &written.object)
             };
             drop(state);
-            if written.changed {
+            // Garbage collection cares about deletions and owner references only; other writes
+            // wait for the periodic sweep.
+            let meta = &written.object["metadata"];
+            if written.changed
+                && (meta.get("deletionTimestamp").is_some() || meta.get("ownerReferences").is_some())
+            {
                 shared.kick.notify_one();
             }
             Ok(object_response(code, &obj, &written.warnings))
