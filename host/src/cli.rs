@@ -33,7 +33,7 @@ pub enum Command {
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Run the controller against a cluster (until SIGINT/SIGTERM).
-    Controller(crate::config::ControllerArgs),
+    Controller(Box<crate::config::ControllerArgs>),
 }
 
 /// `kroxide generate ...`.

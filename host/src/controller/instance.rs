@@ -100,7 +100,7 @@ impl Externals for ExternalView<'_> {
             })
             .filter(|o| sel.matches_object(o))
             .collect();
-        out.sort_by_key(|o| object_id(o));
+        out.sort_by_key(object_id);
         out
     }
 }
@@ -318,7 +318,7 @@ async fn render_desired(
                             node_order: &order,
                             plugin: Some(PluginStage {
                                 plugin: &binding.plugin,
-                                limits: binding.limits.clone(),
+                                limits: binding.limits,
                                 config: &binding.config,
                                 allowed_kinds: &binding.allowed_kinds,
                             }),

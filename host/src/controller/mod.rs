@@ -222,8 +222,11 @@ fn resource_version(v: &Value) -> Option<u64> {
 /// ApplySet: the observe stage reads from here.
 #[derive(Debug, Default)]
 pub struct Children {
-    objects: Mutex<(HashMap<ObjectId, Arc<Value>>, HashMap<String, HashSet<ObjectId>>)>,
+    objects: Mutex<Index>,
 }
+
+/// Objects by identity, and identities by ApplySet.
+type Index = (HashMap<ObjectId, Arc<Value>>, HashMap<String, HashSet<ObjectId>>);
 
 fn part_of(v: &Value) -> Option<String> {
     label(v, metadata::APPLYSET_PART_OF).map(String::from)

@@ -164,12 +164,11 @@ fn status_of(rgd: &Value, report: &Report) -> Value {
     if resources.as_array().is_some_and(|r| !r.is_empty()) {
         status["resources"] = resources;
     }
-    match report
+    if let Some(n) = report
         .revision
         .or_else(|| rgd.pointer("/status/lastIssuedRevision").and_then(Value::as_u64))
     {
-        Some(n) => status["lastIssuedRevision"] = json!(n),
-        None => {}
+        status["lastIssuedRevision"] = json!(n);
     }
     status
 }
