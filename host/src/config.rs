@@ -79,6 +79,10 @@ pub struct ControllerArgs {
     /// How often candidates try to take or renew the Lease.
     #[arg(long, env = "KROXIDE_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub leader_election_retry_period: Duration,
+    /// This replica's identity in the leader Lease and its user agent (default: POD_NAME or
+    /// HOSTNAME, with the process id).
+    #[arg(long, env = "KROXIDE_IDENTITY")]
+    pub identity: Option<String>,
     /// How long the first signal waits for in-flight reconciles before exiting.
     #[arg(long, env = "KROXIDE_GRACEFUL_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub graceful_shutdown_timeout: Duration,
@@ -213,12 +217,19 @@ pub struct ControllerConfig {
     pub leader_election: Option<LeaderElection>,
     /// First-signal drain timeout.
     pub graceful_shutdown_timeout: Duration,
-    /// User agent of every request.
+    /// User agent of every request: `kroxide/<version> (<identity>)`.
     pub user_agent: String,
+    /// This replica's identity.
+    pub identity: String,
 }
 
-/// The user agent the controller sends (the API server counts requests by it).
+/// The start of the user agent the controller sends (the API server counts requests by it).
 pub const USER_AGENT: &str = concat!("kroxide/", env!("CARGO_PKG_VERSION"));
+
+fn default_identity() -> String {
+    let host = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "kroxide".into());
+    format!("{host}_{}", std::process::id())
+}
 
 fn detect_namespace() -> String {
     if let Ok(ns) = std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace") {
@@ -273,6 +284,7 @@ impl ControllerConfig {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(detect_namespace);
+        let identity = args.identity.clone().filter(|i| !i.is_empty()).unwrap_or_else(default_identity);
         let plugin_namespaces: Vec<String> = args
             .plugin_namespaces
             .iter()
@@ -323,7 +335,8 @@ impl ControllerConfig {
             },
             runtime,
             graceful_shutdown_timeout: args.graceful_shutdown_timeout,
-            user_agent: USER_AGENT.to_string(),
+            user_agent: format!("{USER_AGENT} ({identity})"),
+            identity,
         })
     }
 }

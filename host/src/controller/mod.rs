@@ -12,7 +12,7 @@ pub mod queue;
 pub mod rgd;
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     future::Future,
     sync::{Arc, Mutex},
     time::Duration,
@@ -435,7 +435,9 @@ pub struct Context {
     /// Who watches what.
     pub interest: Interest,
     /// Numbers for /metrics.
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Graphs reconciled at least once since start.
+    pub graphs_seen: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -447,6 +449,17 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// Ready: every cache has its initial list, and every graph has been reconciled once (so
+    /// its plugin is loaded, or refused with a condition).
+    pub fn ready(&self) -> bool {
+        let Some(rgds) = self.informers.get(&rgd_watch()) else { return false };
+        if !rgds.synced() || !self.informers.all_synced() {
+            return false;
+        }
+        let seen = self.graphs_seen.lock().unwrap_or_else(|e| e.into_inner());
+        rgds.list().iter().all(|r| r.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| seen.contains(n)))
+    }
+
     /// An API handle for `resource` (in `namespace` when namespaced), after waiting for the
     /// client's rate limit.
     pub async fn api(
@@ -660,6 +673,7 @@ async fn rgd_worker(ctx: Arc<Context>) {
         let span = tracing::info_span!("reconcile", graph = %name);
         let started = std::time::Instant::now();
         let result = rgd::reconcile(&ctx, &name).instrument(span.clone()).await;
+        ctx.graphs_seen.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone());
         ctx.metrics
             .observe_reconcile("rgd", &name, started.elapsed(), result.is_err());
         ctx.rgd_queue.done(&name);
@@ -763,6 +777,7 @@ impl std::fmt::Debug for Running {
 pub async fn context(
     config: ControllerConfig,
     client: Client,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<(Arc<Context>, mpsc::UnboundedReceiver<Notice>), Error> {
     let (tx, rx) = mpsc::unbounded_channel();
     let runtime = Arc::new(PluginRuntime::new(config.runtime.clone())?);
@@ -782,7 +797,8 @@ pub async fn context(
         children: Children::default(),
         memory: Memory::default(),
         interest: Interest::default(),
-        metrics: crate::metrics::Metrics::default(),
+        metrics,
+        graphs_seen: Mutex::new(HashSet::new()),
         runtime,
         client,
         config,
@@ -844,21 +860,82 @@ impl Running {
 }
 
 /// Runs the controller until `shutdown` completes, then drains in-flight reconciles for up to
-/// the configured grace period.
+/// the configured grace period. Serves health and metrics on the configured addresses. With
+/// leader election, reconciles only while this replica holds the Lease, and stops at once when
+/// it cannot renew it.
 ///
 /// # Errors
-/// No API connection, or the plugin runtime cannot start.
+/// No API connection, the plugin runtime cannot start, or an endpoint address cannot be bound.
 pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let client = client(&config).await?;
-    let grace = config.graceful_shutdown_timeout;
-    let (ctx, notices) = context(config, client).await?;
-    let running = start(ctx, notices).await;
-    shutdown.await;
-    tracing::info!("shutting down: finishing in-flight reconciles");
-    if !running.stop(grace).await {
-        tracing::warn!("in-flight reconciles did not finish within the grace period");
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let probes = Arc::new(crate::probes::Probes::new(metrics.clone()));
+    let mut servers = JoinSet::new();
+    for addr in [config.health_addr, config.metrics_addr].into_iter().flatten().collect::<BTreeSet<_>>() {
+        let listener = crate::probes::bind(addr)
+            .await
+            .map_err(|e| Error::Connect(format!("cannot listen on {addr}: {e}")))?;
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+        servers.spawn(crate::probes::serve(listener, probes.clone()));
     }
-    Ok(())
+    let grace = config.graceful_shutdown_timeout;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (lead_tx, mut leading) = tokio::sync::watch::channel(config.leader_election.is_none());
+    let mut election = JoinSet::new();
+    if let Some(le) = &config.leader_election {
+        probes.standby.store(true, std::sync::atomic::Ordering::Release);
+        let settings = crate::leader::Settings {
+            namespace: le.namespace.clone(),
+            identity: config.identity.clone(),
+            lease_duration: le.lease_duration,
+            renew_deadline: le.renew_deadline,
+            retry_period: le.retry_period,
+        };
+        election.spawn(crate::leader::campaign(client.clone(), settings, lead_tx, stop_rx.clone()));
+    }
+    tokio::pin!(shutdown);
+    loop {
+        // Wait to lead.
+        while !*leading.borrow() {
+            tokio::select! {
+                _ = leading.changed() => {}
+                _ = &mut shutdown => {
+                    let _ = stop_tx.send(true);
+                    while election.join_next().await.is_some() {}
+                    return Ok(());
+                }
+            }
+        }
+        probes.standby.store(false, std::sync::atomic::Ordering::Release);
+        let (ctx, notices) = context(config.clone(), client.clone(), metrics.clone()).await?;
+        *probes.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(ctx.clone());
+        let running = start(ctx, notices).await;
+        let lost = loop {
+            tokio::select! {
+                _ = leading.changed() => {
+                    if !*leading.borrow() {
+                        break true;
+                    }
+                }
+                _ = &mut shutdown => break false,
+            }
+        };
+        *probes.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if lost {
+            // Another replica may take over at any moment: stop writing now.
+            running.stop(Duration::ZERO).await;
+            probes.standby.store(true, std::sync::atomic::Ordering::Release);
+            continue;
+        }
+        tracing::info!("shutting down: finishing in-flight reconciles");
+        if !running.stop(grace).await {
+            tracing::warn!("in-flight reconciles did not finish within the grace period");
+        }
+        let _ = stop_tx.send(true);
+        while election.join_next().await.is_some() {}
+        servers.abort_all();
+        return Ok(());
+    }
 }
 
 /// Keeps a map sorted for deterministic annotations.

@@ -1,0 +1,310 @@
+//! Running the controller as operators do: metrics and readiness endpoints, two replicas with
+//! leader election, and SIGTERM in the middle of reconciles.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use k8s_openapi::{
+    api::{coordination::v1::Lease, core::v1::Namespace},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kroxide::{
+    cli::{Cli, Command as Sub},
+    config::ControllerConfig,
+    graph::crd::rgd_crd,
+};
+use kroxide_apiserver::{ApiServer, Config};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    discovery::oneshot,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Env {
+    server: ApiServer,
+    client: Client,
+    kubeconfig: PathBuf,
+    dir: PathBuf,
+    _scratch: Scratch,
+}
+
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn env(with_crd: bool) -> Env {
+    let server = ApiServer::start(Config { workload_delay: Duration::from_millis(100), ..Config::default() }).await.unwrap();
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let dir = std::env::temp_dir().join(format!("kroxide-ops-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+    let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+    if with_crd {
+        install_crd(&client).await;
+    }
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for ns in ["kroxide-system", "apps"] {
+        nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await.unwrap();
+    }
+    Env { server, client, kubeconfig, dir: dir.clone(), _scratch: Scratch(dir) }
+}
+
+async fn install_crd(client: &Client) {
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(rgd_crd()).unwrap())
+        .await
+        .unwrap();
+}
+
+fn config(env: &Env, extra: &[&str]) -> ControllerConfig {
+    let mut argv = vec![
+        "kroxide".to_string(),
+        "controller".into(),
+        format!("--kubeconfig={}", env.kubeconfig.display()),
+        "--namespace=kroxide-system".into(),
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    let Sub::Controller(args) = Cli::try_parse_from(argv).unwrap().command else { unreachable!() };
+    ControllerConfig::from_args(&args).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+async fn eventually<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn graph() -> Value {
+    json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition", "metadata": {"name": "ops.test.kroxide.dev"},
+        "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Op", "group": "test.kroxide.dev", "spec": {"v": "string | default=x"}},
+            "resources": [
+                {"id": "a", "template": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "${schema.metadata.name}-a"}, "data": {"v": "${schema.spec.v}"}}},
+                {"id": "b", "template": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "${schema.metadata.name}-b"}, "data": {"a": "${a.metadata.name}"}}}]}})
+}
+
+async fn apply_graph(env: &Env) -> Api<DynamicObject> {
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kro.run", "v1alpha1", "ResourceGraphDefinition"),
+        "resourcegraphdefinitions",
+    );
+    Api::<DynamicObject>::all_with(env.client.clone(), &ar)
+        .patch("ops.test.kroxide.dev", &PatchParams::apply("test"), &Patch::Apply(&graph()))
+        .await
+        .unwrap();
+    let ar = eventually("kind served", Duration::from_secs(20), async || {
+        oneshot::pinned_kind(&env.client, &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op")).await.ok().map(|(a, _)| a)
+    })
+    .await;
+    Api::namespaced_with(env.client.clone(), "apps", &ar)
+}
+
+async fn create(api: &Api<DynamicObject>, name: &str) {
+    let o: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Op",
+        "metadata": {"name": name, "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &o).await.unwrap();
+}
+
+async fn active(api: &Api<DynamicObject>, name: &str) {
+    eventually(&format!("{name} ACTIVE"), Duration::from_secs(20), async || {
+        api.get_opt(name).await.ok().flatten().filter(|o| o.data["status"]["state"] == "ACTIVE").map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_flips_after_sync_and_metrics_expose_every_family() {
+    let env = env(false).await;
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = config(&env, &[&format!("--metrics-bind-address={addr}"), &format!("--health-probe-bind-address={addr}")]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(kroxide::controller::run(cfg, async move {
+        let _ = stopped.await;
+    }));
+    let (code, _) = eventually("health endpoint", Duration::from_secs(10), async || http_get(port, "/healthz").await).await;
+    assert_eq!(code, 200);
+    // No RGD CRD yet: the graph cache cannot sync.
+    let (code, body) = http_get(port, "/readyz").await.unwrap();
+    assert_eq!(code, 503, "{body}");
+    install_crd(&env.client).await;
+    eventually("ready", Duration::from_secs(15), async || http_get(port, "/readyz").await.filter(|(c, _)| *c == 200)).await;
+    let api = apply_graph(&env).await;
+    create(&api, "m1").await;
+    active(&api, "m1").await;
+    let (code, text) = http_get(port, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    // Parse the exposition: every sample line is `name{labels} value`.
+    let mut families = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (name, value) = line.rsplit_once(' ').unwrap();
+        value.parse::<f64>().unwrap_or_else(|_| panic!("not a number in {line:?}"));
+        families.insert(name.split('{').next().unwrap().to_string());
+    }
+    for family in [
+        "kroxide_reconcile_total",
+        "kroxide_reconcile_duration_seconds_bucket",
+        "kroxide_queue_depth",
+        "kroxide_apply_requests_total",
+        "kroxide_watch_events_total",
+        "kroxide_plugin_cache_bytes",
+        "kroxide_leader",
+    ] {
+        assert!(families.contains(family), "{family} missing: {families:?}");
+    }
+    assert!(text.contains("kroxide_reconcile_total{kind=\"instance\",graph=\"ops.test.kroxide.dev\"}"), "{text}");
+    assert!(text.ends_with("# EOF\n"));
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    env.server.shutdown().await;
+}
+
+fn writes_by(env: &Env, identity: &str) -> usize {
+    env.server
+        .counters()
+        .snapshot()
+        .iter()
+        .filter(|r| r.user_agent.contains(&format!("({identity})")) && r.is_write() && r.resource != "leases" && r.resource != "events")
+        .count()
+}
+
+async fn holder(env: &Env) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kroxide-system");
+    leases.get_opt("kroxide-controller").await.ok().flatten()?.spec?.holder_identity
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires() {
+    let env = env(true).await;
+    let election = [
+        "--leader-elect",
+        "--leader-election-lease-duration=3s",
+        "--leader-election-renew-deadline=2s",
+        "--leader-election-retry-period=250ms",
+        "--metrics-bind-address=0",
+        "--health-probe-bind-address=0",
+    ];
+    let run = |identity: &str| {
+        let mut args = election.to_vec();
+        let id = format!("--identity={identity}");
+        args.push(&id);
+        let cfg = config(&env, &args);
+        tokio::spawn(kroxide::controller::run(cfg, std::future::pending()))
+    };
+    let a = run("replica-a");
+    eventually("replica-a leads", Duration::from_secs(10), async || (holder(&env).await.as_deref() == Some("replica-a")).then_some(())).await;
+    let b = run("replica-b");
+    let api = apply_graph(&env).await;
+    create(&api, "first").await;
+    active(&api, "first").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(writes_by(&env, "replica-a") > 0);
+    assert_eq!(writes_by(&env, "replica-b"), 0, "the standby wrote");
+    // The leader dies without releasing the Lease.
+    a.abort();
+    let _ = a.await;
+    let died = Instant::now();
+    eventually("replica-b leads", Duration::from_secs(10), async || (holder(&env).await.as_deref() == Some("replica-b")).then_some(())).await;
+    let took = died.elapsed();
+    assert!(took <= Duration::from_millis(3000 + 1000), "took over after {took:?} (lease 3 s)");
+    create(&api, "second").await;
+    active(&api, "second").await;
+    assert!(writes_by(&env, "replica-b") > 0, "the new leader reconciles");
+    b.abort();
+    env.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances() {
+    let env = env(true).await;
+    let api = apply_graph_with(&env).await;
+    let log = env.dir.join("controller.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kroxide"))
+        .args(["controller", "--namespace=kroxide-system", "--metrics-bind-address=0", "--health-probe-bind-address=0"])
+        .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
+        .arg("--graceful-shutdown-timeout=20s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    eventually("graph served", Duration::from_secs(20), async || {
+        env.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "ops.test.kroxide.dev").and_then(|c| {
+            c["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Established" && c["status"] == "True").then_some(())
+        })
+    })
+    .await;
+    for i in 0..30 {
+        create(&api, &format!("t{i:02}")).await;
+    }
+    eventually("reconciles under way", Duration::from_secs(20), async || {
+        (!env.server.names("v1", "ConfigMap", Some("apps")).is_empty()).then_some(())
+    })
+    .await;
+    let sent = Instant::now();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(25), "did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(code.success(), "exit {code:?}\n{text}");
+    assert!(text.contains("shutting down: finishing in-flight reconciles"), "{text}");
+    // No half-applied instance: every child exists only inside its instance's recorded ApplySet.
+    for name in env.server.names("v1", "ConfigMap", Some("apps")) {
+        let cm = env.server.get("v1", "ConfigMap", "apps", &name).unwrap();
+        let owner = cm["metadata"]["labels"]["kro.run/instance-name"].as_str().unwrap().to_string();
+        let inst = env.server.get("test.kroxide.dev/v1alpha1", "Op", "apps", &owner).unwrap();
+        let kinds = inst["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"].as_str().unwrap_or("");
+        assert!(kinds.split(',').any(|k| k == "ConfigMap"), "{name} exists outside its instance's inventory");
+        assert_eq!(inst["metadata"]["labels"]["applyset.kubernetes.io/id"], cm["metadata"]["labels"]["applyset.kubernetes.io/part-of"]);
+    }
+    env.server.shutdown().await;
+}
+
+async fn apply_graph_with(env: &Env) -> Api<DynamicObject> {
+    // The graph is served by the controller process started by the caller: only the RGD here.
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kro.run", "v1alpha1", "ResourceGraphDefinition"),
+        "resourcegraphdefinitions",
+    );
+    Api::<DynamicObject>::all_with(env.client.clone(), &ar)
+        .patch("ops.test.kroxide.dev", &PatchParams::apply("test"), &Patch::Apply(&graph()))
+        .await
+        .unwrap();
+    let ar = kube::api::ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op"), "ops");
+    Api::namespaced_with(env.client.clone(), "apps", &ar)
+}
