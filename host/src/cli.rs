@@ -34,6 +34,14 @@ pub enum Command {
     Plugin(PluginCommand),
     /// Run the controller against a cluster (until SIGINT/SIGTERM).
     Controller(Box<crate::config::ControllerArgs>),
+    /// Everything in one process, no cluster: an in-memory API server, the controller, two
+    /// example graphs and their instances; then serve until Ctrl-C.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Exit after the examples are ACTIVE and printed (for CI).
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// `kroxide generate ...`.
@@ -181,6 +189,8 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
             );
             Ok(Outcome::ok(packed.config_map, note))
         }
+        #[cfg(feature = "demo")]
+        Command::Demo { once } => commands::demo::run(once),
         Command::Controller(args) => {
             commands::controller::run(&args)?;
             Ok(Outcome::ok(String::new(), String::new()))

@@ -227,7 +227,9 @@ pub struct ControllerConfig {
 pub const USER_AGENT: &str = concat!("kroxide/", env!("CARGO_PKG_VERSION"));
 
 fn default_identity() -> String {
-    let host = std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "kroxide".into());
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "kroxide".into());
     format!("{host}_{}", std::process::id())
 }
 
@@ -284,7 +286,11 @@ impl ControllerConfig {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(detect_namespace);
-        let identity = args.identity.clone().filter(|i| !i.is_empty()).unwrap_or_else(default_identity);
+        let identity = args
+            .identity
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(default_identity);
         let plugin_namespaces: Vec<String> = args
             .plugin_namespaces
             .iter()

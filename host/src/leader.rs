@@ -11,10 +11,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     jiff::Timestamp,
 };
-use kube::{
-    Api, Client,
-    api::{PostParams},
-};
+use kube::{Api, Client, api::PostParams};
 use tokio::sync::watch;
 
 /// Name of the Lease.
@@ -37,7 +34,12 @@ pub struct Settings {
 
 /// Campaigns for the Lease until `stop` is set, publishing whether this replica leads. On stop,
 /// a leader hands the Lease back (empty holder) so a standby takes over at once.
-pub async fn campaign(client: Client, settings: Settings, leading: watch::Sender<bool>, mut stop: watch::Receiver<bool>) {
+pub async fn campaign(
+    client: Client,
+    settings: Settings,
+    leading: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
     let api: Api<Lease> = Api::namespaced(client, &settings.namespace);
     let mut observed: Option<(String, Option<String>)> = None;
     let mut observed_at = Instant::now();
@@ -87,7 +89,11 @@ async fn try_once(
     let seconds = i32::try_from(s.lease_duration.as_secs().max(1)).unwrap_or(15);
     let Some(mut lease) = api.get_opt(LEASE).await? else {
         let fresh = Lease {
-            metadata: ObjectMeta { name: Some(LEASE.into()), namespace: Some(s.namespace.clone()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(LEASE.into()),
+                namespace: Some(s.namespace.clone()),
+                ..ObjectMeta::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: Some(s.identity.clone()),
                 lease_duration_seconds: Some(seconds),
@@ -107,7 +113,8 @@ async fn try_once(
         *observed = Some(record);
         *observed_at = now;
     }
-    let duration = Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(seconds)).unwrap_or(15));
+    let duration =
+        Duration::from_secs(u64::try_from(spec.lease_duration_seconds.unwrap_or(seconds)).unwrap_or(15));
     let mine = holder == s.identity;
     let free = holder.is_empty() || now.duration_since(*observed_at) > duration;
     if !mine && !free {

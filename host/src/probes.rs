@@ -30,7 +30,11 @@ pub struct Probes {
 impl Probes {
     /// Probes over `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { current: Mutex::new(None), standby: Default::default(), metrics }
+        Self {
+            current: Mutex::new(None),
+            standby: Default::default(),
+            metrics,
+        }
     }
 
     /// Whether the controller is ready, and why not.
@@ -50,7 +54,8 @@ impl Probes {
         match self.current.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             Some(ctx) => {
                 let (_, bytes) = ctx.runtime.cache_usage();
-                self.metrics.set_gauges(ctx.rgd_queue.len(), ctx.instance_queue.len(), bytes, leader);
+                self.metrics
+                    .set_gauges(ctx.rgd_queue.len(), ctx.instance_queue.len(), bytes, leader);
             }
             None => self.metrics.set_gauges(0, 0, 0, false),
         }
@@ -61,7 +66,10 @@ impl Probes {
 fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = code;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
@@ -70,14 +78,22 @@ fn handle(probes: &Probes, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/healthz" | "/livez" => reply(StatusCode::OK, "text/plain; charset=utf-8", "ok\n".into()),
         "/readyz" => match probes.readiness() {
             Ok(why) => reply(StatusCode::OK, "text/plain; charset=utf-8", format!("{why}\n")),
-            Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", format!("not ready: {why}\n")),
+            Err(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!("not ready: {why}\n"),
+            ),
         },
         "/metrics" => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             probes.metrics_text(),
         ),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n".into()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n".into(),
+        ),
     }
 }
 
@@ -92,14 +108,18 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves the endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, probes: Arc<Probes>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let probes = probes.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: Request<Incoming>| {
                 let r = handle(&probes, &req);
                 async move { Ok::<_, Infallible>(r) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

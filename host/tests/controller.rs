@@ -97,7 +97,9 @@ async fn start(env: &Env, extra: &[&str]) -> Running {
     };
     let config = ControllerConfig::from_args(&args).unwrap();
     let client = controller::client(&config).await.unwrap();
-    let (ctx, notices) = controller::context(config, client, Default::default()).await.unwrap();
+    let (ctx, notices) = controller::context(config, client, Default::default())
+        .await
+        .unwrap();
     controller::start(ctx, notices).await
 }
 

@@ -43,8 +43,16 @@ impl Drop for Scratch {
 }
 
 async fn env(with_crd: bool) -> Env {
-    let server = ApiServer::start(Config { workload_delay: Duration::from_millis(100), ..Config::default() }).await.unwrap();
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let server = ApiServer::start(Config {
+        workload_delay: Duration::from_millis(100),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let dir = std::env::temp_dir().join(format!("kroxide-ops-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
@@ -55,14 +63,28 @@ async fn env(with_crd: bool) -> Env {
     }
     let nss: Api<Namespace> = Api::all(client.clone());
     for ns in ["kroxide-system", "apps"] {
-        nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap()).await.unwrap();
+        nss.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
     }
-    Env { server, client, kubeconfig, dir: dir.clone(), _scratch: Scratch(dir) }
+    Env {
+        server,
+        client,
+        kubeconfig,
+        dir: dir.clone(),
+        _scratch: Scratch(dir),
+    }
 }
 
 async fn install_crd(client: &Client) {
     Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(rgd_crd()).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(rgd_crd()).unwrap(),
+        )
         .await
         .unwrap();
 }
@@ -75,21 +97,32 @@ fn config(env: &Env, extra: &[&str]) -> ControllerConfig {
         "--namespace=kroxide-system".into(),
     ];
     argv.extend(extra.iter().map(|s| s.to_string()));
-    let Sub::Controller(args) = Cli::try_parse_from(argv).unwrap().command else { unreachable!() };
+    let Sub::Controller(args) = Cli::try_parse_from(argv).unwrap().command else {
+        unreachable!()
+    };
     ControllerConfig::from_args(&args).unwrap()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).await.ok()?;
     let code = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -118,26 +151,42 @@ async fn apply_graph(env: &Env) -> Api<DynamicObject> {
         "resourcegraphdefinitions",
     );
     Api::<DynamicObject>::all_with(env.client.clone(), &ar)
-        .patch("ops.test.kroxide.dev", &PatchParams::apply("test"), &Patch::Apply(&graph()))
+        .patch(
+            "ops.test.kroxide.dev",
+            &PatchParams::apply("test"),
+            &Patch::Apply(&graph()),
+        )
         .await
         .unwrap();
     let ar = eventually("kind served", Duration::from_secs(20), async || {
-        oneshot::pinned_kind(&env.client, &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op")).await.ok().map(|(a, _)| a)
+        oneshot::pinned_kind(
+            &env.client,
+            &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op"),
+        )
+        .await
+        .ok()
+        .map(|(a, _)| a)
     })
     .await;
     Api::namespaced_with(env.client.clone(), "apps", &ar)
 }
 
 async fn create(api: &Api<DynamicObject>, name: &str) {
-    let o: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Op",
+    let o: DynamicObject =
+        serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Op",
         "metadata": {"name": name, "namespace": "apps"}, "spec": {}}))
-    .unwrap();
+        .unwrap();
     api.create(&PostParams::default(), &o).await.unwrap();
 }
 
 async fn active(api: &Api<DynamicObject>, name: &str) {
     eventually(&format!("{name} ACTIVE"), Duration::from_secs(20), async || {
-        api.get_opt(name).await.ok().flatten().filter(|o| o.data["status"]["state"] == "ACTIVE").map(|_| ())
+        api.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .filter(|o| o.data["status"]["state"] == "ACTIVE")
+            .map(|_| ())
     })
     .await;
 }
@@ -147,18 +196,30 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family() {
     let env = env(false).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let cfg = config(&env, &[&format!("--metrics-bind-address={addr}"), &format!("--health-probe-bind-address={addr}")]);
+    let cfg = config(
+        &env,
+        &[
+            &format!("--metrics-bind-address={addr}"),
+            &format!("--health-probe-bind-address={addr}"),
+        ],
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(kroxide::controller::run(cfg, async move {
         let _ = stopped.await;
     }));
-    let (code, _) = eventually("health endpoint", Duration::from_secs(10), async || http_get(port, "/healthz").await).await;
+    let (code, _) = eventually("health endpoint", Duration::from_secs(10), async || {
+        http_get(port, "/healthz").await
+    })
+    .await;
     assert_eq!(code, 200);
     // No RGD CRD yet: the graph cache cannot sync.
     let (code, body) = http_get(port, "/readyz").await.unwrap();
     assert_eq!(code, 503, "{body}");
     install_crd(&env.client).await;
-    eventually("ready", Duration::from_secs(15), async || http_get(port, "/readyz").await.filter(|(c, _)| *c == 200)).await;
+    eventually("ready", Duration::from_secs(15), async || {
+        http_get(port, "/readyz").await.filter(|(c, _)| *c == 200)
+    })
+    .await;
     let api = apply_graph(&env).await;
     create(&api, "m1").await;
     active(&api, "m1").await;
@@ -168,7 +229,9 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family() {
     let mut families = std::collections::BTreeSet::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let (name, value) = line.rsplit_once(' ').unwrap();
-        value.parse::<f64>().unwrap_or_else(|_| panic!("not a number in {line:?}"));
+        value
+            .parse::<f64>()
+            .unwrap_or_else(|_| panic!("not a number in {line:?}"));
         families.insert(name.split('{').next().unwrap().to_string());
     }
     for family in [
@@ -182,7 +245,10 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family() {
     ] {
         assert!(families.contains(family), "{family} missing: {families:?}");
     }
-    assert!(text.contains("kroxide_reconcile_total{kind=\"instance\",graph=\"ops.test.kroxide.dev\"}"), "{text}");
+    assert!(
+        text.contains("kroxide_reconcile_total{kind=\"instance\",graph=\"ops.test.kroxide.dev\"}"),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"));
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
@@ -194,13 +260,24 @@ fn writes_by(env: &Env, identity: &str) -> usize {
         .counters()
         .snapshot()
         .iter()
-        .filter(|r| r.user_agent.contains(&format!("({identity})")) && r.is_write() && r.resource != "leases" && r.resource != "events")
+        .filter(|r| {
+            r.user_agent.contains(&format!("({identity})"))
+                && r.is_write()
+                && r.resource != "leases"
+                && r.resource != "events"
+        })
         .count()
 }
 
 async fn holder(env: &Env) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kroxide-system");
-    leases.get_opt("kroxide-controller").await.ok().flatten()?.spec?.holder_identity
+    leases
+        .get_opt("kroxide-controller")
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +299,10 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires
         tokio::spawn(kroxide::controller::run(cfg, std::future::pending()))
     };
     let a = run("replica-a");
-    eventually("replica-a leads", Duration::from_secs(10), async || (holder(&env).await.as_deref() == Some("replica-a")).then_some(())).await;
+    eventually("replica-a leads", Duration::from_secs(10), async || {
+        (holder(&env).await.as_deref() == Some("replica-a")).then_some(())
+    })
+    .await;
     let b = run("replica-b");
     let api = apply_graph(&env).await;
     create(&api, "first").await;
@@ -234,9 +314,15 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires
     a.abort();
     let _ = a.await;
     let died = Instant::now();
-    eventually("replica-b leads", Duration::from_secs(10), async || (holder(&env).await.as_deref() == Some("replica-b")).then_some(())).await;
+    eventually("replica-b leads", Duration::from_secs(10), async || {
+        (holder(&env).await.as_deref() == Some("replica-b")).then_some(())
+    })
+    .await;
     let took = died.elapsed();
-    assert!(took <= Duration::from_millis(3000 + 1000), "took over after {took:?} (lease 3 s)");
+    assert!(
+        took <= Duration::from_millis(3000 + 1000),
+        "took over after {took:?} (lease 3 s)"
+    );
     create(&api, "second").await;
     active(&api, "second").await;
     assert!(writes_by(&env, "replica-b") > 0, "the new leader reconciles");
@@ -250,7 +336,12 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
     let api = apply_graph_with(&env).await;
     let log = env.dir.join("controller.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kroxide"))
-        .args(["controller", "--namespace=kroxide-system", "--metrics-bind-address=0", "--health-probe-bind-address=0"])
+        .args([
+            "controller",
+            "--namespace=kroxide-system",
+            "--metrics-bind-address=0",
+            "--health-probe-bind-address=0",
+        ])
         .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
         .arg("--graceful-shutdown-timeout=20s")
         .stdout(Stdio::null())
@@ -258,9 +349,20 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
         .spawn()
         .unwrap();
     eventually("graph served", Duration::from_secs(20), async || {
-        env.server.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "ops.test.kroxide.dev").and_then(|c| {
-            c["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Established" && c["status"] == "True").then_some(())
-        })
+        env.server
+            .get(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                "",
+                "ops.test.kroxide.dev",
+            )
+            .and_then(|c| {
+                c["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Established" && c["status"] == "True")
+                    .then_some(())
+            })
     })
     .await;
     for i in 0..30 {
@@ -271,7 +373,10 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
     })
     .await;
     let sent = Instant::now();
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let code = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -282,15 +387,32 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
     };
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(code.success(), "exit {code:?}\n{text}");
-    assert!(text.contains("shutting down: finishing in-flight reconciles"), "{text}");
+    assert!(
+        text.contains("shutting down: finishing in-flight reconciles"),
+        "{text}"
+    );
     // No half-applied instance: every child exists only inside its instance's recorded ApplySet.
     for name in env.server.names("v1", "ConfigMap", Some("apps")) {
         let cm = env.server.get("v1", "ConfigMap", "apps", &name).unwrap();
-        let owner = cm["metadata"]["labels"]["kro.run/instance-name"].as_str().unwrap().to_string();
-        let inst = env.server.get("test.kroxide.dev/v1alpha1", "Op", "apps", &owner).unwrap();
-        let kinds = inst["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"].as_str().unwrap_or("");
-        assert!(kinds.split(',').any(|k| k == "ConfigMap"), "{name} exists outside its instance's inventory");
-        assert_eq!(inst["metadata"]["labels"]["applyset.kubernetes.io/id"], cm["metadata"]["labels"]["applyset.kubernetes.io/part-of"]);
+        let owner = cm["metadata"]["labels"]["kro.run/instance-name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let inst = env
+            .server
+            .get("test.kroxide.dev/v1alpha1", "Op", "apps", &owner)
+            .unwrap();
+        let kinds = inst["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
+            .as_str()
+            .unwrap_or("");
+        assert!(
+            kinds.split(',').any(|k| k == "ConfigMap"),
+            "{name} exists outside its instance's inventory"
+        );
+        assert_eq!(
+            inst["metadata"]["labels"]["applyset.kubernetes.io/id"],
+            cm["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
+        );
     }
     env.server.shutdown().await;
 }
@@ -302,9 +424,16 @@ async fn apply_graph_with(env: &Env) -> Api<DynamicObject> {
         "resourcegraphdefinitions",
     );
     Api::<DynamicObject>::all_with(env.client.clone(), &ar)
-        .patch("ops.test.kroxide.dev", &PatchParams::apply("test"), &Patch::Apply(&graph()))
+        .patch(
+            "ops.test.kroxide.dev",
+            &PatchParams::apply("test"),
+            &Patch::Apply(&graph()),
+        )
         .await
         .unwrap();
-    let ar = kube::api::ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op"), "ops");
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op"),
+        "ops",
+    );
     Api::namespaced_with(env.client.clone(), "apps", &ar)
 }

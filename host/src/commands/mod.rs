@@ -2,6 +2,8 @@
 //! text; `controller` runs until it is signalled.
 
 pub mod controller;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod generate;
 pub mod plugin;
 pub mod render;
@@ -122,6 +124,10 @@ pub enum Error {
     /// The controller could not run.
     #[error(transparent)]
     Controller(#[from] crate::controller::Error),
+    /// The demo failed.
+    #[cfg(feature = "demo")]
+    #[error(transparent)]
+    Demo(#[from] demo::DemoError),
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),

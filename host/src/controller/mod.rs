@@ -452,12 +452,18 @@ impl Context {
     /// Ready: every cache has its initial list, and every graph has been reconciled once (so
     /// its plugin is loaded, or refused with a condition).
     pub fn ready(&self) -> bool {
-        let Some(rgds) = self.informers.get(&rgd_watch()) else { return false };
+        let Some(rgds) = self.informers.get(&rgd_watch()) else {
+            return false;
+        };
         if !rgds.synced() || !self.informers.all_synced() {
             return false;
         }
         let seen = self.graphs_seen.lock().unwrap_or_else(|e| e.into_inner());
-        rgds.list().iter().all(|r| r.pointer("/metadata/name").and_then(Value::as_str).is_some_and(|n| seen.contains(n)))
+        rgds.list().iter().all(|r| {
+            r.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| seen.contains(n))
+        })
     }
 
     /// An API handle for `resource` (in `namespace` when namespaced), after waiting for the
@@ -673,7 +679,10 @@ async fn rgd_worker(ctx: Arc<Context>) {
         let span = tracing::info_span!("reconcile", graph = %name);
         let started = std::time::Instant::now();
         let result = rgd::reconcile(&ctx, &name).instrument(span.clone()).await;
-        ctx.graphs_seen.lock().unwrap_or_else(|e| e.into_inner()).insert(name.clone());
+        ctx.graphs_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone());
         ctx.metrics
             .observe_reconcile("rgd", &name, started.elapsed(), result.is_err());
         ctx.rgd_queue.done(&name);
@@ -871,7 +880,11 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let probes = Arc::new(crate::probes::Probes::new(metrics.clone()));
     let mut servers = JoinSet::new();
-    for addr in [config.health_addr, config.metrics_addr].into_iter().flatten().collect::<BTreeSet<_>>() {
+    for addr in [config.health_addr, config.metrics_addr]
+        .into_iter()
+        .flatten()
+        .collect::<BTreeSet<_>>()
+    {
         let listener = crate::probes::bind(addr)
             .await
             .map_err(|e| Error::Connect(format!("cannot listen on {addr}: {e}")))?;
@@ -891,7 +904,12 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -
             renew_deadline: le.renew_deadline,
             retry_period: le.retry_period,
         };
-        election.spawn(crate::leader::campaign(client.clone(), settings, lead_tx, stop_rx.clone()));
+        election.spawn(crate::leader::campaign(
+            client.clone(),
+            settings,
+            lead_tx,
+            stop_rx.clone(),
+        ));
     }
     tokio::pin!(shutdown);
     loop {

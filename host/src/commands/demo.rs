@@ -1,0 +1,449 @@
+//! `kroxide demo`: the whole system in one process with no cluster. It starts the in-memory
+//! API server, installs the RGD CRD, runs the controller, applies two example graphs (one of
+//! templates, one whose plugin loads from a ConfigMap), creates an instance of each, waits until
+//! both are ACTIVE and prints what `kubectl get` shows. Then it keeps serving, with a
+//! kubeconfig for kubectl, until Ctrl-C; `--once` exits after printing.
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Namespace},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kroxide_apiserver::{ApiServer, Config};
+use kube::{
+    Api, Client,
+    api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+    discovery::oneshot,
+};
+use serde_json::{Value, json};
+
+use super::Error;
+use crate::{cli::Outcome, config::ControllerConfig, controller, graph::crd::rgd_crd, yaml};
+
+const WEB_SERVICE_RGD: &str = include_str!("../../../examples/web-service/rgd.yaml");
+const WEB_SERVICE_INSTANCE: &str = include_str!("../../../examples/web-service/instance.yaml");
+const WEBAPP_RGD: &str = include_str!("../../../plugins/webapp/example/rgd.yaml");
+const WEBAPP_INSTANCE: &str = include_str!("../../../plugins/webapp/example/instance.yaml");
+const WEBAPP_WASM: &[u8] = include_bytes!(concat!(env!("KROXIDE_PLUGIN_DIR"), "/webapp.wasm"));
+
+const NAMESPACE: &str = "kroxide-system";
+
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The embedded API server did not start.
+    #[error("cannot start the embedded API server: {0}")]
+    Server(#[source] std::io::Error),
+    /// A request to it failed.
+    #[error("{what}: {message}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The API's answer.
+        message: String,
+    },
+    /// An example did not become ACTIVE in time.
+    #[error("{what} did not become {want} within {seconds} s; last status: {status}")]
+    Timeout {
+        /// The object.
+        what: String,
+        /// The state waited for.
+        want: &'static str,
+        /// The wait.
+        seconds: u64,
+        /// Its status at the end.
+        status: String,
+    },
+}
+
+fn step(text: &str) {
+    eprint!("  {text} ... ");
+    let _ = std::io::stderr().flush();
+}
+
+fn done(started: Instant) {
+    eprintln!("done ({:.1} s)", started.elapsed().as_secs_f64());
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| {
+        Error::Demo(DemoError::Api {
+            what,
+            message: controller::describe(&source),
+        })
+    }
+}
+
+fn doc(text: &str) -> Value {
+    yaml::parse_documents(text, std::path::Path::new("(embedded example)"))
+        .ok()
+        .and_then(|mut d| d.pop())
+        .unwrap_or(Value::Null)
+}
+
+async fn apply(client: &Client, group: &str, version: &str, kind: &str, object: &Value) -> Result<(), Error> {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let (ar, caps) = oneshot::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
+        .await
+        .map_err(api_err(format!("finding {kind}")))?;
+    let api: Api<DynamicObject> = match object.pointer("/metadata/namespace").and_then(Value::as_str) {
+        Some(ns) if caps.scope == kube::discovery::Scope::Namespaced => {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+        _ => Api::all_with(client.clone(), &ar),
+    };
+    api.patch(
+        &name,
+        &PatchParams::apply("kroxide-demo").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(api_err(format!("applying {kind} {name}")))?;
+    Ok(())
+}
+
+async fn wait_for(
+    client: &Client,
+    (group, version, kind): (&str, &str, &str),
+    namespace: Option<&str>,
+    name: &str,
+    want: &'static str,
+    timeout: Duration,
+) -> Result<Value, Error> {
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    loop {
+        if let Ok((ar, _)) = oneshot::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind)).await
+        {
+            let api: Api<DynamicObject> = match namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                None => Api::all_with(client.clone(), &ar),
+            };
+            if let Ok(Some(o)) = api.get_opt(name).await {
+                last = o.data.get("status").cloned().unwrap_or(Value::Null);
+                if last.get("state").and_then(Value::as_str) == Some(want) {
+                    return Ok(serde_json::to_value(&o).unwrap_or(Value::Null));
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Demo(DemoError::Timeout {
+                what: format!("{kind} {name}"),
+                want,
+                seconds: timeout.as_secs(),
+                status: last.to_string(),
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, String::len))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(cells.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn ready_of(status: &Value) -> String {
+    status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn report(server: &ApiServer, instances: &[(Value, &str)]) -> String {
+    let mut out = String::from("$ kubectl get resourcegraphdefinitions\n");
+    let mut rows = vec![
+        ["NAME", "APIVERSION", "KIND", "STATE", "READY"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for name in server.names("kro.run/v1alpha1", "ResourceGraphDefinition", None) {
+        let r = server
+            .get("kro.run/v1alpha1", "ResourceGraphDefinition", "", &name)
+            .unwrap_or(Value::Null);
+        let s = |p: &str| r.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+        rows.push(vec![
+            name.clone(),
+            s("/spec/schema/apiVersion"),
+            s("/spec/schema/kind"),
+            s("/status/state"),
+            ready_of(&r["status"]),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    for (instance, plural) in instances {
+        let s = |p: &str| {
+            instance
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let ns = s("/metadata/namespace");
+        out.push_str(&format!("\n$ kubectl get {plural} -n {ns}\n"));
+        out.push_str(&table(&[
+            ["NAME", "STATE", "READY"].map(String::from).to_vec(),
+            vec![
+                s("/metadata/name"),
+                s("/status/state"),
+                ready_of(&instance["status"]),
+            ],
+        ]));
+        let applyset = instance
+            .pointer("/metadata/labels/applyset.kubernetes.io~1id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        out.push_str(&format!(
+            "\n$ kubectl get deployments,services,ingresses,configmaps -n {ns} -l kro.run/instance-name={}\n",
+            s("/metadata/name")
+        ));
+        let mut rows = vec![["KIND", "NAME", "NODE"].map(String::from).to_vec()];
+        for (api_version, kind) in [
+            ("apps/v1", "Deployment"),
+            ("v1", "Service"),
+            ("networking.k8s.io/v1", "Ingress"),
+            ("v1", "ConfigMap"),
+        ] {
+            for name in server.names(api_version, kind, Some(&ns)) {
+                let child = server.get(api_version, kind, &ns, &name).unwrap_or(Value::Null);
+                let labels = &child["metadata"]["labels"];
+                if labels["applyset.kubernetes.io/part-of"] == applyset {
+                    rows.push(vec![
+                        kind.to_string(),
+                        name,
+                        labels["kro.run/node-id"].as_str().unwrap_or("").to_string(),
+                    ]);
+                }
+            }
+        }
+        out.push_str(&table(&rows));
+        let mut fields = instance["status"].clone();
+        if let Some(m) = fields.as_object_mut() {
+            m.remove("conditions");
+        }
+        out.push_str(&format!("status: {fields}\n"));
+    }
+    out
+}
+
+/// Runs the demo. With `once`, returns after printing; otherwise serves until Ctrl-C.
+///
+/// # Errors
+/// The API server cannot start, a request fails, or an example does not become ACTIVE.
+pub fn run(once: bool) -> Result<Outcome, Error> {
+    super::controller::init_logging("warn", crate::config::LogFormat::Console);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    rt.block_on(demo(once))
+}
+
+async fn demo(once: bool) -> Result<Outcome, Error> {
+    let total = Instant::now();
+    eprintln!("kroxide demo: an in-memory Kubernetes API server, the controller, and two example graphs\n");
+    let t = Instant::now();
+    step("starting the embedded API server");
+    let server = ApiServer::start(Config {
+        workload_delay: Duration::from_millis(800),
+        ..Config::default()
+    })
+    .await
+    .map_err(|e| Error::Demo(DemoError::Server(e)))?;
+    let dir = std::env::temp_dir().join(format!("kroxide-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Read {
+        path: dir.clone(),
+        source,
+    })?;
+    let kubeconfig: PathBuf = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).map_err(|source| Error::Read {
+        path: kubeconfig.clone(),
+        source,
+    })?;
+    let client = Client::try_from(kube::Config::new(
+        server.url().parse().expect("the server's URL parses"),
+    ))
+    .map_err(api_err("connecting"))?;
+    done(t);
+
+    let t = Instant::now();
+    step("installing the ResourceGraphDefinition CRD and namespaces");
+    let crd: CustomResourceDefinition = serde_json::from_value(rgd_crd()).expect("the RGD CRD is a CRD");
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .map_err(api_err("creating the RGD CRD"))?;
+    for ns in [NAMESPACE, "shop"] {
+        let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("valid");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &n)
+            .await
+            .map_err(api_err(format!("creating namespace {ns}")))?;
+    }
+    done(t);
+
+    let t = Instant::now();
+    step("starting the controller");
+    let args = [
+        "kroxide".to_string(),
+        "controller".into(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--namespace={NAMESPACE}"),
+        "--metrics-bind-address=0".into(),
+        "--health-probe-bind-address=0".into(),
+    ];
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).expect("demo flags are valid");
+    let crate::cli::Command::Controller(args) = cli.command else {
+        unreachable!("parsed as controller")
+    };
+    let config = ControllerConfig::from_args(&args)?;
+    let controller_client = controller::client(&config).await?;
+    let (ctx, notices) = controller::context(config, controller_client, Default::default()).await?;
+    let running = controller::start(ctx, notices).await;
+    done(t);
+
+    let t = Instant::now();
+    step("packing the webapp plugin into ConfigMap kroxide-system/webapp-plugin");
+    let packed = crate::plugin::source::gzip(WEBAPP_WASM);
+    let cm: ConfigMap = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "webapp-plugin", "namespace": NAMESPACE},
+        "binaryData": {"plugin.wasm": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &packed)}}))
+    .expect("valid");
+    Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &cm)
+        .await
+        .map_err(api_err("creating the plugin ConfigMap"))?;
+    eprintln!(
+        "{} bytes, {} gzipped; done ({:.1} s)",
+        WEBAPP_WASM.len(),
+        packed.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    step("applying the web-service (templates) and webapp (plugin) graphs");
+    for rgd in [WEB_SERVICE_RGD, WEBAPP_RGD] {
+        apply(
+            &client,
+            "kro.run",
+            "v1alpha1",
+            "ResourceGraphDefinition",
+            &doc(rgd),
+        )
+        .await?;
+    }
+    for (rgd, kind) in [
+        ("webservices.examples.kroxide.dev", "web-service"),
+        ("webapps.kroxide.dev", "webapp"),
+    ] {
+        wait_for(
+            &client,
+            ("kro.run", "v1alpha1", "ResourceGraphDefinition"),
+            None,
+            rgd,
+            "Active",
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| {
+            eprintln!("the {kind} graph is not Active");
+            e
+        })?;
+    }
+    done(t);
+
+    let t = Instant::now();
+    step("creating a WebService and a WebApp, waiting until both are ACTIVE");
+    let web = doc(WEB_SERVICE_INSTANCE);
+    let app = doc(WEBAPP_INSTANCE);
+    let mut live = Vec::new();
+    for instance in [&web, &app] {
+        let s = |p: &str| {
+            instance
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let api_version = s("/apiVersion");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+        let kind = s("/kind");
+        apply(&client, group, version, &kind, instance).await?;
+        let ns = instance.pointer("/metadata/namespace").and_then(Value::as_str);
+        live.push(
+            wait_for(
+                &client,
+                (group, version, &kind),
+                ns,
+                &s("/metadata/name"),
+                "ACTIVE",
+                Duration::from_secs(120),
+            )
+            .await?,
+        );
+    }
+    let (web_live, app_live) = (live.remove(0), live.remove(0));
+    done(t);
+    eprintln!(
+        "\nevery example instance is ACTIVE after {:.1} s\n",
+        total.elapsed().as_secs_f64()
+    );
+
+    let mut out = report(&server, &[(web_live, "webservices"), (app_live, "webapps")]).await;
+    if once {
+        running.stop(Duration::from_secs(5)).await;
+        server.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(Outcome {
+            stdout: out,
+            stderr: String::new(),
+            success: true,
+        });
+    }
+    out.push_str(&format!(
+        "\nThe API server keeps running at {} until Ctrl-C. Try:\n  export KUBECONFIG={}\n  kubectl get webservices,webapps -A\n  kubectl get deployments -A --show-labels\n",
+        server.url(),
+        kubeconfig.display()
+    ));
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+    super::controller::shutdown_signal().await;
+    running.stop(Duration::from_secs(10)).await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Outcome {
+        stdout: String::new(),
+        stderr: String::new(),
+        success: true,
+    })
+}
