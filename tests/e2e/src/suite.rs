@@ -64,6 +64,8 @@ pub struct Report {
     pub passed: Vec<Passed>,
     /// Scenarios that failed.
     pub failed: Vec<Box<Failure>>,
+    /// Every request the controller made (user agent `kroxide/...`), for RBAC checks.
+    pub controller_requests: Vec<kroxide_apiserver::Request>,
 }
 
 impl Report {
@@ -214,11 +216,18 @@ pub fn run(scenarios: &[PathBuf], options: &Options) -> Report {
     for dir in serial {
         record(runner::run(dir, &env), &report);
     }
+    let controller_requests: Vec<kroxide_apiserver::Request> = server
+        .counters()
+        .snapshot()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("kroxide/"))
+        .collect();
     rt.block_on(server.shutdown());
     let mut report = Arc::try_unwrap(report)
         .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
         .unwrap_or_default();
     report.passed.sort_by(|a, b| a.test.cmp(&b.test));
+    report.controller_requests = controller_requests;
     report
 }
 
