@@ -41,6 +41,9 @@ pub enum Command {
         /// Exit after the examples are ACTIVE and printed (for CI).
         #[arg(long)]
         once: bool,
+        /// Where to write the kubeconfig of the embedded API server.
+        #[arg(long, default_value = "kroxide-demo.kubeconfig")]
+        kubeconfig_out: PathBuf,
     },
 }
 
@@ -190,7 +193,7 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
             Ok(Outcome::ok(packed.config_map, note))
         }
         #[cfg(feature = "demo")]
-        Command::Demo { once } => commands::demo::run(once),
+        Command::Demo { once, kubeconfig_out } => commands::demo::run(once, &kubeconfig_out),
         Command::Controller(args) => {
             commands::controller::run(&args)?;
             Ok(Outcome::ok(String::new(), String::new()))

@@ -260,16 +260,16 @@ async fn report(server: &ApiServer, instances: &[(Value, &str)]) -> String {
 ///
 /// # Errors
 /// The API server cannot start, a request fails, or an example does not become ACTIVE.
-pub fn run(once: bool) -> Result<Outcome, Error> {
+pub fn run(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, Error> {
     super::controller::init_logging("warn", crate::config::LogFormat::Console);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    rt.block_on(demo(once))
+    rt.block_on(demo(once, kubeconfig_out))
 }
 
-async fn demo(once: bool) -> Result<Outcome, Error> {
+async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, Error> {
     let total = Instant::now();
     eprintln!("kroxide demo: an in-memory Kubernetes API server, the controller, and two example graphs\n");
     let t = Instant::now();
@@ -280,12 +280,8 @@ async fn demo(once: bool) -> Result<Outcome, Error> {
     })
     .await
     .map_err(|e| Error::Demo(DemoError::Server(e)))?;
-    let dir = std::env::temp_dir().join(format!("kroxide-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Read {
-        path: dir.clone(),
-        source,
-    })?;
-    let kubeconfig: PathBuf = dir.join("kubeconfig");
+    let kubeconfig: PathBuf =
+        std::path::absolute(kubeconfig_out).unwrap_or_else(|_| kubeconfig_out.to_path_buf());
     std::fs::write(&kubeconfig, server.kubeconfig()).map_err(|source| Error::Read {
         path: kubeconfig.clone(),
         source,
@@ -423,7 +419,7 @@ async fn demo(once: bool) -> Result<Outcome, Error> {
     if once {
         running.stop(Duration::from_secs(5)).await;
         server.shutdown().await;
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(&kubeconfig);
         return Ok(Outcome {
             stdout: out,
             stderr: String::new(),
@@ -431,7 +427,7 @@ async fn demo(once: bool) -> Result<Outcome, Error> {
         });
     }
     out.push_str(&format!(
-        "\nThe API server keeps running at {} until Ctrl-C. Try:\n  export KUBECONFIG={}\n  kubectl get webservices,webapps -A\n  kubectl get deployments -A --show-labels\n",
+        "\nThe API server keeps running at {} until Ctrl-C. In another terminal:\n  export KUBECONFIG={}\n  kubectl get rgd\n  kubectl get webservices,webapps -A\n",
         server.url(),
         kubeconfig.display()
     ));
@@ -440,7 +436,7 @@ async fn demo(once: bool) -> Result<Outcome, Error> {
     super::controller::shutdown_signal().await;
     running.stop(Duration::from_secs(10)).await;
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&kubeconfig);
     Ok(Outcome {
         stdout: String::new(),
         stderr: String::new(),
