@@ -224,7 +224,7 @@ async fn report(server: &ApiServer, instances: &[(Value, &str)]) -> String {
             .and_then(Value::as_str)
             .unwrap_or("");
         out.push_str(&format!(
-            "\n$ kubectl get deployments,services,ingresses,configmaps -n {ns} -l kro.run/instance-name={}\n",
+            "\nits children (labelled kro.run/instance-name={}, kro.run/node-id):\n",
             s("/metadata/name")
         ));
         let mut rows = vec![["KIND", "NAME", "NODE"].map(String::from).to_vec()];
@@ -251,7 +251,7 @@ async fn report(server: &ApiServer, instances: &[(Value, &str)]) -> String {
         if let Some(m) = fields.as_object_mut() {
             m.remove("conditions");
         }
-        out.push_str(&format!("status: {fields}\n"));
+        out.push_str(&format!("its status: {fields}\n"));
     }
     out
 }
