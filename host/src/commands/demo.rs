@@ -371,10 +371,7 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
             Duration::from_secs(60),
         )
         .await
-        .map_err(|e| {
-            eprintln!("the {kind} graph is not Active");
-            e
-        })?;
+        .inspect_err(|_| eprintln!("the {kind} graph is not Active"))?;
     }
     done(t);
 
