@@ -159,23 +159,38 @@ async fn ensure_managed(
         return Ok(());
     }
     let labels: Map<String, Value> = want.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    let mut meta = json!({"name": key.name, "labels": labels, "finalizers": [FINALIZER]});
+    let meta = json!({"labels": labels, "finalizers": [FINALIZER]});
+    apply_to_instance(ctx, rev, key, instance, LABELLER, "label", meta).await
+}
+
+/// Server-side applies `metadata` (labels, annotations, finalizers) to the instance as
+/// `manager`, and keeps the answer as the freshest copy.
+async fn apply_to_instance(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &mut Value,
+    manager: &str,
+    action: &'static str,
+    mut metadata: Value,
+) -> Result<(), Error> {
+    metadata["name"] = json!(key.name);
     if let Some(ns) = &key.namespace {
-        meta["namespace"] = json!(ns);
+        metadata["namespace"] = json!(ns);
     }
-    let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": meta});
+    let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": metadata});
     let api = ctx
         .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
         .await;
     let written = api
         .patch(
             &key.name,
-            &PatchParams::apply(LABELLER).force(),
+            &PatchParams::apply(manager).force(),
             &Patch::Apply(&body),
         )
         .await
         .map_err(|source| Error::Api {
-            action: "label",
+            action,
             object: key.to_string(),
             source,
         })?;
@@ -237,29 +252,16 @@ async fn ensure_parent(
     if !namespaces.is_empty() {
         annotations[NAMESPACES] = json!(namespaces.into_iter().collect::<Vec<_>>().join(","));
     }
-    let mut meta = json!({"name": key.name, "annotations": annotations});
-    if let Some(ns) = &key.namespace {
-        meta["namespace"] = json!(ns);
-    }
-    let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": meta});
-    let api = ctx
-        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
-        .await;
-    let written = api
-        .patch(
-            &key.name,
-            &PatchParams::apply(PARENT).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(|source| Error::Api {
-            action: "annotate",
-            object: key.to_string(),
-            source,
-        })?;
-    *instance = super::informers::to_value(&written, &rev.resource);
-    ctx.memory.saw(instance.clone());
-    Ok(())
+    apply_to_instance(
+        ctx,
+        rev,
+        key,
+        instance,
+        PARENT,
+        "annotate",
+        json!({"annotations": annotations}),
+    )
+    .await
 }
 
 async fn watch_children(ctx: &Context, desired: &[crate::child::DesiredChild]) -> Result<(), Error> {

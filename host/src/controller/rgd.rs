@@ -69,6 +69,34 @@ struct Report {
 }
 
 impl Report {
+    /// Everything True: the graph is accepted, its kind ready and served.
+    fn healthy(
+        kind: &str,
+        graph: Option<Arc<Graph>>,
+        revision: Option<u64>,
+        revisions_message: &str,
+    ) -> Self {
+        Self {
+            accepted: cond(
+                "GraphAccepted",
+                true,
+                "Valid",
+                "resource graph and schema are valid",
+            ),
+            kind: cond(
+                "KindReady",
+                true,
+                "Ready",
+                format!("kind {kind} has been accepted and is ready"),
+            ),
+            controller: cond("ControllerReady", true, "Running", "controller is running"),
+            revisions: cond("GraphRevisionsResolved", true, "Resolved", revisions_message),
+            extra: None,
+            graph,
+            revision,
+        }
+    }
+
     fn failed_graph(reason: &str, message: String) -> Self {
         let waiting = |t: &'static str, r: &str| Cond {
             type_: t,
@@ -548,25 +576,7 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
             }
         },
     };
-    let mut report = Report {
-        accepted: cond(
-            "GraphAccepted",
-            true,
-            "Valid",
-            "resource graph and schema are valid",
-        ),
-        kind: cond(
-            "KindReady",
-            true,
-            "Ready",
-            format!("kind {} has been accepted and is ready", graph.names.kind),
-        ),
-        controller: cond("ControllerReady", true, "Running", "controller is running"),
-        revisions: cond("GraphRevisionsResolved", true, "Resolved", ""),
-        extra: None,
-        graph: Some(graph.clone()),
-        revision: None,
-    };
+    let mut report = Report::healthy(&graph.names.kind, Some(graph.clone()), None, "");
     if let Err((reason, message)) = ensure_crd(ctx, &rgd, &graph, &raw).await {
         let pending = reason == "Pending";
         report.kind = if pending {
@@ -692,30 +702,12 @@ async fn delete(ctx: &Arc<Context>, name: &str, raw: &Value) -> Result<Action, E
             .as_ref()
             .map(|r| r.resource.kind.clone())
             .unwrap_or_default();
-        let mut report = Report {
-            accepted: cond(
-                "GraphAccepted",
-                true,
-                "Valid",
-                "resource graph and schema are valid",
-            ),
-            kind: cond(
-                "KindReady",
-                true,
-                "Ready",
-                format!("kind {kind} has been accepted and is ready"),
-            ),
-            controller: cond("ControllerReady", true, "Running", "controller is running"),
-            revisions: cond(
-                "GraphRevisionsResolved",
-                true,
-                "Resolved",
-                "the graph is being deleted",
-            ),
-            extra: None,
-            graph: revision.as_ref().map(|r| r.graph.clone()),
-            revision: revision.as_ref().map(|r| r.number),
-        };
+        let mut report = Report::healthy(
+            &kind,
+            revision.as_ref().map(|r| r.graph.clone()),
+            revision.as_ref().map(|r| r.number),
+            "the graph is being deleted",
+        );
         report.extra = Some(cond(
             "InstancesDeleted",
             false,
