@@ -220,13 +220,28 @@ fn resource_version(v: &Value) -> Option<u64> {
 
 /// Every child kroxide owns, as last seen (by watch or by an apply's response), indexed by
 /// ApplySet: the observe stage reads from here.
+///
+/// A write's response can arrive after the watch already reported the object deleted (an
+/// empty Namespace is finalized at once, for example). So the cache remembers, for
+/// [`TOMBSTONE_TTL`], the resourceVersion each child was deleted at, and refuses a copy that
+/// is not newer: a deleted child is never brought back by a late response.
 #[derive(Debug, Default)]
 pub struct Children {
     objects: Mutex<Index>,
 }
 
-/// Objects by identity, and identities by ApplySet.
-type Index = (HashMap<ObjectId, Arc<Value>>, HashMap<String, HashSet<ObjectId>>);
+/// How long a deleted child's resourceVersion is remembered. Responses arrive within the
+/// request timeout; this outlasts it.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
+
+/// Objects by identity, identities by ApplySet, and recently deleted identities.
+#[derive(Debug, Default)]
+struct Index {
+    objects: HashMap<ObjectId, Arc<Value>>,
+    sets: HashMap<String, HashSet<ObjectId>>,
+    /// Deleted at which resourceVersion, and when we learnt it.
+    tombstones: HashMap<ObjectId, (u64, std::time::Instant)>,
+}
 
 fn part_of(v: &Value) -> Option<String> {
     label(v, metadata::APPLYSET_PART_OF).map(String::from)
@@ -240,52 +255,80 @@ pub fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 impl Children {
-    /// Records a live child unless a newer one is known.
+    /// Records a live child unless a newer copy is known, or it was deleted at a
+    /// resourceVersion at least as new.
     pub fn upsert(&self, v: Value) {
         let id = object_id(&v);
+        let rv = resource_version(&v);
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        let (objects, sets) = &mut *guard;
-        if let Some(old) = objects.get(&id)
-            && let (Some(a), Some(b)) = (resource_version(old), resource_version(&v))
+        let index = &mut *guard;
+        if let Some(old) = index.objects.get(&id)
+            && let (Some(a), Some(b)) = (resource_version(old), rv)
             && a > b
         {
             return;
         }
-        if let Some(old) = objects.get(&id)
+        if let Some((gone, _)) = index.tombstones.get(&id) {
+            if rv.is_none_or(|b| b <= *gone) {
+                return;
+            }
+            // Created again since.
+            index.tombstones.remove(&id);
+        }
+        if let Some(old) = index.objects.get(&id)
             && let Some(set) = part_of(old)
             && part_of(&v).as_deref() != Some(set.as_str())
-            && let Some(members) = sets.get_mut(&set)
+            && let Some(members) = index.sets.get_mut(&set)
         {
             members.remove(&id);
         }
         if let Some(set) = part_of(&v) {
-            sets.entry(set).or_default().insert(id.clone());
+            index.sets.entry(set).or_default().insert(id.clone());
         }
-        objects.insert(id, Arc::new(v));
+        index.objects.insert(id, Arc::new(v));
     }
 
-    /// Forgets a deleted child.
+    /// Forgets a deleted child; `v` is its last state (a watch's DELETED object carries the
+    /// resourceVersion of the deletion).
     pub fn remove(&self, v: &Value) {
         let id = object_id(v);
+        let now = std::time::Instant::now();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        let (objects, sets) = &mut *guard;
-        if let Some(old) = objects.remove(&id)
-            && let Some(set) = part_of(&old)
-            && let Some(members) = sets.get_mut(&set)
+        let index = &mut *guard;
+        let removed = index.objects.remove(&id);
+        if let Some(old) = &removed
+            && let Some(set) = part_of(old)
+            && let Some(members) = index.sets.get_mut(&set)
         {
             members.remove(&id);
             if members.is_empty() {
-                sets.remove(&set);
+                index.sets.remove(&set);
             }
+        }
+        let gone = [resource_version(v), removed.as_deref().and_then(resource_version)]
+            .into_iter()
+            .flatten()
+            .max();
+        index
+            .tombstones
+            .retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_TTL);
+        if let Some(gone) = gone {
+            let entry = index.tombstones.entry(id).or_insert((gone, now));
+            *entry = (entry.0.max(gone), now);
         }
     }
 
     /// The members of an ApplySet.
     pub fn of(&self, applyset: &str) -> Vec<Arc<Value>> {
         let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        let (objects, sets) = &*guard;
-        sets.get(applyset)
-            .map(|ids| ids.iter().filter_map(|id| objects.get(id).cloned()).collect())
+        guard
+            .sets
+            .get(applyset)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| guard.objects.get(id).cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -294,7 +337,7 @@ impl Children {
         self.objects
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .0
+            .objects
             .get(id)
             .cloned()
     }
@@ -966,6 +1009,46 @@ pub fn sorted_join<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn namespace(rv: &str, terminating: bool) -> Value {
+        let mut v = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": "tenant", "resourceVersion": rv,
+            "labels": {"applyset.kubernetes.io/part-of": "applyset-x"}}});
+        if terminating {
+            v["metadata"]["deletionTimestamp"] = json!("2026-11-25T00:00:00Z");
+        }
+        v
+    }
+
+    #[test]
+    fn a_late_delete_response_does_not_bring_back_a_child_the_watch_saw_deleted() {
+        let children = Children::default();
+        children.upsert(namespace("10", false));
+        // The watch reports the namespace gone (finalized at once) ...
+        children.remove(&namespace("12", true));
+        // ... before our DELETE's answer, still Terminating, is handled.
+        children.upsert(namespace("11", true));
+        assert!(children.of("applyset-x").is_empty());
+        assert!(children.get(&object_id(&namespace("11", true))).is_none());
+    }
+
+    #[test]
+    fn a_child_created_again_after_its_deletion_is_recorded() {
+        let children = Children::default();
+        children.upsert(namespace("10", false));
+        children.remove(&namespace("12", true));
+        children.upsert(namespace("15", false));
+        assert_eq!(children.of("applyset-x").len(), 1);
+    }
+
+    #[test]
+    fn an_older_copy_never_replaces_a_newer_one() {
+        let children = Children::default();
+        children.upsert(namespace("10", true));
+        children.upsert(namespace("9", false));
+        let kept = children.get(&object_id(&namespace("10", true))).unwrap();
+        assert_eq!(kept["metadata"]["resourceVersion"], "10");
+    }
 
     #[test]
     fn a_child_routes_to_its_instance_by_labels() {
