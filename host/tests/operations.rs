@@ -327,6 +327,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires
     })
     .await;
     let took = died.elapsed();
+    println!("the standby took over {took:?} after the leader died (lease 3 s, retry 250 ms)");
     assert!(
         took <= Duration::from_millis(3000 + 1000),
         "took over after {took:?} (lease 3 s)"
