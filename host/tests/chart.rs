@@ -2,70 +2,32 @@
 //! template in both RBAC modes, a server-side dry run of the rendered manifests against the test
 //! API server, and install / list / upgrade / uninstall.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-};
+mod support;
+
+use std::process::{Command, Output, Stdio};
 
 use kroxide_apiserver::{ApiServer, Config};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The helm binary, fetched once.
-pub fn helm() -> String {
-    let out = Command::new(repo().join("scripts/fetch-helm"))
-        .output()
-        .expect("scripts/fetch-helm runs");
-    assert!(
-        out.status.success(),
-        "fetching helm: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use support::{Scratch, helm, repo};
 
 struct Cluster {
     server: ApiServer,
-    home: PathBuf,
-    _scratch: Scratch,
-}
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    home: Scratch,
 }
 
 impl Cluster {
     async fn start() -> Self {
         let server = ApiServer::start(Config::default()).await.unwrap();
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let home = std::env::temp_dir().join(format!("kroxide-chart-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&home).unwrap();
-        std::fs::write(home.join("kubeconfig"), server.kubeconfig()).unwrap();
-        Self {
-            server,
-            home: home.clone(),
-            _scratch: Scratch(home),
-        }
+        let home = Scratch::new("kroxide-chart");
+        std::fs::write(home.path().join("kubeconfig"), server.kubeconfig()).unwrap();
+        Self { server, home }
     }
 
     fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write;
         let mut child = Command::new(program)
             .args(args)
-            .env("HOME", &self.home)
-            .env("KUBECONFIG", self.home.join("kubeconfig"))
+            .env("HOME", self.home.path())
+            .env("KUBECONFIG", self.home.path().join("kubeconfig"))
             .current_dir(repo())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

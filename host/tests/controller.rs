@@ -3,123 +3,29 @@
 //! defaults, adoption of kro-made state, a controller killed mid-reconcile, graph deletion while
 //! instances exist, and breaking schema changes.
 
-use std::{
-    path::PathBuf,
-    time::{Duration, Instant},
-};
+mod support;
 
-use clap::Parser;
-use k8s_openapi::{
-    api::core::v1::{ConfigMap, Namespace},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use kroxide::{
-    cli::{Cli, Command},
-    config::ControllerConfig,
-    controller::{self, Running},
-    graph::crd::rgd_crd,
-};
-use kroxide_apiserver::{ApiServer, Config};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kroxide::controller::{self, Running};
 use kube::{
-    Api, Client,
+    Api,
     api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
     discovery::oneshot,
 };
 use serde_json::{Value, json};
-
-struct Env {
-    server: ApiServer,
-    client: Client,
-    kubeconfig: PathBuf,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn env(workload_delay: Duration) -> Env {
-    let server = ApiServer::start(Config {
-        workload_delay,
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("kroxide-controller-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-    let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &serde_json::from_value(rgd_crd()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let nss: Api<Namespace> = Api::all(client.clone());
-    for ns in ["kroxide-system", "apps"] {
-        nss.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    }
-    Env {
-        server,
-        client,
-        kubeconfig,
-        _dir: TempDir(dir),
-    }
-}
+use support::{Env, eventually, rgd_api};
 
 async fn start(env: &Env, extra: &[&str]) -> Running {
-    let mut argv = vec![
-        "kroxide".to_string(),
-        "controller".into(),
-        format!("--kubeconfig={}", env.kubeconfig.display()),
-        "--namespace=kroxide-system".into(),
-        "--metrics-bind-address=0".into(),
-        "--health-probe-bind-address=0".into(),
-    ];
-    argv.extend(extra.iter().map(|s| s.to_string()));
-    let Command::Controller(args) = Cli::try_parse_from(argv).unwrap().command else {
-        unreachable!()
-    };
-    let config = ControllerConfig::from_args(&args).unwrap();
+    let mut args = vec!["--metrics-bind-address=0", "--health-probe-bind-address=0"];
+    args.extend_from_slice(extra);
+    let config = env.controller_config(&args);
     let client = controller::client(&config).await.unwrap();
     let (ctx, notices) = controller::context(config, client, Default::default())
         .await
         .unwrap();
     controller::start(ctx, notices).await
-}
-
-fn rgd_api(client: &Client) -> Api<DynamicObject> {
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kro.run", "v1alpha1", "ResourceGraphDefinition"),
-        "resourcegraphdefinitions",
-    );
-    Api::all_with(client.clone(), &ar)
-}
-
-async fn eventually<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn apply_rgd(env: &Env, rgd: Value) {
@@ -209,7 +115,7 @@ fn three_configmaps() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none() {
-    let env = env(Duration::from_millis(200)).await;
+    let env = Env::start("kroxide-controller", Duration::from_millis(200), true).await;
     let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
@@ -273,7 +179,7 @@ async fn an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_objects_holding_server_defaults_cause_no_writes() {
-    let env = env(Duration::from_millis(100)).await;
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
     let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
     apply_rgd(
         &env,
@@ -323,7 +229,7 @@ async fn live_objects_holding_server_defaults_cause_no_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_made_by_kro_is_adopted_without_creates_or_deletes() {
-    let env = env(Duration::from_millis(100)).await;
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
     // First a graph and its CRD, served by a controller that then goes away (as kro would have).
     let first = start(&env, &[]).await;
     apply_rgd(&env, three_configmaps()).await;
@@ -401,7 +307,7 @@ async fn state_made_by_kro_is_adopted_without_creates_or_deletes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orphans() {
-    let env = env(Duration::from_millis(1500)).await;
+    let env = Env::start("kroxide-controller", Duration::from_millis(1500), true).await;
     let first = start(&env, &[]).await;
     apply_rgd(
         &env,
@@ -456,7 +362,7 @@ async fn a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graph_deleted_with_instances_keeps_serving_them_until_they_go() {
-    let env = env(Duration::from_millis(100)).await;
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
     let running = start(&env, &[]).await;
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
@@ -541,7 +447,7 @@ async fn a_graph_deleted_with_instances_keeps_serving_them_until_they_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaking_schema_changes_are_refused_unless_allowed() {
-    let env = env(Duration::from_millis(100)).await;
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
     let running = start(&env, &[]).await;
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;

@@ -1,10 +1,9 @@
 //! Every CRD kroxide generates is accepted by the API server (tests/apiserver), and instances are
 //! defaulted and validated there exactly as `kroxide render` does offline.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+mod support;
+
+use std::{path::PathBuf, time::Duration};
 
 use k8s_openapi::{
     api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -19,13 +18,7 @@ use kube::{
     runtime::{conditions, wait::await_condition},
 };
 use serde_json::{Value, json};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::repo;
 
 fn graphs() -> Vec<PathBuf> {
     let mut out = Vec::new();

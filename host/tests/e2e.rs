@@ -1,16 +1,12 @@
 //! Every Chainsaw scenario under `tests/e2e/scenarios` (plain Kubernetes and kroxide), run with
 //! the real kubectl against a fresh test API server and a `kroxide controller` process.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use kroxide_e2e::suite::{self, Controller, Options};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::{helm, repo};
 
 #[test]
 fn every_scenario_passes_against_the_controller() {
@@ -109,14 +105,6 @@ fn granted_rules(values: &[&str]) -> Vec<serde_json::Value> {
         }
     }
     rules
-}
-
-fn helm() -> String {
-    let out = std::process::Command::new(repo().join("scripts/fetch-helm"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn check_rbac(requests: &[kroxide_apiserver::Request]) {

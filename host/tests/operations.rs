@@ -1,107 +1,22 @@
 //! Running the controller as operators do: metrics and readiness endpoints, two replicas with
 //! leader election, and SIGTERM in the middle of reconciles.
 
+mod support;
+
 use std::{
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use clap::Parser;
-use k8s_openapi::{
-    api::{coordination::v1::Lease, core::v1::Namespace},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
-use kroxide::{
-    cli::{Cli, Command as Sub},
-    config::ControllerConfig,
-    graph::crd::rgd_crd,
-};
-use kroxide_apiserver::{ApiServer, Config};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::{
-    Api, Client,
+    Api,
     api::{DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
     discovery::oneshot,
 };
 use serde_json::{Value, json};
+use support::{Env, eventually, install_crd, rgd_api};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Env {
-    server: ApiServer,
-    client: Client,
-    kubeconfig: PathBuf,
-    dir: PathBuf,
-    _scratch: Scratch,
-}
-
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn env(with_crd: bool) -> Env {
-    let server = ApiServer::start(Config {
-        workload_delay: Duration::from_millis(100),
-        ..Config::default()
-    })
-    .await
-    .unwrap();
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("kroxide-ops-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-    let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    if with_crd {
-        install_crd(&client).await;
-    }
-    let nss: Api<Namespace> = Api::all(client.clone());
-    for ns in ["kroxide-system", "apps"] {
-        nss.create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
-    }
-    Env {
-        server,
-        client,
-        kubeconfig,
-        dir: dir.clone(),
-        _scratch: Scratch(dir),
-    }
-}
-
-async fn install_crd(client: &Client) {
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(rgd_crd()).unwrap(),
-        )
-        .await
-        .unwrap();
-}
-
-fn config(env: &Env, extra: &[&str]) -> ControllerConfig {
-    let mut argv = vec![
-        "kroxide".to_string(),
-        "controller".into(),
-        format!("--kubeconfig={}", env.kubeconfig.display()),
-        "--namespace=kroxide-system".into(),
-    ];
-    argv.extend(extra.iter().map(|s| s.to_string()));
-    let Sub::Controller(args) = Cli::try_parse_from(argv).unwrap().command else {
-        unreachable!()
-    };
-    ControllerConfig::from_args(&args).unwrap()
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -126,17 +41,6 @@ async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
-async fn eventually<T>(what: &str, timeout: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn graph() -> Value {
     json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition", "metadata": {"name": "ops.test.kroxide.dev"},
         "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Op", "group": "test.kroxide.dev", "spec": {"v": "string | default=x"}},
@@ -145,12 +49,10 @@ fn graph() -> Value {
                 {"id": "b", "template": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "${schema.metadata.name}-b"}, "data": {"a": "${a.metadata.name}"}}}]}})
 }
 
-async fn apply_graph(env: &Env) -> Api<DynamicObject> {
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kro.run", "v1alpha1", "ResourceGraphDefinition"),
-        "resourcegraphdefinitions",
-    );
-    Api::<DynamicObject>::all_with(env.client.clone(), &ar)
+/// Applies the test graph and returns its instances' API, without waiting for the controller
+/// to serve the kind.
+async fn submit_graph(env: &Env) -> Api<DynamicObject> {
+    rgd_api(&env.client)
         .patch(
             "ops.test.kroxide.dev",
             &PatchParams::apply("test"),
@@ -158,17 +60,27 @@ async fn apply_graph(env: &Env) -> Api<DynamicObject> {
         )
         .await
         .unwrap();
-    let ar = eventually("kind served", Duration::from_secs(20), async || {
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op"),
+        "ops",
+    );
+    Api::namespaced_with(env.client.clone(), "apps", &ar)
+}
+
+/// Applies the test graph and waits until its kind is served.
+async fn apply_graph(env: &Env) -> Api<DynamicObject> {
+    let api = submit_graph(env).await;
+    eventually("kind served", Duration::from_secs(20), async || {
         oneshot::pinned_kind(
             &env.client,
             &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op"),
         )
         .await
         .ok()
-        .map(|(a, _)| a)
+        .map(|_| ())
     })
     .await;
-    Api::namespaced_with(env.client.clone(), "apps", &ar)
+    api
 }
 
 async fn create(api: &Api<DynamicObject>, name: &str) {
@@ -193,16 +105,13 @@ async fn active(api: &Api<DynamicObject>, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_flips_after_sync_and_metrics_expose_every_family() {
-    let env = env(false).await;
+    let env = Env::start("kroxide-ops", Duration::from_millis(100), false).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let cfg = config(
-        &env,
-        &[
-            &format!("--metrics-bind-address={addr}"),
-            &format!("--health-probe-bind-address={addr}"),
-        ],
-    );
+    let cfg = env.controller_config(&[
+        &format!("--metrics-bind-address={addr}"),
+        &format!("--health-probe-bind-address={addr}"),
+    ]);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(kroxide::controller::run(cfg, async move {
         let _ = stopped.await;
@@ -290,7 +199,7 @@ async fn holder(env: &Env) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires() {
-    let env = env(true).await;
+    let env = Env::start("kroxide-ops", Duration::from_millis(100), true).await;
     let election = [
         "--leader-elect",
         "--leader-election-lease-duration=3s",
@@ -303,7 +212,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires
         let mut args = election.to_vec();
         let id = format!("--identity={identity}");
         args.push(&id);
-        let cfg = config(&env, &args);
+        let cfg = env.controller_config(&args);
         tokio::spawn(kroxide::controller::run(cfg, std::future::pending()))
     };
     let a = run("replica-a");
@@ -341,9 +250,9 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances() {
-    let env = env(true).await;
-    let api = apply_graph_with(&env).await;
-    let log = env.dir.join("controller.log");
+    let env = Env::start("kroxide-ops", Duration::from_millis(100), true).await;
+    let api = submit_graph(&env).await;
+    let log = env.scratch.path().join("controller.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kroxide"))
         .args([
             "controller",
@@ -424,25 +333,4 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
         );
     }
     env.server.shutdown().await;
-}
-
-async fn apply_graph_with(env: &Env) -> Api<DynamicObject> {
-    // The graph is served by the controller process started by the caller: only the RGD here.
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kro.run", "v1alpha1", "ResourceGraphDefinition"),
-        "resourcegraphdefinitions",
-    );
-    Api::<DynamicObject>::all_with(env.client.clone(), &ar)
-        .patch(
-            "ops.test.kroxide.dev",
-            &PatchParams::apply("test"),
-            &Patch::Apply(&graph()),
-        )
-        .await
-        .unwrap();
-    let ar = kube::api::ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Op"),
-        "ops",
-    );
-    Api::namespaced_with(env.client.clone(), "apps", &ar)
 }

@@ -3,16 +3,12 @@
 //! change.
 #![cfg(feature = "demo")]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use kroxide::commands::render::{Format, Options, render};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::repo;
 
 fn options(dir: &Path) -> Options {
     Options {

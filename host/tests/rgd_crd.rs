@@ -1,17 +1,13 @@
 //! The chart's copy of the ResourceGraphDefinition CRD is exactly what `kroxide generate crd`
 //! prints, and every RGD the repository ships is valid under that CRD's schema.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use kroxide::{graph::crd::rgd_crd, yaml};
 use kroxide_schema::structural;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use support::repo;
 
 #[test]
 fn the_charts_rgd_crd_is_current() {
