@@ -1,6 +1,25 @@
 //! The built-in Kubernetes kinds kroxide knows without asking a server: group, version,
 //! resource names, scope, short names, categories and subresources, as discovery reports them.
 
+/// The verbs discovery lists for a resource of `kind`, built-in or custom: all of them, but
+/// Namespaces cannot be deleted as a collection.
+pub fn verbs(kind: &str) -> &'static [&'static str] {
+    if kind == "Namespace" {
+        &["create", "delete", "get", "list", "patch", "update", "watch"]
+    } else {
+        &[
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+}
+
 /// One built-in resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuiltinKind {
@@ -41,20 +60,7 @@ impl BuiltinKind {
 
     /// The verbs discovery lists.
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.kind == "Namespace" {
-            &["create", "delete", "get", "list", "patch", "update", "watch"]
-        } else {
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ]
-        }
+        verbs(self.kind)
     }
 }
 

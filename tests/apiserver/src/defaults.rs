@@ -44,6 +44,15 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
+/// The objects in the list at `key`; none when it is absent or not a list.
+fn items<'a>(map: &'a mut Map<String, Value>, key: &str) -> impl Iterator<Item = &'a mut Map<String, Value>> {
+    map.get_mut(key)
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+}
+
 fn obj<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
     v.get_mut(key).and_then(Value::as_object_mut)
 }
@@ -91,15 +100,13 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
                     "persistentVolumeClaimRetentionPolicy",
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
-                if let Some(claims) = spec.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
-                    for c in claims.iter_mut().filter_map(Value::as_object_mut) {
-                        set_default(c, "apiVersion", json!("v1"));
-                        set_default(c, "kind", json!("PersistentVolumeClaim"));
-                        if let Some(s) = c.get_mut("spec").and_then(Value::as_object_mut) {
-                            set_default(s, "volumeMode", json!("Filesystem"));
-                        }
-                        set_default(c, "status", json!({"phase": "Pending"}));
+                for c in items(spec, "volumeClaimTemplates") {
+                    set_default(c, "apiVersion", json!("v1"));
+                    set_default(c, "kind", json!("PersistentVolumeClaim"));
+                    if let Some(s) = c.get_mut("spec").and_then(Value::as_object_mut) {
+                        set_default(s, "volumeMode", json!("Filesystem"));
                     }
+                    set_default(c, "status", json!({"phase": "Pending"}));
                 }
                 template(spec, true);
             }
@@ -203,21 +210,9 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
                     spec.insert("policyTypes".into(), Value::Array(types));
                 }
                 for dir in ["ingress", "egress"] {
-                    for rule in spec
-                        .get_mut(dir)
-                        .and_then(Value::as_array_mut)
-                        .into_iter()
-                        .flatten()
-                    {
-                        for p in rule
-                            .get_mut("ports")
-                            .and_then(Value::as_array_mut)
-                            .into_iter()
-                            .flatten()
-                        {
-                            if let Some(p) = p.as_object_mut() {
-                                set_default(p, "protocol", json!("TCP"));
-                            }
+                    for rule in items(spec, dir) {
+                        for p in items(rule, "ports") {
+                            set_default(p, "protocol", json!("TCP"));
                         }
                     }
                 }
@@ -295,23 +290,11 @@ fn pod_spec(spec: &mut Map<String, Value>, restart_always: bool) {
     set_default(spec, "securityContext", json!({}));
     set_default(spec, "schedulerName", json!("default-scheduler"));
     for list in ["containers", "initContainers"] {
-        for c in spec
-            .get_mut(list)
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(c) = c.as_object_mut() {
-                container(c);
-            }
+        for c in items(spec, list) {
+            container(c);
         }
     }
-    for v in spec
-        .get_mut("volumes")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for v in items(spec, "volumes") {
         for source in ["configMap", "secret"] {
             if let Some(s) = v.get_mut(source).and_then(Value::as_object_mut) {
                 set_default(s, "defaultMode", json!(420));
@@ -341,24 +324,13 @@ fn container(c: &mut Map<String, Value>) {
         .unwrap_or("Always");
     set_default(c, "imagePullPolicy", json!(policy));
     set_default(c, "resources", json!({}));
-    for p in c
-        .get_mut("ports")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(p) = p.as_object_mut() {
-            set_default(p, "protocol", json!("TCP"));
-        }
+    for p in items(c, "ports") {
+        set_default(p, "protocol", json!("TCP"));
     }
-    for e in c
-        .get_mut("env")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
+    for e in items(c, "env") {
         if let Some(f) = e
-            .pointer_mut("/valueFrom/fieldRef")
+            .get_mut("valueFrom")
+            .and_then(|v| v.get_mut("fieldRef"))
             .and_then(Value::as_object_mut)
         {
             set_default(f, "apiVersion", json!("v1"));
@@ -390,20 +362,13 @@ fn service(object: &mut Value, alloc: &mut Allocator) {
     }
     set_default(spec, "sessionAffinity", json!("None"));
     let node_ports = ty == "NodePort" || ty == "LoadBalancer";
-    for p in spec
-        .get_mut("ports")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(p) = p.as_object_mut() {
-            set_default(p, "protocol", json!("TCP"));
-            if let Some(port) = p.get("port").cloned() {
-                set_default(p, "targetPort", port);
-            }
-            if node_ports && p.get("nodePort").is_none() {
-                p.insert("nodePort".into(), json!(alloc.node_port()));
-            }
+    for p in items(spec, "ports") {
+        set_default(p, "protocol", json!("TCP"));
+        if let Some(port) = p.get("port").cloned() {
+            set_default(p, "targetPort", port);
+        }
+        if node_ports && p.get("nodePort").is_none() {
+            p.insert("nodePort".into(), json!(alloc.node_port()));
         }
     }
     if spec

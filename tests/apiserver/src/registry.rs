@@ -93,21 +93,8 @@ impl ResourceType {
     }
 
     /// The verbs discovery lists.
-    pub fn verbs(&self) -> Vec<&'static str> {
-        if self.kind == "Namespace" {
-            vec!["create", "delete", "get", "list", "patch", "update", "watch"]
-        } else {
-            vec![
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch",
-            ]
-        }
+    pub fn verbs(&self) -> &'static [&'static str] {
+        kroxide_schema::kinds::verbs(&self.kind)
     }
 
     fn from_builtin(k: &BuiltinKind) -> Self {
