@@ -163,41 +163,28 @@ async fn helm_installs_upgrades_and_uninstalls_kroxide() {
         installed.contains("Plugins load from ConfigMaps in: kroxide-system"),
         "NOTES are shown: {installed}"
     );
-    assert!(
-        c.server
-            .get(
-                "apiextensions.k8s.io/v1",
-                "CustomResourceDefinition",
-                "",
-                "resourcegraphdefinitions.kro.run"
-            )
-            .is_some()
-    );
-    assert!(
-        c.server
-            .get("apps/v1", "Deployment", "kroxide-system", "kroxide")
-            .is_some()
-    );
-    assert!(
-        c.server
-            .get("v1", "ServiceAccount", "kroxide-system", "kroxide")
-            .is_some()
-    );
-    assert!(
-        c.server
-            .get(
-                "rbac.authorization.k8s.io/v1",
-                "ClusterRoleBinding",
-                "",
-                "kroxide"
-            )
-            .is_some()
-    );
-    assert!(
-        c.server
-            .get("v1", "Service", "kroxide-system", "kroxide-metrics")
-            .is_some()
-    );
+    for (api_version, kind, ns, name) in [
+        (
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            "resourcegraphdefinitions.kro.run",
+        ),
+        ("apps/v1", "Deployment", "kroxide-system", "kroxide"),
+        ("v1", "ServiceAccount", "kroxide-system", "kroxide"),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            "",
+            "kroxide",
+        ),
+        ("v1", "Service", "kroxide-system", "kroxide-metrics"),
+    ] {
+        assert!(
+            c.server.get(api_version, kind, ns, name).is_some(),
+            "{kind} {ns}/{name} not installed"
+        );
+    }
     let list = c.ok(&helm, &["list", "-n", "kroxide-system"], None);
     assert!(
         list.lines()

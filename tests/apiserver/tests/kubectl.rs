@@ -175,16 +175,7 @@ async fn get_prints_columns_yaml_and_watches() {
     }
 
     // get -w prints the existing row, then the change.
-    let home = k.home.0.clone();
-    let kubeconfig = k.kubeconfig.clone();
-    let watch = std::thread::spawn(move || {
-        std::process::Command::new("kubectl")
-            .args(["get", "wd", "-w", "--request-timeout=4s"])
-            .env("HOME", home)
-            .env("KUBECONFIG", kubeconfig)
-            .output()
-            .unwrap()
-    });
+    let watch = k.spawn(&["get", "wd", "-w", "--request-timeout=4s"]);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     k.ok(&[
         "patch",
@@ -194,7 +185,7 @@ async fn get_prints_columns_yaml_and_watches() {
         "-p",
         r#"{"spec":{"size":7}}"#,
     ]);
-    let out = String::from_utf8_lossy(&watch.join().unwrap().stdout).into_owned();
+    let out = watch.join().unwrap().stdout;
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("w1")).collect();
     assert!(rows.len() >= 2 && rows.last().unwrap().contains(" 7 "), "{out}");
     s.shutdown().await;
@@ -254,16 +245,7 @@ async fn delete_waits_for_finalizers_and_wait_sees_conditions() {
         !k.ok(&["get", "wd", "w1", "-o", "jsonpath={.metadata.deletionTimestamp}"])
             .is_empty()
     );
-    let home = k.home.0.clone();
-    let kubeconfig = k.kubeconfig.clone();
-    let deleting = std::thread::spawn(move || {
-        std::process::Command::new("kubectl")
-            .args(["delete", "wd", "w1", "--timeout=20s"])
-            .env("HOME", home)
-            .env("KUBECONFIG", kubeconfig)
-            .output()
-            .unwrap()
-    });
+    let deleting = k.spawn(&["delete", "wd", "w1", "--timeout=20s"]);
     tokio::time::sleep(Duration::from_millis(800)).await;
     k.ok(&[
         "patch",
@@ -274,11 +256,8 @@ async fn delete_waits_for_finalizers_and_wait_sees_conditions() {
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ]);
     let out = deleting.join().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "widget.example.com \"w1\" deleted"
-    );
+    assert!(out.ok, "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "widget.example.com \"w1\" deleted");
     let after = k.run(&["get", "wd", "w1"]);
     assert!(
         after.stderr.contains("NotFound") || after.stderr.contains("not found"),

@@ -112,6 +112,12 @@ impl Kubectl {
             .into()
     }
 
+    /// Starts kubectl on a thread (for `get -w` or a blocking delete); join for the result.
+    pub fn spawn(&self, args: &[&str]) -> std::thread::JoinHandle<Run> {
+        let mut c = self.command("kubectl", args);
+        std::thread::spawn(move || c.output().expect("kubectl runs").into())
+    }
+
     /// Runs kubectl with `stdin`.
     pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
         use std::io::Write;
