@@ -260,88 +260,43 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": data})
     }
 
+    /// Applies ConfigMap `data` as `manager`, with no normalisation.
+    fn apply_cm(
+        entries: &mut Vec<Entry>,
+        live: &Value,
+        data: Value,
+        force: bool,
+        manager: &str,
+    ) -> Result<Value, Conflicts> {
+        apply(entries, live, &cm(data), force, &writer(manager), |_| {})
+    }
+
     #[test]
     fn a_manager_that_stops_applying_a_field_removes_it() {
         let mut entries = Vec::new();
         let live = json!({});
-        let first = apply(
-            &mut entries,
-            &live,
-            &cm(json!({"a": "1", "b": "2"})),
-            false,
-            &writer("alice"),
-            |_| {},
-        )
-        .unwrap();
-        let second = apply(
-            &mut entries,
-            &first,
-            &cm(json!({"a": "1"})),
-            false,
-            &writer("alice"),
-            |_| {},
-        )
-        .unwrap();
+        let first = apply_cm(&mut entries, &live, json!({"a": "1", "b": "2"}), false, "alice").unwrap();
+        let second = apply_cm(&mut entries, &first, json!({"a": "1"}), false, "alice").unwrap();
         assert_eq!(second["data"], json!({"a": "1"}));
     }
 
     #[test]
     fn a_shared_field_survives_one_owner_dropping_it() {
         let mut entries = Vec::new();
-        let v1 = apply(
-            &mut entries,
-            &json!({}),
-            &cm(json!({"a": "1"})),
-            false,
-            &writer("alice"),
-            |_| {},
-        )
-        .unwrap();
-        let v2 = apply(
-            &mut entries,
-            &v1,
-            &cm(json!({"a": "1"})),
-            false,
-            &writer("bob"),
-            |_| {},
-        )
-        .unwrap();
+        let v1 = apply_cm(&mut entries, &json!({}), json!({"a": "1"}), false, "alice").unwrap();
+        let v2 = apply_cm(&mut entries, &v1, json!({"a": "1"}), false, "bob").unwrap();
         assert_eq!(entries.len(), 2, "same value: shared ownership, no conflict");
-        let v3 = apply(&mut entries, &v2, &cm(json!({})), false, &writer("alice"), |_| {}).unwrap();
+        let v3 = apply_cm(&mut entries, &v2, json!({}), false, "alice").unwrap();
         assert_eq!(v3["data"], json!({"a": "1"}), "bob still owns it");
     }
 
     #[test]
     fn changing_anothers_field_conflicts_unless_forced() {
         let mut entries = Vec::new();
-        let v1 = apply(
-            &mut entries,
-            &json!({}),
-            &cm(json!({"a": "1"})),
-            false,
-            &writer("alice"),
-            |_| {},
-        )
-        .unwrap();
-        let err = apply(
-            &mut entries,
-            &v1,
-            &cm(json!({"a": "2"})),
-            false,
-            &writer("bob"),
-            |_| {},
-        )
-        .unwrap_err();
+        let v1 = apply_cm(&mut entries, &json!({}), json!({"a": "1"}), false, "alice").unwrap();
+        let err = apply_cm(&mut entries, &v1, json!({"a": "2"}), false, "bob").unwrap_err();
         assert_eq!(err.0, vec![("\"alice\"".to_string(), ".data.a".to_string())]);
-        let v2 = apply(
-            &mut entries,
-            &v1,
-            &cm(json!({"a": "2"})),
-            true,
-            &writer("bob"),
-            |_| {},
-        )
-        .unwrap();
+        let v2 = apply_cm(&mut entries, &v1, json!({"a": "2"}), true, "bob").unwrap();
         assert_eq!(v2["data"]["a"], "2");
         assert_eq!(entries.len(), 1, "alice lost her only field: {entries:?}");
         assert_eq!(entries[0].manager, "bob");
@@ -350,13 +305,12 @@ mod tests {
     #[test]
     fn an_update_takes_the_fields_it_changes() {
         let mut entries = Vec::new();
-        let v1 = apply(
+        let v1 = apply_cm(
             &mut entries,
             &json!({}),
-            &cm(json!({"a": "1", "b": "1"})),
+            json!({"a": "1", "b": "1"}),
             false,
-            &writer("alice"),
-            |_| {},
+            "alice",
         )
         .unwrap();
         let mut v2 = v1.clone();
@@ -365,30 +319,14 @@ mod tests {
         let edit = entries.iter().find(|e| e.manager == "kubectl-edit").unwrap();
         assert_eq!(edit.operation, "Update");
         assert!(edit.set.contains(&vec!["f:data".into(), "f:a".into()]));
-        let err = apply(
-            &mut entries,
-            &v2,
-            &cm(json!({"a": "1", "b": "1"})),
-            false,
-            &writer("alice"),
-            |_| {},
-        )
-        .unwrap_err();
+        let err = apply_cm(&mut entries, &v2, json!({"a": "1", "b": "1"}), false, "alice").unwrap_err();
         assert_eq!(err.0[0].0, "\"kubectl-edit\" using v1");
     }
 
     #[test]
     fn re_applying_the_same_intent_changes_nothing() {
         let mut entries = Vec::new();
-        let v1 = apply(
-            &mut entries,
-            &json!({}),
-            &cm(json!({"a": "1"})),
-            false,
-            &writer("alice"),
-            |_| {},
-        )
-        .unwrap();
+        let v1 = apply_cm(&mut entries, &json!({}), json!({"a": "1"}), false, "alice").unwrap();
         let before = entries.clone();
         let later = Writer {
             now: "2030-01-01T00:00:00Z",
