@@ -4,6 +4,8 @@
 // Each test crate compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod chainsaw;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -71,6 +73,18 @@ pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl AsyncF
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`; panics naming `what` after `timeout`.
+pub fn eventually_blocking<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -210,7 +210,9 @@ fn run(command: &'static str, args: &[&str]) -> Result<String, Error> {
 /// # Errors
 /// When the build fails.
 pub fn bin_dir() -> Result<PathBuf, Error> {
-    Ok(PathBuf::from(run("build", &[])?.lines().last().unwrap_or_default().trim()))
+    Ok(PathBuf::from(
+        run("build", &[])?.lines().last().unwrap_or_default().trim(),
+    ))
 }
 
 impl Cluster {

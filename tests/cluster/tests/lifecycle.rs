@@ -35,17 +35,34 @@ fn up_serves_a_real_cluster_and_down_leaves_nothing_behind() {
     let nodes = kubectl(&cluster, &["get", "nodes"]);
     println!("{nodes}");
     assert!(
-        nodes.lines().any(|l| l.starts_with("kwok-node-0") && l.contains(" Ready ")),
+        nodes
+            .lines()
+            .any(|l| l.starts_with("kwok-node-0") && l.contains(" Ready ")),
         "{nodes}"
     );
 
     kubectl(
         &cluster,
-        &["create", "deployment", "web", "--image=nginx", "--replicas=2", "-n", "default"],
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx",
+            "--replicas=2",
+            "-n",
+            "default",
+        ],
     );
     kubectl(
         &cluster,
-        &["wait", "--for=condition=Available", "deployment/web", "-n", "default", "--timeout=60s"],
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deployment/web",
+            "-n",
+            "default",
+            "--timeout=60s",
+        ],
     );
     let pods = kubectl(&cluster, &["get", "pods", "-n", "default"]);
     assert_eq!(pods.matches(" Running ").count(), 2, "{pods}");
@@ -53,13 +70,30 @@ fn up_serves_a_real_cluster_and_down_leaves_nothing_behind() {
     // RBAC object names are path segments, not DNS subdomains.
     kubectl(
         &cluster,
-        &["create", "clusterrole", "kro:controller:demo", "--verb=get", "--resource=pods"],
+        &[
+            "create",
+            "clusterrole",
+            "kro:controller:demo",
+            "--verb=get",
+            "--resource=pods",
+        ],
     );
     kubectl(
         &cluster,
-        &["create", "role", "a:b", "--verb=get", "--resource=pods", "-n", "default"],
+        &[
+            "create",
+            "role",
+            "a:b",
+            "--verb=get",
+            "--resource=pods",
+            "-n",
+            "default",
+        ],
     );
-    assert_eq!(kubectl(&cluster, &["auth", "can-i", "create", "deployments"]).trim(), "yes");
+    assert_eq!(
+        kubectl(&cluster, &["auth", "can-i", "create", "deployments"]).trim(),
+        "yes"
+    );
 
     let processes = cluster.processes();
     let ports = cluster.ports();
