@@ -1,7 +1,8 @@
-//! The controller in-process against the test API server: request budgets (counted by the
-//! server by user agent), zero writes in steady state even when the live objects hold server
-//! defaults, adoption of kro-made state, a controller killed mid-reconcile, graph deletion while
-//! instances exist, and breaking schema changes.
+//! The controller in-process, on the embedded API server and on the real control plane: request
+//! budgets (counted by the embedded server, or read from kube-apiserver's audit log, by user
+//! agent), zero writes in steady state even when the live objects hold server defaults, adoption
+//! of kro-made state, a controller killed mid-reconcile, graph deletion while instances exist,
+//! and breaking schema changes.
 
 mod support;
 
@@ -15,7 +16,7 @@ use kube::{
     discovery::oneshot,
 };
 use serde_json::{Value, json};
-use support::{Env, eventually, rgd_api};
+use support::{Env, Server, controller_writes, eventually, rgd_api};
 
 async fn start(env: &Env, extra: &[&str]) -> Running {
     let mut args = vec!["--metrics-bind-address=0", "--health-probe-bind-address=0"];
@@ -77,24 +78,12 @@ async fn wait_state(api: &Api<DynamicObject>, name: &str, state: &str) -> Dynami
     .await
 }
 
-/// Writes the controller sent (its user agent), Events and Leases excluded.
-fn writes(env: &Env) -> Vec<kroxide_apiserver::Request> {
-    env.server
-        .counters()
-        .snapshot()
-        .into_iter()
-        .filter(|r| r.user_agent.starts_with("kroxide/") && r.is_write())
-        .filter(|r| r.resource != "events" && r.resource != "leases")
-        .collect()
+fn writes(env: &Env) -> Vec<support::Request> {
+    controller_writes(env)
 }
 
 fn write_table(env: &Env) -> String {
-    env.server.counters().table(|r| {
-        r.user_agent.starts_with("kroxide/")
-            && r.is_write()
-            && r.resource != "events"
-            && r.resource != "leases"
-    })
+    kroxide_cluster::table(&controller_writes(env))
 }
 
 fn three_configmaps() -> Value {
@@ -113,15 +102,14 @@ fn three_configmaps() -> Value {
         ]}})
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none() {
-    let env = Env::start("kroxide-controller", Duration::from_millis(200), true).await;
+async fn an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(200), true).await;
     let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
     // Let the graph settle, then count from here.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    env.server.counters().reset();
+    env.reset_requests();
     let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
     let inst: DynamicObject = serde_json::from_value(
         json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Budget",
@@ -141,7 +129,7 @@ async fn an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none() 
     );
 
     // Steady state: 10 resync periods and 100 unrelated events, zero writes.
-    env.server.counters().reset();
+    env.reset_requests();
     let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
     for i in 0..50 {
         let unrelated = json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -166,20 +154,17 @@ async fn an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none() 
     );
     assert!(steady.is_empty(), "{}", write_table(&env));
     let reconciles = env
-        .server
-        .counters()
-        .snapshot()
+        .requests()
         .iter()
         .filter(|r| r.user_agent.starts_with("kroxide/"))
         .count();
     assert!(reconciles < 50, "reads stay small too: {reconciles}");
     running.stop(Duration::from_secs(5)).await;
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_objects_holding_server_defaults_cause_no_writes() {
-    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+async fn live_objects_holding_server_defaults_cause_no_writes(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
     let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
     apply_rgd(
         &env,
@@ -211,25 +196,24 @@ async fn live_objects_holding_server_defaults_cause_no_writes() {
     api.create(&PostParams::default(), &inst).await.unwrap();
     wait_state(&api, "d1", "ACTIVE").await;
     // The server defaulted and canonicalised what we applied.
-    let live = env.server.get("apps/v1", "Deployment", "apps", "d1").unwrap();
+    let live = env.get("apps/v1", "Deployment", "apps", "d1").await.unwrap();
     let c = &live["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["resources"]["requests"], json!({"cpu": "1", "memory": "1Gi"}));
     assert_eq!(c["imagePullPolicy"], "IfNotPresent");
     assert_eq!(
-        env.server.get("v1", "Service", "apps", "d1").unwrap()["spec"]["ports"][0]["targetPort"],
+        env.get("v1", "Service", "apps", "d1").await.unwrap()["spec"]["ports"][0]["targetPort"],
         80
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    env.server.counters().reset();
+    env.reset_requests();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(writes(&env).is_empty(), "{}", write_table(&env));
     running.stop(Duration::from_secs(5)).await;
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn state_made_by_kro_is_adopted_without_creates_or_deletes() {
-    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+async fn state_made_by_kro_is_adopted_without_creates_or_deletes(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
     // First a graph and its CRD, served by a controller that then goes away (as kro would have).
     let first = start(&env, &[]).await;
     apply_rgd(&env, three_configmaps()).await;
@@ -290,7 +274,7 @@ async fn state_made_by_kro_is_adopted_without_creates_or_deletes() {
         .await
         .unwrap();
     }
-    env.server.counters().reset();
+    env.reset_requests();
     let second = start(&env, &[]).await;
     wait_state(&api, "old", "ACTIVE").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -300,14 +284,16 @@ async fn state_made_by_kro_is_adopted_without_creates_or_deletes() {
         .filter(|r| r.verb == "create" || r.verb == "delete" || r.code == 201)
         .collect();
     assert!(churn.is_empty(), "adoption created or deleted: {churn:?}");
-    assert_eq!(env.server.names("v1", "ConfigMap", Some("apps")).len(), 3);
+    assert_eq!(env.names("v1", "ConfigMap", Some("apps")).await.len(), 3);
     second.stop(Duration::from_secs(5)).await;
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orphans() {
-    let env = Env::start("kroxide-controller", Duration::from_millis(1500), true).await;
+async fn a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orphans(server: Server) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("kroxide=debug")
+        .try_init();
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(1500), true).await;
     let first = start(&env, &[]).await;
     apply_rgd(
         &env,
@@ -326,6 +312,7 @@ async fn a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orp
     .await;
     wait_active(&env, "chains.test.kroxide.dev").await;
     let api = instances(&env, "test.kroxide.dev", "Chain", "apps").await;
+    env.hold_workloads().await;
     for i in 0..3 {
         let inst: DynamicObject =
             serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1", "kind": "Chain",
@@ -335,34 +322,34 @@ async fn a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orp
     }
     // Mid-flight: Deployments exist, their dependents wait for readiness.
     eventually("deployments created", Duration::from_secs(10), async || {
-        (env.server.names("apps/v1", "Deployment", Some("apps")).len() == 3).then_some(())
+        (env.names("apps/v1", "Deployment", Some("apps")).await.len() == 3).then_some(())
     })
     .await;
-    assert!(env.server.names("v1", "ConfigMap", Some("apps")).is_empty());
+    assert!(env.names("v1", "ConfigMap", Some("apps")).await.is_empty());
     // Killed: no grace at all.
     first.stop(Duration::ZERO).await;
     let second = start(&env, &[]).await;
+    env.release_workloads().await;
     for i in 0..3 {
         wait_state(&api, &format!("c{i}"), "ACTIVE").await;
     }
-    let deployments = env.server.names("apps/v1", "Deployment", Some("apps"));
-    let configmaps = env.server.names("v1", "ConfigMap", Some("apps"));
+    let deployments = env.names("apps/v1", "Deployment", Some("apps")).await;
+    let configmaps = env.names("v1", "ConfigMap", Some("apps")).await;
     assert_eq!(deployments, ["c0", "c1", "c2"]);
     assert_eq!(configmaps, ["c0-after", "c1-after", "c2-after"]);
     for name in deployments {
-        let d = env.server.get("apps/v1", "Deployment", "apps", &name).unwrap();
+        let d = env.get("apps/v1", "Deployment", "apps", &name).await.unwrap();
         assert_eq!(
             d["metadata"]["labels"]["kro.run/instance-name"], name,
             "no orphan: every child has its instance"
         );
     }
     second.stop(Duration::from_secs(5)).await;
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graph_deleted_with_instances_keeps_serving_them_until_they_go() {
-    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+async fn a_graph_deleted_with_instances_keeps_serving_them_until_they_go(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
     let running = start(&env, &[]).await;
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
@@ -410,8 +397,8 @@ async fn a_graph_deleted_with_instances_keeps_serving_them_until_they_go() {
     .await
     .unwrap();
     eventually("child updated", Duration::from_secs(10), async || {
-        env.server
-            .get("v1", "ConfigMap", "apps", "keep-one")
+        env.get("v1", "ConfigMap", "apps", "keep-one")
+            .await
             .filter(|c| c["data"]["value"] == "changed")
             .map(|_| ())
     })
@@ -427,27 +414,26 @@ async fn a_graph_deleted_with_instances_keeps_serving_them_until_they_go() {
     })
     .await;
     assert!(
-        env.server.names("v1", "ConfigMap", Some("apps")).is_empty(),
+        env.names("v1", "ConfigMap", Some("apps")).await.is_empty(),
         "children deleted with the instance"
     );
     assert!(
-        env.server
-            .get(
-                "apiextensions.k8s.io/v1",
-                "CustomResourceDefinition",
-                "",
-                "budgets.test.kroxide.dev"
-            )
-            .is_some(),
+        env.get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            "budgets.test.kroxide.dev"
+        )
+        .await
+        .is_some(),
         "the CRD stays without --allow-crd-deletion"
     );
     running.stop(Duration::from_secs(5)).await;
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn breaking_schema_changes_are_refused_unless_allowed() {
-    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+async fn breaking_schema_changes_are_refused_unless_allowed(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
     let running = start(&env, &[]).await;
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
@@ -480,5 +466,109 @@ async fn breaking_schema_changes_are_refused_unless_allowed() {
     apply_rgd(&env, changed).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
     running.stop(Duration::from_secs(5)).await;
-    env.server.shutdown().await;
+    env.shutdown().await;
+}
+
+on_both_servers!(
+    an_instance_of_three_configmaps_costs_at_most_eight_writes_then_none,
+    live_objects_holding_server_defaults_cause_no_writes,
+    state_made_by_kro_is_adopted_without_creates_or_deletes,
+    a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orphans,
+    a_graph_deleted_with_instances_keeps_serving_them_until_they_go,
+    breaking_schema_changes_are_refused_unless_allowed,
+);
+
+/// A graph of one ConfigMap per instance.
+fn one_configmap(name: &str, kind: &str) -> Value {
+    json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+    "metadata": {"name": name},
+    "spec": {"schema": {"apiVersion": "v1alpha1", "kind": kind, "group": "test.kroxide.dev",
+            "spec": {"value": "string | default=v"}},
+        "resources": [{"id": "cm", "template": {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "${schema.metadata.name}"}, "data": {"value": "${schema.spec.value}"}}}]}})
+}
+
+/// Regression (start-up race): instances the watch lists before its initial list completes
+/// were reconciled against an empty cache, taken for deleted and never looked at again.
+///
+/// Embedded server only: it delays each page of the instance list (600 instances are two pages
+/// of 500), which the real control plane cannot be made to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_listed_while_the_cache_fills_are_all_reconciled_after_a_restart() {
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+    let first = start(&env, &[]).await;
+    apply_rgd(&env, one_configmap("listed.test.kroxide.dev", "Listed")).await;
+    wait_active(&env, "listed.test.kroxide.dev").await;
+    first.stop(Duration::from_secs(5)).await;
+    let api = instances(&env, "test.kroxide.dev", "Listed", "apps").await;
+    for i in 0..600 {
+        let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+            "kind": "Listed", "metadata": {"name": format!("l{i:03}"), "namespace": "apps"}, "spec": {}}))
+        .unwrap();
+        api.create(&PostParams::default(), &inst).await.unwrap();
+    }
+    env.embedded().faults().add(kroxide_apiserver::Fault::delay(
+        "list",
+        "listeds",
+        Duration::from_millis(1500),
+    ));
+    let second = start(&env, &[]).await;
+    let active = async || {
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|o| o.data["status"]["state"] == "ACTIVE")
+            .count()
+    };
+    let counted = eventually("600 instances ACTIVE", Duration::from_secs(60), async || {
+        let n = active().await;
+        (n == 600).then_some(n)
+    })
+    .await;
+    assert_eq!(counted, 600);
+    second.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
+/// Regression (watch gap): children deleted while the children watch was down, its resume
+/// answered with 410 Gone, were never recreated: the relist did not drop them from the cache,
+/// and the instance kept reporting ACTIVE.
+///
+/// Embedded server only: it cuts watches, fails their resumption and compacts its history on
+/// demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_deleted_during_a_watch_gap_are_recreated_after_the_relist() {
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Budget", "metadata": {"name": "gap", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "gap", "ACTIVE").await;
+    let server = env.embedded();
+    // The children watch goes down and cannot come back for now.
+    server
+        .faults()
+        .add(kroxide_apiserver::Fault::new("watch", "configmaps", 503));
+    server.drop_watches();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    for name in ["gap-one", "gap-two", "gap-three"] {
+        cms.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    // The history the watch would resume from is gone: its resumption gets 410 and relists.
+    server.compact();
+    server.faults().clear();
+    eventually("children recreated", Duration::from_secs(30), async || {
+        (env.names("v1", "ConfigMap", Some("apps")).await == ["gap-one", "gap-three", "gap-two"])
+            .then_some(())
+    })
+    .await;
+    wait_state(&api, "gap", "ACTIVE").await;
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
 }

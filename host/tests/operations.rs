@@ -1,5 +1,6 @@
-//! Running the controller as operators do: metrics and readiness endpoints, two replicas with
-//! leader election, and SIGTERM in the middle of reconciles.
+//! Running the controller as operators do, on the embedded API server and on the real control
+//! plane: metrics and readiness endpoints, two replicas with leader election, and SIGTERM in
+//! the middle of reconciles.
 
 mod support;
 
@@ -15,7 +16,7 @@ use kube::{
     discovery::oneshot,
 };
 use serde_json::{Value, json};
-use support::{Env, eventually, install_crd, rgd_api};
+use support::{Env, Server, eventually, install_crd, rgd_api};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn free_port() -> u16 {
@@ -103,9 +104,8 @@ async fn active(api: &Api<DynamicObject>, name: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readiness_flips_after_sync_and_metrics_expose_every_family() {
-    let env = Env::start("kroxide-ops", Duration::from_millis(100), false).await;
+async fn readiness_flips_after_sync_and_metrics_expose_every_family(server: Server) {
+    let env = Env::start_on(server, "kroxide-ops", Duration::from_millis(100), false).await;
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let cfg = env.controller_config(&[
@@ -169,13 +169,11 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family() {
     assert!(text.ends_with("# EOF\n"));
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
 
 fn writes_by(env: &Env, identity: &str) -> usize {
-    env.server
-        .counters()
-        .snapshot()
+    env.requests()
         .iter()
         .filter(|r| {
             r.user_agent.contains(&format!("({identity})"))
@@ -197,9 +195,8 @@ async fn holder(env: &Env) -> Option<String> {
         .holder_identity
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires() {
-    let env = Env::start("kroxide-ops", Duration::from_millis(100), true).await;
+async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires(server: Server) {
+    let env = Env::start_on(server, "kroxide-ops", Duration::from_millis(100), true).await;
     let election = [
         "--leader-elect",
         "--leader-election-lease-duration=3s",
@@ -245,12 +242,11 @@ async fn only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires
     active(&api, "second").await;
     assert!(writes_by(&env, "replica-b") > 0, "the new leader reconciles");
     b.abort();
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances() {
-    let env = Env::start("kroxide-ops", Duration::from_millis(100), true).await;
+async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(server: Server) {
+    let env = Env::start_on(server, "kroxide-ops", Duration::from_millis(100), true).await;
     let api = submit_graph(&env).await;
     let log = env.scratch.path().join("controller.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kroxide"))
@@ -267,27 +263,27 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
         .spawn()
         .unwrap();
     eventually("graph served", Duration::from_secs(20), async || {
-        env.server
-            .get(
-                "apiextensions.k8s.io/v1",
-                "CustomResourceDefinition",
-                "",
-                "ops.test.kroxide.dev",
-            )
-            .and_then(|c| {
-                c["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .any(|c| c["type"] == "Established" && c["status"] == "True")
-                    .then_some(())
-            })
+        env.get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            "ops.test.kroxide.dev",
+        )
+        .await
+        .and_then(|c| {
+            c["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+                .then_some(())
+        })
     })
     .await;
     for i in 0..30 {
         create(&api, &format!("t{i:02}")).await;
     }
     eventually("reconciles under way", Duration::from_secs(20), async || {
-        (!env.server.names("v1", "ConfigMap", Some("apps")).is_empty()).then_some(())
+        (!env.names("v1", "ConfigMap", Some("apps")).await.is_empty()).then_some(())
     })
     .await;
     let sent = Instant::now();
@@ -310,15 +306,15 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
         "{text}"
     );
     // No half-applied instance: every child exists only inside its instance's recorded ApplySet.
-    for name in env.server.names("v1", "ConfigMap", Some("apps")) {
-        let cm = env.server.get("v1", "ConfigMap", "apps", &name).unwrap();
+    for name in env.names("v1", "ConfigMap", Some("apps")).await {
+        let cm = env.get("v1", "ConfigMap", "apps", &name).await.unwrap();
         let owner = cm["metadata"]["labels"]["kro.run/instance-name"]
             .as_str()
             .unwrap()
             .to_string();
         let inst = env
-            .server
             .get("test.kroxide.dev/v1alpha1", "Op", "apps", &owner)
+            .await
             .unwrap();
         let kinds = inst["metadata"]["annotations"]["applyset.kubernetes.io/contains-group-kinds"]
             .as_str()
@@ -332,5 +328,11 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
             cm["metadata"]["labels"]["applyset.kubernetes.io/part-of"]
         );
     }
-    env.server.shutdown().await;
+    env.shutdown().await;
 }
+
+on_both_servers!(
+    readiness_flips_after_sync_and_metrics_expose_every_family,
+    only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires,
+    sigterm_during_reconciles_exits_cleanly_without_half_applied_instances,
+);

@@ -67,13 +67,21 @@ impl WatchKey {
 }
 
 /// A change seen by a watch.
+///
+/// A (re)list is reported as `Relisting`, one `Listed` per object, then `Synced`: objects that
+/// vanished while the watch was down (a gap answered with 410 Gone) get no `Deleted`, so whoever
+/// keeps its own index must drop what a relist did not list.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// Created or updated (also every object of the initial list).
+    /// Created or updated.
     Applied(Value),
     /// Deleted (its last state).
     Deleted(Value),
-    /// The initial list is complete.
+    /// A (re)list begins.
+    Relisting,
+    /// An object of a (re)list.
+    Listed(Value),
+    /// The (re)list is complete.
     Synced,
 }
 
@@ -136,6 +144,16 @@ impl Informer {
         self.store.get(&key).map(|o| to_value(&o, &self.resource))
     }
 
+    /// One cached object, telling a missing object apart from a cache that has not received its
+    /// initial list yet (when absence means nothing).
+    pub fn lookup(&self, namespace: Option<&str>, name: &str) -> Lookup {
+        match self.get(namespace, name) {
+            Some(v) => Lookup::Found(v),
+            None if self.synced() => Lookup::Absent,
+            None => Lookup::NotSynced,
+        }
+    }
+
     /// Whether the initial list has been received.
     pub fn synced(&self) -> bool {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
@@ -152,6 +170,17 @@ impl Informer {
         }
         true
     }
+}
+
+/// What a cache knows of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// The object, as last seen.
+    Found(Value),
+    /// Listed and watched: it does not exist.
+    Absent,
+    /// The initial list is still coming: it may exist.
+    NotSynced,
 }
 
 /// Resolves kinds through discovery, remembering the answers.
@@ -325,15 +354,14 @@ impl Informers {
             };
             while let Some(event) = stream.next().await {
                 let change = match event {
-                    Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                        Change::Applied(to_value(&o, &ar))
-                    }
+                    Ok(watcher::Event::Apply(o)) => Change::Applied(to_value(&o, &ar)),
+                    Ok(watcher::Event::InitApply(o)) => Change::Listed(to_value(&o, &ar)),
                     Ok(watcher::Event::Delete(o)) => Change::Deleted(to_value(&o, &ar)),
                     Ok(watcher::Event::InitDone) => {
                         mark.store(true, std::sync::atomic::Ordering::Release);
                         Change::Synced
                     }
-                    Ok(watcher::Event::Init) => continue,
+                    Ok(watcher::Event::Init) => Change::Relisting,
                     Err(e) => {
                         tracing::debug!(kind = %watch_key.kind, error = %e, "watch interrupted; retrying");
                         continue;

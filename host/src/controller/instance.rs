@@ -15,8 +15,8 @@ use kube::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, Context, Error, InstanceKey, Revision, child_watch,
-    informers::{Role, WatchKey},
+    Action, Context, Error, InstanceKey, NOT_SYNCED_RETRY, Revision, child_watch,
+    informers::{Lookup, Role, WatchKey},
     label, object_id,
     rgd::FINALIZER,
 };
@@ -538,9 +538,14 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
     let Some(informer) = ctx.informers.get(&rev.watch) else {
         return Ok(Action::done());
     };
-    let Some(cached) = informer.get(key.namespace.as_deref(), &key.name) else {
-        forget(ctx, key);
-        return Ok(Action::done());
+    let cached = match informer.lookup(key.namespace.as_deref(), &key.name) {
+        Lookup::Found(v) => v,
+        // At start-up the key can come before the list that holds it is complete.
+        Lookup::NotSynced => return Ok(Action::after(NOT_SYNCED_RETRY)),
+        Lookup::Absent => {
+            forget(ctx, key);
+            return Ok(Action::done());
+        }
     };
     let mut instance = ctx.memory.freshest(cached);
     let identity = InstanceIdentity::from_object(&instance);

@@ -318,6 +318,40 @@ impl Children {
         }
     }
 
+    /// After a (re)list of the children of `watch`'s kind: forgets every child of that kind
+    /// the list did not show, and returns them. A relist has no deletions in it, so this is the
+    /// only way the cache learns of children deleted while its watch was down.
+    pub fn retain_listed(&self, watch: &WatchKey, listed: &HashSet<ObjectId>) -> Vec<Arc<Value>> {
+        let group = watch
+            .api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or_default();
+        let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        let index = &mut *guard;
+        let vanished: Vec<ObjectId> = index
+            .objects
+            .keys()
+            .filter(|id| id.0 == group && id.1 == watch.kind && !listed.contains(*id))
+            .cloned()
+            .collect();
+        let mut gone = Vec::new();
+        for id in vanished {
+            if let Some(old) = index.objects.remove(&id) {
+                if let Some(set) = part_of(&old)
+                    && let Some(members) = index.sets.get_mut(&set)
+                {
+                    members.remove(&id);
+                    if members.is_empty() {
+                        index.sets.remove(&set);
+                    }
+                }
+                gone.push(old);
+            }
+        }
+        gone
+    }
+
     /// The members of an ApplySet.
     pub fn of(&self, applyset: &str) -> Vec<Arc<Value>> {
         let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
@@ -600,14 +634,42 @@ pub fn trim(mut child: Value) -> Value {
     child
 }
 
+/// How soon a key is looked at again when its cache has not received its initial list.
+pub const NOT_SYNCED_RETRY: Duration = Duration::from_millis(200);
+
 /// Turns watch notices into work: graphs and instances whose inputs changed.
 async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+    // Children watches being (re)listed: what each list has shown so far.
+    let mut relists: HashMap<WatchKey, HashSet<ObjectId>> = HashMap::new();
     while let Some(Notice { key, change }) = notices.recv().await {
         ctx.metrics.watch_event(key.role_name());
         let (object, deleted) = match change {
             Change::Applied(v) => (v, false),
+            Change::Listed(v) => {
+                if let Some(seen) = relists.get_mut(&key) {
+                    seen.insert(object_id(&v));
+                }
+                (v, false)
+            }
             Change::Deleted(v) => (v, true),
-            Change::Synced => continue,
+            Change::Relisting => {
+                if key.role == Role::Children {
+                    relists.insert(key, HashSet::new());
+                }
+                continue;
+            }
+            Change::Synced => {
+                // Children that vanished while the watch was down: gone, and their instances
+                // must hear of it (a relist after 410 Gone reports no deletions).
+                if let Some(seen) = relists.remove(&key) {
+                    for gone in ctx.children.retain_listed(&key, &seen) {
+                        if let Some(owner) = owner_of(&gone) {
+                            ctx.instance_queue.add(owner);
+                        }
+                    }
+                }
+                continue;
+            }
         };
         // Only changes to what a reconcile reads count: status updates of graphs and instances
         // (ours included) do not.
@@ -1030,6 +1092,29 @@ mod tests {
         children.upsert(namespace("11", true));
         assert!(children.of("applyset-x").is_empty());
         assert!(children.get(&object_id(&namespace("11", true))).is_none());
+    }
+
+    #[test]
+    fn a_relist_forgets_children_deleted_while_the_watch_was_down() {
+        let children = Children::default();
+        let cm = |name: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "n",
+                "resourceVersion": "3", "labels": {"applyset.kubernetes.io/part-of": "applyset-x"}}})
+        };
+        children.upsert(cm("kept"));
+        children.upsert(cm("deleted-in-the-gap"));
+        children.upsert(namespace("4", false));
+        let listed: HashSet<ObjectId> = [object_id(&cm("kept"))].into();
+        let gone = children.retain_listed(&child_watch("v1", "ConfigMap"), &listed);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0]["metadata"]["name"], "deleted-in-the-gap");
+        let names: BTreeSet<String> = children
+            .of("applyset-x")
+            .iter()
+            .map(|c| c["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        // Other kinds are not touched by a ConfigMap relist.
+        assert_eq!(names, ["kept".to_string(), "tenant".to_string()].into());
     }
 
     #[test]

@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Action, Context, Error, PluginBinding, Revision, child_watch,
-    informers::{Role, WatchKey},
+    Action, Context, Error, NOT_SYNCED_RETRY, PluginBinding, Revision, child_watch,
+    informers::{Lookup, Role, WatchKey},
     rgd_watch,
 };
 use crate::{
@@ -511,12 +511,17 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
     let Some(informer) = ctx.informers.get(&rgd_watch()) else {
         return Ok(Action::after(Duration::from_secs(1)));
     };
-    let Some(cached) = informer.get(None, name) else {
-        if let Some(old) = ctx.graphs.remove(name) {
-            ctx.informers.stop(&old.watch);
-            tracing::info!(kind = %old.resource.kind, "graph gone; stopped serving its instances");
+    let cached = match informer.lookup(None, name) {
+        Lookup::Found(v) => v,
+        // At start-up the key can come before the list that holds it is complete.
+        Lookup::NotSynced => return Ok(Action::after(NOT_SYNCED_RETRY)),
+        Lookup::Absent => {
+            if let Some(old) = ctx.graphs.remove(name) {
+                ctx.informers.stop(&old.watch);
+                tracing::info!(kind = %old.resource.kind, "graph gone; stopped serving its instances");
+            }
+            return Ok(Action::done());
         }
-        return Ok(Action::done());
     };
     let mut raw = ctx.memory.freshest(cached);
     if raw

@@ -26,7 +26,7 @@ use kube::{
     Api, Client,
     api::{DynamicObject, GroupVersionKind, PostParams},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -101,29 +101,67 @@ pub fn helm() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A test API server with the namespaces `kroxide-system` and `apps`, a client, and a
-/// kubeconfig file for controller processes.
+/// The server a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// tests/apiserver, in process: starts in milliseconds, simulates workloads after a delay.
+    Embedded,
+    /// The real control plane of scripts/cluster: Kubernetes' own components and a KWOK node.
+    Real,
+}
+
+/// What serves the test: the in-process API server or the real control plane.
+pub enum Backend {
+    Embedded(ApiServer),
+    Real(kroxide_cluster::Cluster),
+}
+
+/// A server with the namespaces `kroxide-system` and `apps`, a client, and a kubeconfig file
+/// for controller processes.
 pub struct Env {
-    pub server: ApiServer,
+    pub backend: Backend,
     pub client: Client,
     pub kubeconfig: PathBuf,
     pub scratch: Scratch,
 }
 
+/// A request as the server recorded it (the embedded server's request log or kube-apiserver's
+/// audit log).
+pub type Request = kroxide_cluster::Request;
+
 impl Env {
-    /// Starts the server (simulated workloads become available after `workload_delay`) and,
-    /// with `with_crd`, installs the ResourceGraphDefinition CRD.
+    /// Starts the embedded server (simulated workloads become available after
+    /// `workload_delay`) and, with `with_crd`, installs the ResourceGraphDefinition CRD.
     pub async fn start(prefix: &str, workload_delay: Duration, with_crd: bool) -> Self {
-        let server = ApiServer::start(Config {
-            workload_delay,
-            ..Config::default()
-        })
-        .await
-        .unwrap();
+        Self::start_on(Server::Embedded, prefix, workload_delay, with_crd).await
+    }
+
+    /// Starts `server`; `workload_delay` applies to the embedded one (on the real one KWOK
+    /// makes Pods ready at once and the real controllers make Deployments available).
+    pub async fn start_on(server: Server, prefix: &str, workload_delay: Duration, with_crd: bool) -> Self {
         let scratch = Scratch::new(prefix);
         let kubeconfig = scratch.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-        let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+        let backend = match server {
+            Server::Embedded => {
+                let server = ApiServer::start(Config {
+                    workload_delay,
+                    ..Config::default()
+                })
+                .await
+                .unwrap();
+                std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
+                Backend::Embedded(server)
+            }
+            Server::Real => {
+                let cluster = tokio::task::spawn_blocking(kroxide_cluster::Cluster::start)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                std::fs::copy(cluster.kubeconfig(), &kubeconfig).unwrap();
+                Backend::Real(cluster)
+            }
+        };
+        let client = client_for(&kubeconfig).await;
         if with_crd {
             install_crd(&client).await;
         }
@@ -137,10 +175,26 @@ impl Env {
             .unwrap();
         }
         Self {
-            server,
+            backend,
             client,
             kubeconfig,
             scratch,
+        }
+    }
+
+    /// Which server this is.
+    pub fn server(&self) -> Server {
+        match self.backend {
+            Backend::Embedded(_) => Server::Embedded,
+            Backend::Real(_) => Server::Real,
+        }
+    }
+
+    /// The embedded server; panics on the real control plane.
+    pub fn embedded(&self) -> &ApiServer {
+        match &self.backend {
+            Backend::Embedded(s) => s,
+            Backend::Real(_) => panic!("this test step needs the embedded API server"),
         }
     }
 
@@ -158,17 +212,182 @@ impl Env {
         };
         ControllerConfig::from_args(&args).unwrap()
     }
+
+    /// Forgets the requests recorded so far.
+    pub fn reset_requests(&self) {
+        match &self.backend {
+            Backend::Embedded(s) => s.counters().reset(),
+            Backend::Real(c) => {
+                // Requests still in flight are logged when they complete: let them land first.
+                c.settle(Duration::from_millis(300), Duration::from_secs(5));
+                c.reset_requests().unwrap();
+            }
+        }
+    }
+
+    /// Every request since the start or the last [`Env::reset_requests`].
+    pub fn requests(&self) -> Vec<Request> {
+        match &self.backend {
+            Backend::Embedded(s) => s
+                .counters()
+                .snapshot()
+                .into_iter()
+                .map(|r| Request {
+                    verb: r.verb,
+                    group: r.group,
+                    resource: r.resource,
+                    subresource: r.subresource,
+                    namespace: r.namespace,
+                    name: r.name,
+                    field_manager: r.field_manager,
+                    user: String::new(),
+                    user_agent: r.user_agent,
+                    code: r.code,
+                })
+                .collect(),
+            Backend::Real(c) => {
+                c.settle(Duration::from_millis(300), Duration::from_secs(5));
+                c.requests().unwrap()
+            }
+        }
+    }
+
+    /// The object, as the server has it.
+    pub async fn get(&self, api_version: &str, kind: &str, ns: &str, name: &str) -> Option<Value> {
+        let api = self.api(api_version, kind, ns).await?;
+        api.get_opt(name)
+            .await
+            .unwrap()
+            .map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    /// Names of the objects of a kind (in `ns`, or all), sorted; the `kube-root-ca.crt`
+    /// ConfigMap a real control plane puts in every namespace is left out.
+    pub async fn names(&self, api_version: &str, kind: &str, ns: Option<&str>) -> Vec<String> {
+        let Some(api) = self.api(api_version, kind, ns.unwrap_or_default()).await else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|o| o.metadata.name)
+            .filter(|n| !(kind == "ConfigMap" && n == "kube-root-ca.crt"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn api(&self, api_version: &str, kind: &str, ns: &str) -> Option<Api<DynamicObject>> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let (ar, caps) =
+            kube::discovery::oneshot::pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind))
+                .await
+                .ok()?;
+        Some(
+            if caps.scope == kube::discovery::Scope::Cluster || ns.is_empty() {
+                Api::all_with(self.client.clone(), &ar)
+            } else {
+                Api::namespaced_with(self.client.clone(), ns, &ar)
+            },
+        )
+    }
+
+    /// Keeps new Pods from becoming ready until [`Env::release_workloads`]: on the real control
+    /// plane the KWOK node is cordoned, so Pods stay Pending; on the embedded server the
+    /// workload delay given to [`Env::start_on`] does it.
+    pub async fn hold_workloads(&self) {
+        self.cordon(true).await;
+    }
+
+    /// Lets Pods be scheduled (and become ready) again.
+    pub async fn release_workloads(&self) {
+        self.cordon(false).await;
+    }
+
+    async fn cordon(&self, unschedulable: bool) {
+        if self.server() == Server::Real {
+            let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+            nodes
+                .patch(
+                    "kwok-node-0",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"unschedulable": unschedulable}})),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Stops the server.
+    pub async fn shutdown(self) {
+        match self.backend {
+            Backend::Embedded(s) => s.shutdown().await,
+            Backend::Real(c) => tokio::task::spawn_blocking(move || c.stop().unwrap())
+                .await
+                .unwrap(),
+        }
+    }
 }
 
-/// Installs the ResourceGraphDefinition CRD.
+/// A client for the cluster a kubeconfig file names.
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig).unwrap(),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    Client::try_from(config).unwrap()
+}
+
+/// Writes the controller sent (its user agent), Events and Leases excluded.
+pub fn controller_writes(env: &Env) -> Vec<Request> {
+    env.requests()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("kroxide/") && r.is_write())
+        .filter(|r| r.resource != "events" && r.resource != "leases")
+        .collect()
+}
+
+/// Runs the async test `$name(server)` once per server, as `$name::embedded_api_server` and
+/// `$name::real_control_plane`.
+#[macro_export]
+macro_rules! on_both_servers {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded_api_server() {
+                super::$name($crate::support::Server::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn real_control_plane() {
+                super::$name($crate::support::Server::Real).await
+            }
+        }
+    )+};
+}
+
+/// Installs the ResourceGraphDefinition CRD and waits until it is Established (a real server
+/// answers 404 for its resources until then).
 pub async fn install_crd(client: &Client) {
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(rgd_crd()).unwrap(),
-        )
-        .await
-        .unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(rgd_crd()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let established = kube::runtime::wait::conditions::is_crd_established();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(crds, "resourcegraphdefinitions.kro.run", established),
+    )
+    .await
+    .expect("the RGD CRD is Established within 30 s")
+    .unwrap();
 }
 
 /// ResourceGraphDefinitions, dynamically typed.

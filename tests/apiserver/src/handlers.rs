@@ -210,6 +210,100 @@ fn list_kind_object(rt: &ResourceType, rv: u64, items: Vec<Value>) -> Value {
     })
 }
 
+/// One page of a list (`limit`, `continue`).
+struct Page<'a> {
+    /// The resourceVersion the list is at: the first page's, for every page of one list.
+    rv: u64,
+    objects: Vec<&'a Arc<Value>>,
+    /// The token of the next page, when more objects follow.
+    next: Option<String>,
+    remaining: usize,
+}
+
+/// Sets `metadata.continue` and `remainingItemCount` of a list page that has more after it.
+fn continued(list: &mut Value, next: Option<String>, remaining: usize) {
+    if let Some(token) = next {
+        list["metadata"]["continue"] = json!(token);
+        list["metadata"]["remainingItemCount"] = json!(remaining);
+    }
+}
+
+fn list_position(o: &Value) -> (String, String) {
+    let s = |p: &str| {
+        o.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (s("/metadata/namespace"), s("/metadata/name"))
+}
+
+/// Cuts `objects` (sorted by namespace and name) at the `continue` token and `limit`. Tokens
+/// carry the list's resourceVersion and the last position served, as kube-apiserver's do; pages
+/// after the first show the objects as they are now (this server keeps no snapshots), and a
+/// token older than the event history is refused with 410, as after an etcd compaction.
+fn page<'a>(
+    objects: Vec<&'a Arc<Value>>,
+    q: &HashMap<String, String>,
+    current: u64,
+    compacted: u64,
+) -> Result<Page<'a>, ApiError> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let invalid = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
+    let (rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
+        None => (current, None),
+        Some(token) => {
+            let raw = b64
+                .decode(token.trim_end_matches('='))
+                .map_err(|_| invalid("not base64"))?;
+            let t: Value = serde_json::from_slice(&raw).map_err(|_| invalid("not JSON"))?;
+            let rv = t["rv"].as_u64().ok_or_else(|| invalid("no resourceVersion"))?;
+            if rv < compacted {
+                return Err(ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
+            }
+            let start = (
+                t["start"][0].as_str().unwrap_or_default().to_string(),
+                t["start"][1]
+                    .as_str()
+                    .ok_or_else(|| invalid("no start"))?
+                    .to_string(),
+            );
+            (rv, Some(start))
+        }
+    };
+    let mut objects: Vec<&Arc<Value>> = match &start {
+        Some(after) => objects
+            .into_iter()
+            .filter(|o| list_position(o) > *after)
+            .collect(),
+        None => objects,
+    };
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let mut next = None;
+    let mut remaining = 0;
+    if let Some(limit) = limit
+        && objects.len() > limit
+    {
+        remaining = objects.len() - limit;
+        objects.truncate(limit);
+        let (ns, name) = objects.last().map(|o| list_position(o)).unwrap_or_default();
+        let token = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": [ns, name]});
+        next = Some(b64.encode(token.to_string()));
+    }
+    Ok(Page {
+        rv,
+        objects,
+        next,
+        remaining,
+    })
+}
+
 /// How an object is shown: custom resources get read-time defaults and the requested version;
 /// built-in list items go without kind and apiVersion, as typed lists do.
 fn shown(state: &State, rt: &ResourceType, object: &Value) -> Value {
@@ -260,12 +354,17 @@ pub async fn resource(
         "list" => {
             let filter = Filter::from_query(ctx.q, &rt, rp.namespace.as_deref(), None)?;
             let state = shared.lock();
-            let rv = state.store.rv();
-            let objects: Vec<&Arc<Value>> = state
+            let all: Vec<&Arc<Value>> = state
                 .store
                 .list(&rt.storage_key(), filter.namespace.as_deref())
                 .filter(|o| filter.matches(o))
                 .collect();
+            let Page {
+                rv,
+                objects,
+                next,
+                remaining,
+            } = page(all, ctx.q, state.store.rv(), state.store.compacted())?;
             Ok(match repr {
                 Representation::Table => {
                     let printer = Printer::new(
@@ -273,18 +372,16 @@ pub async fn resource(
                         Include::from_param(ctx.q.get("includeObject").map(String::as_str)),
                     );
                     let shown_objects: Vec<Value> = objects.iter().map(|o| shown(&state, &rt, o)).collect();
-                    json_response(
-                        200,
-                        &printer.table(shown_objects.iter(), Some(&rv.to_string()), true, now),
-                    )
+                    let mut table = printer.table(shown_objects.iter(), Some(&rv.to_string()), true, now);
+                    continued(&mut table, next, remaining);
+                    json_response(200, &table)
                 }
                 Representation::Metadata => {
                     let items: Vec<Value> = objects.iter().map(|o| partial(o)).collect();
-                    json_response(
-                        200,
-                        &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
-                            "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
-                    )
+                    let mut list = json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                        "metadata": {"resourceVersion": rv.to_string()}, "items": items});
+                    continued(&mut list, next, remaining);
+                    json_response(200, &list)
                 }
                 _ => {
                     let items: Vec<Value> = objects
@@ -300,7 +397,9 @@ pub async fn resource(
                             v
                         })
                         .collect();
-                    json_response(200, &list_kind_object(&rt, rv, items))
+                    let mut list = list_kind_object(&rt, rv, items);
+                    continued(&mut list, next, remaining);
+                    json_response(200, &list)
                 }
             })
         }

@@ -125,6 +125,8 @@ pub struct Fault {
     pub retry_after: Option<u64>,
     /// How many requests it fails (forever when `None`).
     pub times: Option<usize>,
+    /// Held this long before it is answered (with `code` 0: answered normally after the delay).
+    pub delay: Option<Duration>,
 }
 
 impl Fault {
@@ -134,6 +136,16 @@ impl Fault {
             verb: Some(verb.into()),
             resource: Some(resource.into()),
             code,
+            ..Self::default()
+        }
+    }
+
+    /// Delays every request of `verb` on `resource` by `d`, then serves it normally.
+    pub fn delay(verb: &str, resource: &str, d: Duration) -> Self {
+        Self {
+            verb: Some(verb.into()),
+            resource: Some(resource.into()),
+            delay: Some(d),
             ..Self::default()
         }
     }

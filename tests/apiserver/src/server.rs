@@ -212,7 +212,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let response = match shared.faults.check(&info.verb, &info.resource) {
+    let fault = shared.faults.check(&info.verb, &info.resource);
+    if let Some(d) = fault.as_ref().and_then(|f| f.delay) {
+        tokio::time::sleep(d).await;
+    }
+    let response = match fault.filter(|f| f.code != 0) {
         Some(f) => error_response(&ApiError::injected(f.code, f.retry_after)),
         None => {
             let body = match req.into_body().collect().await {

@@ -236,6 +236,11 @@ impl Store {
         self.tx.subscribe()
     }
 
+    /// The oldest resourceVersion whose events are still kept.
+    pub fn compacted(&self) -> u64 {
+        self.compacted
+    }
+
     /// Events after `rv`, oldest first.
     ///
     /// # Errors
