@@ -1,58 +1,15 @@
 //! The Helm chart with the real helm (v3.17, fetched by `scripts/fetch-helm`): lint and
-//! template in both RBAC modes, a server-side dry run of the rendered manifests against the test
-//! API server, and install / list / upgrade / uninstall.
+//! template in both RBAC modes, and, on the embedded API server and on the real control plane,
+//! a server-side dry run of the rendered manifests and install / list / upgrade / uninstall.
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::{process::Command, time::Duration};
 
-use kroxide_apiserver::{ApiServer, Config};
-use support::{Scratch, helm, repo};
+use support::{Env, Server, helm, repo};
 
-struct Cluster {
-    server: ApiServer,
-    home: Scratch,
-}
-
-impl Cluster {
-    async fn start() -> Self {
-        let server = ApiServer::start(Config::default()).await.unwrap();
-        let home = Scratch::new("kroxide-chart");
-        std::fs::write(home.path().join("kubeconfig"), server.kubeconfig()).unwrap();
-        Self { server, home }
-    }
-
-    fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(program)
-            .args(args)
-            .env("HOME", self.home.path())
-            .env("KUBECONFIG", self.home.path().join("kubeconfig"))
-            .current_dir(repo())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let input = stdin.unwrap_or("").to_string();
-        let mut pipe = child.stdin.take().unwrap();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(input.as_bytes());
-        });
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, program: &str, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(program, args, stdin);
-        assert!(
-            out.status.success(),
-            "{program} {} failed:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+async fn start(server: Server) -> Env {
+    Env::start_on(server, "kroxide-chart", Duration::from_millis(500), false).await
 }
 
 #[test]
@@ -101,11 +58,10 @@ fn the_chart_lints_strictly_and_renders_in_both_rbac_modes() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("rbac.mode"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rendered_manifests_pass_a_server_side_dry_run() {
+async fn rendered_manifests_pass_a_server_side_dry_run(server: Server) {
     let helm = helm();
-    let c = Cluster::start().await;
-    c.ok("kubectl", &["create", "namespace", "kroxide-system"], None);
+    let c = start(server).await;
+    let kubectl = c.kubectl();
     for mode in ["unrestricted", "aggregation"] {
         let set = format!("rbac.mode={mode}");
         let rendered = c.ok(
@@ -123,7 +79,7 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
             None,
         );
         let out = c.ok(
-            "kubectl",
+            &kubectl,
             &["apply", "--dry-run=server", "-n", "kroxide-system", "-f", "-"],
             Some(&rendered),
         );
@@ -134,18 +90,17 @@ async fn rendered_manifests_pass_a_server_side_dry_run() {
         assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/resourcegraphdefinitions.kro.run created (server dry run)"), "{out}");
     }
     assert!(
-        c.server
-            .names("apps/v1", "Deployment", Some("kroxide-system"))
+        c.names("apps/v1", "Deployment", Some("kroxide-system"))
+            .await
             .is_empty(),
         "a dry run stores nothing"
     );
-    c.server.shutdown().await;
+    c.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn helm_installs_upgrades_and_uninstalls_kroxide() {
+async fn helm_installs_upgrades_and_uninstalls_kroxide(server: Server) {
     let helm = helm();
-    let c = Cluster::start().await;
+    let c = start(server).await;
     let installed = c.ok(
         &helm,
         &[
@@ -181,7 +136,7 @@ async fn helm_installs_upgrades_and_uninstalls_kroxide() {
         ("v1", "Service", "kroxide-system", "kroxide-metrics"),
     ] {
         assert!(
-            c.server.get(api_version, kind, ns, name).is_some(),
+            c.get(api_version, kind, ns, name).await.is_some(),
             "{kind} {ns}/{name} not installed"
         );
     }
@@ -208,8 +163,8 @@ async fn helm_installs_upgrades_and_uninstalls_kroxide() {
         None,
     );
     let d = c
-        .server
         .get("apps/v1", "Deployment", "kroxide-system", "kroxide")
+        .await
         .unwrap();
     let args = d["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_array()
@@ -221,8 +176,8 @@ async fn helm_installs_upgrades_and_uninstalls_kroxide() {
         "{args:?}"
     );
     assert!(
-        c.server
-            .get("rbac.authorization.k8s.io/v1", "ClusterRole", "", "kroxide-core")
+        c.get("rbac.authorization.k8s.io/v1", "ClusterRole", "", "kroxide-core")
+            .await
             .is_some()
     );
 
@@ -240,34 +195,39 @@ async fn helm_installs_upgrades_and_uninstalls_kroxide() {
         None,
     );
     assert!(
-        c.server
-            .get("apps/v1", "Deployment", "kroxide-system", "kroxide")
+        c.get("apps/v1", "Deployment", "kroxide-system", "kroxide")
+            .await
             .is_none()
     );
     assert!(
-        c.server
-            .names("rbac.authorization.k8s.io/v1", "ClusterRole", None)
+        c.names("rbac.authorization.k8s.io/v1", "ClusterRole", None)
+            .await
             .iter()
             .all(|n| !n.starts_with("kroxide"))
     );
     assert!(
-        c.server.names("v1", "Secret", Some("kroxide-system")).is_empty(),
+        c.names("v1", "Secret", Some("kroxide-system")).await.is_empty(),
         "release records gone"
     );
     // Helm leaves CRDs it installed from crds/ in place (documented in docs/operations.md).
     assert!(
-        c.server
-            .get(
-                "apiextensions.k8s.io/v1",
-                "CustomResourceDefinition",
-                "",
-                "resourcegraphdefinitions.kro.run"
-            )
-            .is_some()
+        c.get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "",
+            "resourcegraphdefinitions.kro.run"
+        )
+        .await
+        .is_some()
     );
-    for ns in c.server.names("v1", "Namespace", None) {
-        let phase = c.server.get("v1", "Namespace", "", &ns).unwrap()["status"]["phase"].clone();
+    for ns in c.names("v1", "Namespace", None).await {
+        let phase = c.get("v1", "Namespace", "", &ns).await.unwrap()["status"]["phase"].clone();
         assert_eq!(phase, "Active", "{ns} stuck");
     }
-    c.server.shutdown().await;
+    c.shutdown().await;
 }
+
+on_both_servers!(
+    rendered_manifests_pass_a_server_side_dry_run,
+    helm_installs_upgrades_and_uninstalls_kroxide,
+);

@@ -1,5 +1,6 @@
-//! Every CRD kroxide generates is accepted by the API server (tests/apiserver), and instances are
-//! defaulted and validated there exactly as `kroxide render` does offline.
+//! Every CRD kroxide generates is accepted by the API server (the embedded one and the real
+//! control plane), and instances are defaulted and validated there exactly as `kroxide render`
+//! does offline.
 
 mod support;
 
@@ -9,7 +10,6 @@ use k8s_openapi::{
     api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kroxide::{commands::render::load_graph, graph::crd::rgd_crd, yaml};
-use kroxide_apiserver::{ApiServer, Config};
 use kroxide_schema::structural;
 use kube::{
     Api, Client,
@@ -18,7 +18,7 @@ use kube::{
     runtime::{conditions, wait::await_condition},
 };
 use serde_json::{Value, json};
-use support::repo;
+use support::{Env, Server, repo};
 
 fn graphs() -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -70,10 +70,9 @@ async fn api_for(
     }
 }
 
-#[tokio::test]
-async fn generated_crds_are_accepted_and_instances_defaulted_as_offline() {
-    let server = ApiServer::start(Config::default()).await.unwrap();
-    let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+async fn generated_crds_are_accepted_and_instances_defaulted_as_offline(server: Server) {
+    let env = Env::start_on(server, "kroxide-crds", Duration::from_millis(500), false).await;
+    let client = env.client.clone();
 
     // kroxide's own RGD CRD, then every shipped RGD as an object of it.
     install(&client, rgd_crd()).await;
@@ -148,5 +147,7 @@ async fn generated_crds_are_accepted_and_instances_defaulted_as_offline() {
     };
     assert_eq!(e.code, 422);
     assert_eq!(e.details.unwrap().causes[0].field, "spec.replicas");
-    server.shutdown().await;
+    env.shutdown().await;
 }
+
+on_both_servers!(generated_crds_are_accepted_and_instances_defaulted_as_offline);

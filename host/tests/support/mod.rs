@@ -213,6 +213,53 @@ impl Env {
         ControllerConfig::from_args(&args).unwrap()
     }
 
+    /// The kubectl for this server: the machine's (a dispatcher that runs the client matching
+    /// the embedded server's 1.32), or the real control plane's own release.
+    pub fn kubectl(&self) -> PathBuf {
+        match &self.backend {
+            Backend::Embedded(_) => PathBuf::from("kubectl"),
+            Backend::Real(c) => c.kubectl(),
+        }
+    }
+
+    /// `program` with this server's kubeconfig, a HOME of its own, in the repository root.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("HOME", self.scratch.path())
+            .env("KUBECONFIG", &self.kubeconfig)
+            .current_dir(repo());
+        cmd
+    }
+
+    /// Runs `program args` (with `stdin`), panicking with its output when it fails; its stdout.
+    pub fn ok(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write;
+        let program = program.as_ref().to_owned();
+        let mut child = self
+            .command(&program)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = stdin.unwrap_or("").to_string();
+        let mut pipe = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{} {} failed:\n{}{}",
+            program.to_string_lossy(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Forgets the requests recorded so far.
     pub fn reset_requests(&self) {
         match &self.backend {

@@ -1,11 +1,12 @@
-//! The real kubectl (the machine's dispatcher picks 1.32 from `/version`) against the test API
-//! server, with a throw-away HOME per server and default client-side validation.
+//! The real kubectl against the test API server (the machine's dispatcher picks 1.32 from
+//! `/version`) and against the real control plane (its own kubectl, 1.36), with a throw-away
+//! HOME per server and default client-side validation.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Kubectl, eventually, server};
+use common::{Kubectl, Server, Target, eventually};
 
 const CRD: &str = r#"
 apiVersion: apiextensions.k8s.io/v1
@@ -50,10 +51,9 @@ fn deployment(replicas: u32, image: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn apply_creates_and_updates_custom_resources_and_deployments() {
-    let s = server().await;
-    let k = Kubectl::new(&s);
+async fn apply_creates_and_updates_custom_resources_and_deployments(server: Server) {
+    let s = Target::start(server).await;
+    let k = Kubectl::for_target(&s);
     let crd = k.file("crd.yaml", CRD.as_bytes());
     assert!(
         k.ok(&["apply", "-f", &crd])
@@ -111,10 +111,9 @@ async fn apply_creates_and_updates_custom_resources_and_deployments() {
     s.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn server_side_apply_reports_conflicts_until_forced() {
-    let s = server().await;
-    let k = Kubectl::new(&s);
+async fn server_side_apply_reports_conflicts_until_forced(server: Server) {
+    let s = Target::start(server).await;
+    let k = Kubectl::for_target(&s);
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: a}\n";
     let f = k.file("cm.yaml", cm.as_bytes());
     assert_eq!(
@@ -155,10 +154,9 @@ async fn server_side_apply_reports_conflicts_until_forced() {
     s.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn get_prints_columns_yaml_and_watches() {
-    let s = server().await;
-    let k = Kubectl::new(&s);
+async fn get_prints_columns_yaml_and_watches(server: Server) {
+    let s = Target::start(server).await;
+    let k = Kubectl::for_target(&s);
     k.ok(&["apply", "-f", &k.file("crd.yaml", CRD.as_bytes())]);
     k.ok(&["apply", "-f", &k.file("w.yaml", widget(3).as_bytes())]);
     let table = k.ok(&["get", "widgets"]);
@@ -191,10 +189,9 @@ async fn get_prints_columns_yaml_and_watches() {
     s.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn delete_waits_for_finalizers_and_wait_sees_conditions() {
-    let s = server().await;
-    let k = Kubectl::new(&s);
+async fn delete_waits_for_finalizers_and_wait_sees_conditions(server: Server) {
+    let s = Target::start(server).await;
+    let k = Kubectl::for_target(&s);
     k.ok(&["apply", "-f", &k.file("crd.yaml", CRD.as_bytes())]);
     k.ok(&["apply", "-f", &k.file("w.yaml", widget(3).as_bytes())]);
     assert_eq!(
@@ -257,7 +254,12 @@ async fn delete_waits_for_finalizers_and_wait_sees_conditions() {
     ]);
     let out = deleting.join().unwrap();
     assert!(out.ok, "{}", out.stderr);
-    assert_eq!(out.stdout.trim(), "widget.example.com \"w1\" deleted");
+    // kubectl 1.36 adds " from default namespace".
+    assert!(
+        out.stdout.trim().starts_with("widget.example.com \"w1\" deleted"),
+        "{}",
+        out.stdout
+    );
     let after = k.run(&["get", "wd", "w1"]);
     assert!(
         after.stderr.contains("NotFound") || after.stderr.contains("not found"),
@@ -266,10 +268,9 @@ async fn delete_waits_for_finalizers_and_wait_sees_conditions() {
     s.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn scale_create_and_discovery_commands_work() {
-    let s = server().await;
-    let k = Kubectl::new(&s);
+async fn scale_create_and_discovery_commands_work(server: Server) {
+    let s = Target::start(server).await;
+    let k = Kubectl::for_target(&s);
     k.ok(&[
         "apply",
         "-f",
@@ -280,7 +281,7 @@ async fn scale_create_and_discovery_commands_work() {
         "deployment.apps/web scaled"
     );
     k.ok(&["wait", "--for=condition=Available", "deploy/web", "--timeout=10s"]);
-    let ready = eventually(Duration::from_secs(10), async || {
+    let ready = eventually(Duration::from_secs(30), async || {
         let r = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.status.readyReplicas}"]);
         (r == "3").then_some(())
     })
@@ -301,7 +302,8 @@ async fn scale_create_and_discovery_commands_work() {
         .trim(),
         "configmap/plugin created"
     );
-    let stored = s.get("v1", "ConfigMap", "default", "plugin").unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_str(&k.ok(&["get", "configmap", "plugin", "-o", "json"])).unwrap();
     use base64::Engine as _;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(stored["binaryData"]["plugin.wasm"].as_str().unwrap())
@@ -319,7 +321,7 @@ async fn scale_create_and_discovery_commands_work() {
         "secret/creds created"
     );
     assert_eq!(
-        s.get("v1", "Secret", "default", "creds").unwrap()["type"],
+        k.ok(&["get", "secret", "creds", "-o", "jsonpath={.type}"]),
         "Opaque"
     );
     assert_eq!(
@@ -348,3 +350,11 @@ async fn scale_create_and_discovery_commands_work() {
     );
     s.shutdown().await;
 }
+
+on_both_servers!(
+    apply_creates_and_updates_custom_resources_and_deployments,
+    server_side_apply_reports_conflicts_until_forced,
+    get_prints_columns_yaml_and_watches,
+    delete_waits_for_finalizers_and_wait_sees_conditions,
+    scale_create_and_discovery_commands_work,
+);

@@ -1,5 +1,6 @@
-//! Shared helpers: a server per test, a kube-rs client for it, kubectl with a throw-away HOME,
-//! and polling with a deadline.
+//! Shared helpers: a server per test (the embedded one, or the real control plane of
+//! scripts/cluster), a kube-rs client for it, kubectl with a throw-away HOME, and polling with a
+//! deadline.
 #![allow(dead_code)]
 
 use std::{
@@ -19,6 +20,88 @@ pub async fn server() -> ApiServer {
     })
     .await
     .expect("the API server starts")
+}
+
+/// Which server a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// This crate's server, in process.
+    Embedded,
+    /// The real control plane (Kubernetes' own components, a KWOK node).
+    Real,
+}
+
+/// A running server of either kind.
+pub enum Target {
+    Embedded(ApiServer),
+    Real(kroxide_cluster::Cluster),
+}
+
+impl Target {
+    /// Starts `server` (the embedded one as [`server`] does).
+    pub async fn start(server: Server) -> Self {
+        match server {
+            Server::Embedded => Target::Embedded(self::server().await),
+            Server::Real => Target::Real(
+                tokio::task::spawn_blocking(kroxide_cluster::Cluster::start)
+                    .await
+                    .unwrap()
+                    .expect("the real control plane starts"),
+            ),
+        }
+    }
+
+    /// A kube-rs client.
+    pub async fn client(&self) -> kube::Client {
+        match self {
+            Target::Embedded(s) => client(s),
+            Target::Real(c) => {
+                let config = kube::Config::from_custom_kubeconfig(
+                    kube::config::Kubeconfig::read_from(c.kubeconfig()).unwrap(),
+                    &kube::config::KubeConfigOptions::default(),
+                )
+                .await
+                .unwrap();
+                kube::Client::try_from(config).unwrap()
+            }
+        }
+    }
+
+    /// The embedded server, for steps only it can do (faults, compaction, its request log).
+    pub fn embedded(&self) -> &ApiServer {
+        match self {
+            Target::Embedded(s) => s,
+            Target::Real(_) => panic!("this step needs the embedded server"),
+        }
+    }
+
+    /// Stops it.
+    pub async fn shutdown(self) {
+        match self {
+            Target::Embedded(s) => s.shutdown().await,
+            Target::Real(c) => tokio::task::spawn_blocking(move || c.stop().unwrap())
+                .await
+                .unwrap(),
+        }
+    }
+}
+
+/// Runs the async test `$name(server)` once per server, as `$name::embedded_api_server` and
+/// `$name::real_control_plane`.
+#[macro_export]
+macro_rules! on_both_servers {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn embedded_api_server() {
+                super::$name($crate::common::Server::Embedded).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn real_control_plane() {
+                super::$name($crate::common::Server::Real).await
+            }
+        }
+    )+};
 }
 
 /// A kube-rs client for `server`.
@@ -66,6 +149,8 @@ impl Drop for TempDir {
 pub struct Kubectl {
     pub home: TempDir,
     pub kubeconfig: PathBuf,
+    /// The kubectl binary.
+    pub program: PathBuf,
 }
 
 /// A finished command.
@@ -91,10 +176,32 @@ impl Kubectl {
         let home = TempDir::new("kubectl");
         let kubeconfig = home.0.join("kubeconfig");
         std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-        Self { home, kubeconfig }
+        Self {
+            home,
+            kubeconfig,
+            program: PathBuf::from("kubectl"),
+        }
     }
 
-    fn command(&self, program: &str, args: &[&str]) -> Command {
+    /// The kubectl for `target`: the machine's dispatcher (1.32) for the embedded server, the
+    /// control plane's own release for the real one.
+    pub fn for_target(target: &Target) -> Self {
+        match target {
+            Target::Embedded(s) => Self::new(s),
+            Target::Real(c) => {
+                let home = TempDir::new("kubectl");
+                let kubeconfig = home.0.join("kubeconfig");
+                std::fs::copy(c.kubeconfig(), &kubeconfig).unwrap();
+                Self {
+                    home,
+                    kubeconfig,
+                    program: c.kubectl(),
+                }
+            }
+        }
+    }
+
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
         let mut c = Command::new(program);
         c.args(args)
             .env("HOME", &self.home.0)
@@ -106,7 +213,7 @@ impl Kubectl {
 
     /// Runs kubectl (blocking; call from `spawn_blocking` in async tests).
     pub fn run(&self, args: &[&str]) -> Run {
-        self.command("kubectl", args)
+        self.command(&self.program, args)
             .output()
             .expect("kubectl runs")
             .into()
@@ -114,7 +221,7 @@ impl Kubectl {
 
     /// Starts kubectl on a thread (for `get -w` or a blocking delete); join for the result.
     pub fn spawn(&self, args: &[&str]) -> std::thread::JoinHandle<Run> {
-        let mut c = self.command("kubectl", args);
+        let mut c = self.command(&self.program, args);
         std::thread::spawn(move || c.output().expect("kubectl runs").into())
     }
 
@@ -122,7 +229,7 @@ impl Kubectl {
     pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
         use std::io::Write;
         let mut child = self
-            .command("kubectl", args)
+            .command(&self.program, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
