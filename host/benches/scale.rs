@@ -1,7 +1,9 @@
-//! Scale: N instances (default 1000, `KROXIDE_SCALE_INSTANCES`) of a 3-resource graph, the test
-//! API server in this process and the controller as its own process (release build), so its
-//! peak RSS is its own. Reports the time until every instance is ACTIVE, the requests the
-//! controller made, and its peak RSS. Run with `cargo bench -p kroxide --bench scale`.
+//! Scale: N instances (default 1000, `KROXIDE_SCALE_INSTANCES`) of a 3-resource graph, the
+//! controller as its own process (release build), so its peak RSS is its own. The server is the
+//! test API server in this process, or with `KROXIDE_SCALE_SERVER=real` the real control plane
+//! of scripts/cluster (requests then come from its audit log). Reports the time until every
+//! instance is ACTIVE, the requests the controller made, and its peak RSS. Run with
+//! `cargo bench -p kroxide --bench scale`.
 
 use std::{
     process::{Command, Stdio},
@@ -34,24 +36,47 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let server = ApiServer::start(Config {
-        workload_delay: Duration::from_millis(200),
-        ..Config::default()
-    })
-    .await
-    .unwrap();
+    let real = std::env::var("KROXIDE_SCALE_SERVER").is_ok_and(|v| v == "real");
     let dir = std::env::temp_dir().join(format!("kroxide-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).unwrap();
-    let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(rgd_crd()).unwrap(),
-        )
+    let server = if real {
+        let cluster = kroxide_cluster::Cluster::start().unwrap();
+        std::fs::copy(cluster.kubeconfig(), &kubeconfig).unwrap();
+        Server::Real(cluster)
+    } else {
+        let s = ApiServer::start(Config {
+            workload_delay: Duration::from_millis(200),
+            ..Config::default()
+        })
         .await
         .unwrap();
+        std::fs::write(&kubeconfig, s.kubeconfig()).unwrap();
+        Server::Embedded(s)
+    };
+    let client = Client::try_from(
+        kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(rgd_crd()).unwrap(),
+    )
+    .await
+    .unwrap();
+    kube::runtime::wait::await_condition(
+        crds,
+        "resourcegraphdefinitions.kro.run",
+        kube::runtime::conditions::is_crd_established(),
+    )
+    .await
+    .unwrap();
     let nss: Api<Namespace> = Api::all(client.clone());
     nss.create(
         &PostParams::default(),
@@ -118,7 +143,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    server.counters().reset();
+    server.reset_requests();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "scale", &ar);
     let started = Instant::now();
     for i in 0..n {
@@ -133,14 +158,13 @@ async fn main() {
     let mut peak = 0;
     let all_active = loop {
         peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
-        let active = server
-            .names("bench.kroxide.dev/v1alpha1", "Scale", Some("scale"))
+        let active = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
             .iter()
-            .filter(|name| {
-                server
-                    .get("bench.kroxide.dev/v1alpha1", "Scale", "scale", name)
-                    .is_some_and(|o| o["status"]["state"] == "ACTIVE")
-            })
+            .filter(|o| o.data["status"]["state"] == "ACTIVE")
             .count();
         if active == n {
             break started.elapsed();
@@ -153,7 +177,7 @@ async fn main() {
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
-    let requests = server.counters().snapshot();
+    let requests = server.requests();
     let ours: Vec<_> = requests
         .iter()
         .filter(|r| r.user_agent.starts_with("kroxide/"))
@@ -166,6 +190,14 @@ async fn main() {
     let watches = ours.iter().filter(|r| r.verb == "watch").count();
     let _ = controller.kill();
     let _ = controller.wait();
+    println!(
+        "server: {}",
+        if real {
+            "the real control plane (scripts/cluster: Kubernetes v1.36.3, KWOK)"
+        } else {
+            "tests/apiserver, in process"
+        }
+    );
     println!("| measurement | result |");
     println!("|---|---|");
     println!("| instances of a 3-resource graph (ConfigMap, Deployment, Service) | {n} |");
@@ -192,4 +224,72 @@ async fn main() {
     );
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The server the benchmark runs against.
+enum Server {
+    Embedded(ApiServer),
+    Real(kroxide_cluster::Cluster),
+}
+
+/// A request, as either server recorded it.
+struct Request {
+    verb: String,
+    resource: String,
+    user_agent: String,
+}
+
+impl Request {
+    fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
+}
+
+impl Server {
+    fn reset_requests(&self) {
+        match self {
+            Server::Embedded(s) => s.counters().reset(),
+            Server::Real(c) => {
+                c.settle(Duration::from_millis(300), Duration::from_secs(10));
+                c.reset_requests().unwrap();
+            }
+        }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        match self {
+            Server::Embedded(s) => s
+                .counters()
+                .snapshot()
+                .into_iter()
+                .map(|r| Request {
+                    verb: r.verb,
+                    resource: r.resource,
+                    user_agent: r.user_agent,
+                })
+                .collect(),
+            Server::Real(c) => {
+                c.settle(Duration::from_millis(500), Duration::from_secs(10));
+                c.requests()
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| Request {
+                        verb: r.verb,
+                        resource: r.resource,
+                        user_agent: r.user_agent,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Server::Embedded(s) => s.shutdown().await,
+            Server::Real(c) => c.stop().unwrap(),
+        }
+    }
 }

@@ -316,7 +316,16 @@ async fn a_controller_reconciles_again_when_an_owned_object_changes(server: Serv
         secrets.get_opt("app-secret").await.ok().flatten()
     })
     .await;
-    assert!(again.is_some(), "recreated after the owned object was deleted");
+    assert!(
+        again.is_some(),
+        "recreated after the owned object was deleted (reconciles: {} before, {} now; secrets: {:?})",
+        before,
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        secrets
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.iter().map(|s| s.name_any()).collect::<Vec<_>>())
+    );
     assert!(count.load(std::sync::atomic::Ordering::SeqCst) > before);
     // Deleting the owner collects the secret (background propagation).
     cms.delete("app", &DeleteParams::default()).await.unwrap();
