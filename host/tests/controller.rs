@@ -469,7 +469,57 @@ async fn breaking_schema_changes_are_refused_unless_allowed(server: Server) {
     env.shutdown().await;
 }
 
+/// Regression: a graph deleted while instances remain, then a controller restart. The new
+/// controller had no revision of the graph, counted its instances from that absent cache as 0
+/// and removed the finalizer: the graph went, its instances kept their finalizer for ever and
+/// their children stayed.
+async fn a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instances(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let first = start(&env, &[]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Budget", "metadata": {"name": "left", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "left", "ACTIVE").await;
+    first.stop(Duration::from_secs(5)).await;
+    rgd_api(&env.client)
+        .delete("budgets.test.kroxide.dev", &DeleteParams::default())
+        .await
+        .unwrap();
+    let second = start(&env, &[]).await;
+    eventually("InstancesRemaining", Duration::from_secs(20), async || {
+        rgd_state(&env, "budgets.test.kroxide.dev").await.filter(|s| {
+            s["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["reason"] == "InstancesRemaining"))
+        })
+    })
+    .await;
+    // Still served: deleting the instance deletes its children and lets it go, then the graph.
+    api.delete("left", &DeleteParams::default()).await.unwrap();
+    eventually("instance finalized", Duration::from_secs(20), async || {
+        api.get_opt("left").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(env.names("v1", "ConfigMap", Some("apps")).await.is_empty());
+    eventually("graph gone", Duration::from_secs(20), async || {
+        rgd_api(&env.client)
+            .get_opt("budgets.test.kroxide.dev")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    second.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instances,
     an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none,
     live_objects_holding_server_defaults_cause_no_writes,
     state_made_by_kro_is_adopted_without_creates_or_deletes,

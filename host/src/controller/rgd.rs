@@ -523,15 +523,29 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
             return Ok(Action::done());
         }
     };
-    let mut raw = ctx.memory.freshest(cached);
-    if raw
+    let raw = ctx.memory.freshest(cached);
+    let deleting = raw
         .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-    {
+        .is_some_and(|t| !t.is_null());
+    if deleting {
+        // A graph deleted while this controller was down has no revision yet: serve it first
+        // (if it compiles), so the instances that remain are still reconciled and finalized.
+        if ctx.graphs.get(name).is_none()
+            && let Err(e) = serve(ctx, name, raw.clone(), true).await
+        {
+            tracing::info!(error = %e, "cannot serve the graph being deleted");
+        }
         return delete(ctx, name, &raw).await;
     }
+    serve(ctx, name, raw, false).await
+}
+
+/// Compiles the graph, loads its plugin, applies its CRD and serves a new revision when
+/// anything changed; reports the outcome in the RGD's status. `deleting`: the RGD is going
+/// (no finalizer is added; the caller deletes once the instances are gone).
+async fn serve(ctx: &Arc<Context>, name: &str, mut raw: Value, deleting: bool) -> Result<Action, Error> {
     let fins = finalizers(&raw);
-    if !fins.iter().any(|f| f == FINALIZER) {
+    if !deleting && !fins.iter().any(|f| f == FINALIZER) {
         let mut next = fins.clone();
         next.push(FINALIZER.to_string());
         set_finalizers(ctx, name, &raw, next).await?;
@@ -695,18 +709,45 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
     Ok(Action::done())
 }
 
+/// The instances of a graph's kind that exist, counted from the API (never from a cache,
+/// which may not have been started or synced): the served revision's kind, else the kind the
+/// RGD's schema names. `None` when the kind is not served (no CRD, so no instance).
+async fn count_instances(
+    ctx: &Context,
+    raw: &Value,
+    revision: Option<&Revision>,
+) -> Result<Option<(String, usize)>, Error> {
+    let resource = match revision {
+        Some(r) => r.resource.clone(),
+        None => {
+            let group = s(raw, "/spec/schema/group");
+            let group = if group.is_empty() { "kro.run" } else { group };
+            let api_version = format!("{group}/{}", s(raw, "/spec/schema/apiVersion"));
+            let kind = s(raw, "/spec/schema/kind");
+            match ctx.informers.kinds.resolve(&ctx.client, &api_version, kind).await {
+                Ok((resource, _)) => resource,
+                Err(_) => return Ok(None),
+            }
+        }
+    };
+    let api = ctx.api(&resource, false, None).await;
+    match api.list_metadata(&kube::api::ListParams::default()).await {
+        Ok(list) => Ok(Some((resource.kind.clone(), list.items.len()))),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
+        Err(source) => Err(Error::Api {
+            action: "list",
+            object: format!("{} instances", resource.kind),
+            source,
+        }),
+    }
+}
+
 async fn delete(ctx: &Arc<Context>, name: &str, raw: &Value) -> Result<Action, Error> {
     let revision = ctx.graphs.get(name);
-    let remaining = revision
-        .as_ref()
-        .and_then(|r| ctx.informers.get(&r.watch))
-        .map(|i| i.list().len())
-        .unwrap_or(0);
+    let (kind, remaining) = count_instances(ctx, raw, revision.as_deref())
+        .await?
+        .unwrap_or_default();
     if remaining > 0 {
-        let kind = revision
-            .as_ref()
-            .map(|r| r.resource.kind.clone())
-            .unwrap_or_default();
         let mut report = Report::healthy(
             &kind,
             revision.as_ref().map(|r| r.graph.clone()),

@@ -321,10 +321,11 @@ async fn a_controller_reconciles_again_when_an_owned_object_changes(server: Serv
         "recreated after the owned object was deleted (reconciles: {} before, {} now; secrets: {:?})",
         before,
         count.load(std::sync::atomic::Ordering::SeqCst),
-        secrets
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items.iter().map(|s| s.name_any()).collect::<Vec<_>>())
+        secrets.list(&ListParams::default()).await.map(|l| l
+            .items
+            .iter()
+            .map(|s| s.name_any())
+            .collect::<Vec<_>>())
     );
     assert!(count.load(std::sync::atomic::Ordering::SeqCst) > before);
     // Deleting the owner collects the secret (background propagation).
