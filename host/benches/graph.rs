@@ -86,7 +86,7 @@ fn main() {
             node_order: &order,
             plugin: None,
             scopes: &scopes,
-            propagate_labels: true,
+            propagate_labels: kroxide::metadata::Propagation::SameNamespace,
         })
         .unwrap();
         assert_eq!(out.desired.len(), 3);
@@ -129,7 +129,7 @@ fn main() {
                 allowed_kinds: &[],
             }),
             scopes: &scopes,
-            propagate_labels: true,
+            propagate_labels: kroxide::metadata::Propagation::SameNamespace,
         })
         .unwrap();
         assert_eq!(out.desired.len(), 3);

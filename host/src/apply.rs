@@ -54,6 +54,17 @@ pub fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value>) -> b
             .is_none_or(Value::is_null)
 }
 
+/// Whether an existing object may become this ApplySet's child: it is already in it (our
+/// watch has not seen it yet), or its owner handed it over with [`metadata::ADOPT`].
+pub fn may_take_over(existing: &Value, applyset: &str) -> bool {
+    label(existing, metadata::APPLYSET_PART_OF) == Some(applyset)
+        || existing
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(metadata::ADOPT))
+            .and_then(Value::as_str)
+            == Some("true")
+}
+
 /// What happened to one child.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -75,6 +86,19 @@ pub enum ApplyError {
         object: String,
         /// The other ApplySet.
         other: String,
+    },
+    /// An object of that name exists, and it is not in the instance's ApplySet: it was not
+    /// made for this instance, so it is not taken over.
+    #[error(
+        "resource {key}: {object} already exists and is not part of this instance's ApplySet; it is not taken \
+         over (annotate it {adopt}=true to hand it to this instance)",
+        adopt = metadata::ADOPT
+    )]
+    NotOurs {
+        /// The child.
+        key: String,
+        /// `Kind namespace/name`.
+        object: String,
     },
     /// The API refused or failed.
     #[error("resource {key}: {source}")]
@@ -137,6 +161,31 @@ pub async fn apply(
             source,
         })?;
     let api = ctx.api(&resource, namespaced, child.namespace()).await;
+    if live.is_none() {
+        // Not among the children we watch (they carry kro.run/owned): new, or someone else's.
+        match api.get_opt(child.name()).await {
+            Ok(None) => {}
+            Ok(Some(existing)) => {
+                let existing = crate::controller::informers::to_value(&existing, &resource);
+                if !may_take_over(&existing, applyset) {
+                    return Err(ApplyError::NotOurs {
+                        key,
+                        object: shown(child),
+                    });
+                }
+            }
+            Err(source) => {
+                return Err(ApplyError::Api {
+                    key,
+                    source: Error::Api {
+                        action: "get",
+                        object: shown(child),
+                        source,
+                    },
+                });
+            }
+        }
+    }
     let body = Value::Object(child.object.clone());
     let result = api
         .patch(
@@ -237,6 +286,28 @@ mod tests {
             Some(&live(fields.clone()))
         ));
         assert!(!unchanged(None, intent_hash(&c), Some(&live(fields))));
+    }
+
+    #[test]
+    fn only_an_object_of_this_applyset_or_handed_over_may_be_taken() {
+        let obj = |labels: Value, annotations: Value| json!({"metadata": {"name": "precious", "labels": labels, "annotations": annotations}});
+        assert!(!may_take_over(&obj(json!({}), json!({})), "applyset-a"));
+        assert!(!may_take_over(
+            &obj(json!({"applyset.kubernetes.io/part-of": "applyset-b"}), json!({})),
+            "applyset-a"
+        ));
+        assert!(may_take_over(
+            &obj(json!({"applyset.kubernetes.io/part-of": "applyset-a"}), json!({})),
+            "applyset-a"
+        ));
+        assert!(may_take_over(
+            &obj(json!({}), json!({"kroxide.dev/adopt": "true"})),
+            "applyset-a"
+        ));
+        assert!(!may_take_over(
+            &obj(json!({}), json!({"kroxide.dev/adopt": "yes"})),
+            "applyset-a"
+        ));
     }
 
     #[test]

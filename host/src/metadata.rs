@@ -41,8 +41,12 @@ pub const APPLY_ORDER: &str = "internal.kro.run/apply-order";
 pub const RGD_NAME: &str = "kro.run/resource-graph-definition-name";
 /// RGD uid on an instance.
 pub const RGD_ID: &str = "kro.run/resource-graph-definition-id";
-/// Annotation turning off instance-label propagation on an RGD.
+/// Annotation on an RGD choosing which children get the instance's labels: `false` (none),
+/// `namespace` (the default: namespaced children in the instance's own namespace) or `all`.
 pub const PROPAGATE_LABELS: &str = "kroxide.dev/propagate-labels";
+/// Annotation on an existing object handing it over to the instance whose child has its name:
+/// without it, an object that is not in the instance's ApplySet is never taken over.
+pub const ADOPT: &str = "kroxide.dev/adopt";
 
 /// Value of [`KRO_VERSION`] written by this build.
 pub const CONTROLLER_VERSION: &str = concat!("kroxide-v", env!("CARGO_PKG_VERSION"));
@@ -164,9 +168,66 @@ impl InstanceIdentity {
     }
 }
 
-/// Whether an instance label with this key propagates to children.
+/// Whether an instance label with this key propagates to children. Never kroxide's own keys,
+/// the keys tools claim objects by, or keys in Kubernetes' reserved domains (`kubernetes.io`,
+/// `k8s.io` and their subdomains, such as `pod-security.kubernetes.io`, which would let a
+/// namespace user set policy), except the recommended `app.kubernetes.io/` labels.
 pub fn propagates(key: &str) -> bool {
-    !NOT_PROPAGATED_PREFIXES.iter().any(|p| key.starts_with(p)) && !NOT_PROPAGATED_KEYS.contains(&key)
+    if NOT_PROPAGATED_PREFIXES.iter().any(|p| key.starts_with(p)) || NOT_PROPAGATED_KEYS.contains(&key) {
+        return false;
+    }
+    let Some((domain, _)) = key.split_once('/') else {
+        return true;
+    };
+    let reserved = ["kubernetes.io", "k8s.io"]
+        .iter()
+        .any(|r| domain == *r || domain.ends_with(&format!(".{r}")));
+    !reserved || domain == "app.kubernetes.io"
+}
+
+/// Which children get the instance's labels (RGD annotation [`PROPAGATE_LABELS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Propagation {
+    /// None.
+    Off,
+    /// Namespaced children in the instance's own namespace: a namespace user cannot set labels
+    /// on cluster-scoped objects or in other namespaces.
+    #[default]
+    SameNamespace,
+    /// Every child.
+    All,
+}
+
+impl Propagation {
+    /// From the annotation's value (`None`: absent).
+    ///
+    /// # Errors
+    /// An unknown value, as the message to show.
+    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+        match value {
+            None | Some("true" | "namespace") => Ok(Self::SameNamespace),
+            Some("false") => Ok(Self::Off),
+            Some("all") => Ok(Self::All),
+            Some(other) => Err(format!(
+                "metadata.annotations[{PROPAGATE_LABELS}]: {other:?} is not one of false, namespace, all"
+            )),
+        }
+    }
+
+    /// Whether a child (namespaced or not, in `namespace`) of an instance in
+    /// `instance_namespace` gets the labels.
+    pub fn reaches(
+        self,
+        namespaced: bool,
+        namespace: Option<&str>,
+        instance_namespace: Option<&str>,
+    ) -> bool {
+        match self {
+            Self::Off => false,
+            Self::All => true,
+            Self::SameNamespace => namespaced && namespace.is_some() && namespace == instance_namespace,
+        }
+    }
 }
 
 /// How to stamp one child.
@@ -239,6 +300,51 @@ mod tests {
         let id = identity.applyset_id();
         assert!(id.starts_with("applyset-") && id.ends_with("-v1"), "{id}");
         assert_eq!(id.len(), "applyset-".len() + 43 + "-v1".len());
+    }
+
+    #[test]
+    fn labels_in_kubernetes_reserved_domains_never_propagate() {
+        for key in [
+            "pod-security.kubernetes.io/warn",
+            "pod-security.kubernetes.io/enforce",
+            "kubernetes.io/metadata.name",
+            "node-role.kubernetes.io/control-plane",
+            "k8s.io/x",
+            "sub.k8s.io/y",
+        ] {
+            assert!(!propagates(key), "{key}");
+        }
+        for key in [
+            "team",
+            "app.kubernetes.io/name",
+            "example.com/tier",
+            "notkubernetes.io/a",
+        ] {
+            assert!(propagates(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn by_default_labels_reach_only_namespaced_children_in_the_instance_namespace() {
+        let p = Propagation::parse(None).unwrap();
+        assert!(p.reaches(true, Some("shop"), Some("shop")));
+        assert!(!p.reaches(false, None, Some("shop")), "cluster-scoped");
+        assert!(!p.reaches(true, Some("other"), Some("shop")), "another namespace");
+        assert!(
+            Propagation::parse(Some("all"))
+                .unwrap()
+                .reaches(false, None, Some("shop"))
+        );
+        assert!(
+            !Propagation::parse(Some("false"))
+                .unwrap()
+                .reaches(true, Some("shop"), Some("shop"))
+        );
+        assert!(
+            Propagation::parse(Some("yes"))
+                .unwrap_err()
+                .contains("kroxide.dev/propagate-labels")
+        );
     }
 
     #[test]

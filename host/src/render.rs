@@ -73,8 +73,8 @@ pub struct Input<'a> {
     pub plugin: Option<PluginStage<'a>>,
     /// Kind scopes.
     pub scopes: &'a dyn KindScopes,
-    /// Copy the instance's labels to children.
-    pub propagate_labels: bool,
+    /// Which children get the instance's labels.
+    pub propagate_labels: metadata::Propagation,
 }
 
 impl std::fmt::Debug for Input<'_> {
@@ -179,7 +179,12 @@ fn group_kind(api_version: &str, kind: &str) -> String {
 /// A plugin failure, an unknown or misused scope, duplicate objects, or a disallowed kind.
 pub fn desired(mut input: Input<'_>) -> Result<Output, Error> {
     let identity = InstanceIdentity::from_object(input.instance);
-    let template_ids: Vec<String> = input.rendered.iter().map(|c| c.key.id.clone()).collect();
+    // (node id, Kind.group) of every template child.
+    let template_kinds: Vec<(String, String)> = input
+        .rendered
+        .iter()
+        .map(|c| (c.key.id.clone(), group_kind(c.api_version(), c.kind())))
+        .collect();
     let mut rendered = std::mem::take(&mut input.rendered);
 
     let (mut desired, events, requeue_after) = match input.plugin {
@@ -197,13 +202,12 @@ pub fn desired(mut input: Input<'_>) -> Result<Output, Error> {
                 pending: &input.pending,
             };
             let out = stage.plugin.transform(&stage.limits, &call)?;
-            let template_kinds: Vec<String> = rendered
-                .iter()
-                .map(|c| group_kind(c.api_version(), c.kind()))
-                .collect();
             for child in &out.desired {
                 let gk = group_kind(child.api_version(), child.kind());
-                let from_template = template_ids.contains(&child.key.id) || template_kinds.contains(&gk);
+                // Under a template's id only that template's kind: anything else is added.
+                let from_template = template_kinds
+                    .iter()
+                    .any(|(id, k)| *id == child.key.id && *k == gk);
                 let allowed = stage.allowed_kinds.is_empty()
                     || stage.allowed_kinds.iter().any(|a| *a == gk || *a == child.kind());
                 if !from_template && !allowed {
@@ -291,12 +295,16 @@ fn finish(
             .key
             .index
             .map(|i| (i, sizes.get(&child.key.id).copied().unwrap_or(0)));
+        let propagate_labels =
+            input
+                .propagate_labels
+                .reaches(namespaced, child.namespace(), identity.namespace.as_deref());
         let stamp = metadata::Stamp {
             instance: identity,
             node_id: &child.key.id,
             collection,
             apply_order,
-            propagate_labels: input.propagate_labels,
+            propagate_labels,
         };
         metadata::stamp(&mut child.object, &stamp);
     }

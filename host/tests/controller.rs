@@ -518,7 +518,79 @@ async fn a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instan
     env.shutdown().await;
 }
 
+/// Regression: an instance whose child has the name of an object it did not make (`kubectl
+/// create cm precious`) merged into it, rewrote its labels, and deleted it with itself.
+async fn an_object_the_instance_did_not_make_is_never_taken_over(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "precious"}, "data": {"keep": "me"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    apply_rgd(&env, one_configmap("takers.test.kroxide.dev", "Taker")).await;
+    wait_active(&env, "takers.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Taker", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Taker", "metadata": {"name": "precious", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    let refused = eventually("ResourceNotOwned", Duration::from_secs(20), async || {
+        let o = api.get("precious").await.ok()?;
+        o.data["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "ResourcesReady" && c["reason"] == "ResourceNotOwned")
+            .cloned()
+    })
+    .await;
+    assert_eq!(refused["status"], "False");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("ConfigMap apps/precious already exists and is not part of this instance's ApplySet"),
+        "{refused}"
+    );
+    let untouched = cms.get("precious").await.unwrap();
+    assert_eq!(
+        untouched.data.unwrap().into_iter().collect::<Vec<_>>(),
+        [("keep".to_string(), "me".to_string())]
+    );
+    assert!(
+        untouched.metadata.labels.unwrap_or_default().is_empty(),
+        "labels untouched"
+    );
+    // Deleting the instance leaves it alone.
+    api.delete("precious", &DeleteParams::default()).await.unwrap();
+    eventually("instance gone", Duration::from_secs(20), async || {
+        api.get_opt("precious").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        cms.get_opt("precious").await.unwrap().is_some(),
+        "not deleted with the instance"
+    );
+    // Handed over explicitly, it is taken.
+    cms.patch(
+        "precious",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"kroxide.dev/adopt": "true"}}})),
+    )
+    .await
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "precious", "ACTIVE").await;
+    let adopted = cms.get("precious").await.unwrap();
+    assert_eq!(adopted.data.unwrap()["value"], "v");
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    an_object_the_instance_did_not_make_is_never_taken_over,
     a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instances,
     an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none,
     live_objects_holding_server_defaults_cause_no_writes,

@@ -620,6 +620,7 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
                 Err(e) => {
                     let reason = match e {
                         apply::ApplyError::OtherApplySet { .. } => "ApplySetConflict",
+                        apply::ApplyError::NotOurs { .. } => "ResourceNotOwned",
                         apply::ApplyError::Api { .. } => "ApplyFailed",
                     };
                     failure = Some(Failure {

@@ -315,7 +315,7 @@ pub struct Graph {
     /// The plugin, if any.
     pub plugin: Option<PluginSpec>,
     /// Copy the instance's labels to children.
-    pub propagate_labels: bool,
+    pub propagate_labels: metadata::Propagation,
     /// Collection limits.
     pub limits: Limits,
 }
@@ -645,12 +645,13 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits) -> Result<Graph, Err
         nodes,
         status,
         plugin: rgd.spec.plugin.clone(),
-        propagate_labels: rgd
-            .metadata
-            .annotations
-            .get(metadata::PROPAGATE_LABELS)
-            .map(String::as_str)
-            != Some("false"),
+        propagate_labels: metadata::Propagation::parse(
+            rgd.metadata
+                .annotations
+                .get(metadata::PROPAGATE_LABELS)
+                .map(String::as_str),
+        )
+        .map_err(Error::Validation)?,
         limits,
     })
 }
