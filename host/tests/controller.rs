@@ -589,7 +589,58 @@ async fn an_object_the_instance_did_not_make_is_never_taken_over(server: Server)
     env.shutdown().await;
 }
 
+/// Regression: a template reading an optional instance field the instance does not set left the
+/// instance IN_PROGRESS for ever with GraphResolved=True. Waiting cannot help (only the
+/// instance's author can set it), so it is reported, naming the field and the expression.
+async fn a_missing_optional_field_is_reported_with_the_field_and_expression(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(
+        &env,
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+            "metadata": {"name": "optionals.test.kroxide.dev"},
+            "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Optional", "group": "test.kroxide.dev",
+                    "spec": {"note": "string"}},
+                "resources": [{"id": "cm", "template": {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "${schema.metadata.name}"}, "data": {"note": "${schema.spec.note}"}}}]}}),
+    )
+    .await;
+    wait_active(&env, "optionals.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Optional", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Optional", "metadata": {"name": "o", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    let o = wait_state(&api, "o", "ERROR").await;
+    let resolved = o.data["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "GraphResolved")
+        .unwrap()
+        .clone();
+    assert_eq!(resolved["status"], "False", "{resolved}");
+    assert_eq!(resolved["reason"], "ResolutionFailed", "{resolved}");
+    let message = resolved["message"].as_str().unwrap();
+    assert!(
+        message.contains("resource cm: field data.note: expression \"schema.spec.note\" is unresolved"),
+        "{message}"
+    );
+    // Setting it resolves the instance.
+    api.patch(
+        "o",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"note": "hello"}})),
+    )
+    .await
+    .unwrap();
+    wait_state(&api, "o", "ACTIVE").await;
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    a_missing_optional_field_is_reported_with_the_field_and_expression,
     an_object_the_instance_did_not_make_is_never_taken_over,
     a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instances,
     an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{Expr, Field, Graph, Node, NodeKind, Part, Step, path_string};
 use crate::{
-    cel::{EvalError, Scope, json_type},
+    cel::{EvalError, Program, Scope, json_type},
     child::{ChildKey, DesiredChild, ObservedChild, Readiness},
 };
 
@@ -124,24 +124,39 @@ enum Failure {
     Error(String),
 }
 
-fn failure(at: &str, source: &str, e: EvalError) -> Failure {
-    let message = format!("field {at}: expression {source:?}: {e}");
-    if e.is_pending() {
-        Failure::Pending(message)
+/// Whether data missing for `program` can never arrive by waiting: it reads nothing but the
+/// instance (`schema`), which only its author changes.
+fn reads_only_the_instance(program: &Program) -> bool {
+    let vars = &program.references().variables;
+    !vars.is_empty() && vars.keys().all(|v| v == "schema")
+}
+
+/// What the status says of an instance field an expression needs and the instance lacks.
+const UNSET_HINT: &str = "the instance does not set this field and the schema gives it no default";
+
+fn failure(at: &str, program: &Program, e: EvalError) -> Failure {
+    let source = program.source();
+    if !e.is_pending() {
+        Failure::Error(format!("field {at}: expression {source:?}: {e}"))
+    } else if reads_only_the_instance(program) {
+        // Waiting would never end: report it (GraphResolved=False ResolutionFailed).
+        Failure::Error(format!(
+            "field {at}: expression {source:?} is unresolved: {e}: {UNSET_HINT}"
+        ))
     } else {
-        Failure::Error(message)
+        Failure::Pending(format!("field {at}: expression {source:?} is unresolved: {e}"))
     }
 }
 
 fn eval_expr(expr: &Expr, scope: &Scope, at: &str) -> Result<Value, Failure> {
     match expr {
-        Expr::Standalone(p) => p.eval(scope).map_err(|e| failure(at, p.source(), e)),
+        Expr::Standalone(p) => p.eval(scope).map_err(|e| failure(at, p, e)),
         Expr::Interpolated(parts) => {
             let mut out = String::new();
             for part in parts {
                 match part {
                     Part::Text(t) => out.push_str(t),
-                    Part::Expr(p) => match p.eval(scope).map_err(|e| failure(at, p.source(), e))? {
+                    Part::Expr(p) => match p.eval(scope).map_err(|e| failure(at, p, e))? {
                         Value::String(s) => out.push_str(&s),
                         other => {
                             return Err(Failure::Error(format!(
@@ -338,6 +353,12 @@ fn resolve_node(
         match program.eval_bool(scope) {
             Ok(true) => {}
             Ok(false) => return NodeState::Skipped,
+            Err(e) if e.is_pending() && reads_only_the_instance(program) => {
+                return NodeState::Error(format!(
+                    "includeWhen expression {:?} is unresolved: {e}: {UNSET_HINT}",
+                    program.source()
+                ));
+            }
             Err(e) if e.is_pending() => {
                 return NodeState::Pending(format!(
                     "includeWhen {:?} waiting for data: {e}",
@@ -399,6 +420,11 @@ fn resolve_collection(
                 return NodeState::Error(format!(
                     "forEach dimension {name:?} must evaluate to a list, got {}",
                     json_type(&other)
+                ));
+            }
+            Err(e) if e.is_pending() && reads_only_the_instance(program) => {
+                return NodeState::Error(format!(
+                    "forEach dimension {name:?} is unresolved: {e}: {UNSET_HINT}"
                 ));
             }
             Err(e) if e.is_pending() => {
