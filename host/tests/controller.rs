@@ -745,3 +745,42 @@ async fn children_deleted_during_a_watch_gap_are_recreated_after_the_relist() {
     running.stop(Duration::from_secs(5)).await;
     env.shutdown().await;
 }
+
+/// Regression: a CRD that is slow to become Established (one that never does, at worst) held
+/// the single graph worker for 30 s at a time, so unrelated graphs waited.
+///
+/// Embedded server only: it delays establishment on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_slow_to_be_established_does_not_hold_up_other_graphs() {
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    env.embedded().set_establish_delay(Duration::from_secs(120));
+    apply_rgd(&env, one_configmap("slows.test.kroxide.dev", "Slow")).await;
+    let waiting = eventually("KindReady=False", Duration::from_secs(10), async || {
+        rgd_state(&env, "slows.test.kroxide.dev").await.and_then(|s| {
+            s["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "KindReady" && c["status"] == "False")
+                .cloned()
+        })
+    })
+    .await;
+    assert_eq!(waiting["reason"], "Pending", "{waiting}");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("waiting for CustomResourceDefinition slows.test.kroxide.dev to be established"),
+        "{waiting}"
+    );
+    env.embedded().set_establish_delay(Duration::ZERO);
+    let started = std::time::Instant::now();
+    apply_rgd(&env, one_configmap("quicks.test.kroxide.dev", "Quick")).await;
+    wait_active(&env, "quicks.test.kroxide.dev").await;
+    let took = started.elapsed();
+    println!("an unrelated graph became Active {took:?} after it was applied");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}

@@ -33,6 +33,9 @@ pub enum Role {
     External,
     /// A plugin's ConfigMap.
     PluginSource,
+    /// The CRDs of graphs (selected on `kro.run/owned=true`): a CRD that becomes Established, or
+    /// is deleted or changed, brings its graph back.
+    Crds,
 }
 
 /// Identifies one watch.
@@ -344,7 +347,7 @@ impl Informers {
         let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mark = synced.clone();
         // Children are kept by the controller's own index (trimmed), not a second cache.
-        let cache = key.role != Role::Children;
+        let cache = !matches!(key.role, Role::Children | Role::Crds);
         let task = tokio::spawn(async move {
             let events = watcher(api, config).default_backoff();
             let mut stream = if cache {

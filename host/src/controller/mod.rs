@@ -444,6 +444,8 @@ pub struct Interest {
     pub externals: Mutex<HashMap<(String, String), HashSet<InstanceKey>>>,
     /// (namespace, name) of plugin ConfigMaps → graphs using them.
     pub plugins: Mutex<HashMap<(String, String), HashSet<String>>>,
+    /// CRD name → graphs refused because another graph owns it.
+    pub crds: Mutex<HashMap<String, HashSet<String>>>,
     fingerprints: Mutex<HashMap<(Role, ObjectId), u64>>,
 }
 
@@ -723,6 +725,27 @@ async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) 
                     ctx.instance_queue.add(r);
                 }
             }
+            Role::Crds => {
+                // Its owner (label), and graphs refused because another graph held its name.
+                if let Some(owner) = label(&object, metadata::RGD_NAME) {
+                    ctx.rgd_queue.add(owner.to_string());
+                }
+                let name = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let waiting: Vec<String> = ctx
+                    .interest
+                    .crds
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(name)
+                    .map(|s| s.iter().cloned().collect())
+                    .unwrap_or_default();
+                for rgd in waiting {
+                    ctx.rgd_queue.add(rgd);
+                }
+            }
             Role::PluginSource => {
                 let s = |p: &str| {
                     object
@@ -853,6 +876,7 @@ impl WatchKey {
             Role::Children => "children",
             Role::External => "external",
             Role::PluginSource => "plugins",
+            Role::Crds => "crds",
         }
     }
 }
@@ -860,6 +884,14 @@ impl WatchKey {
 /// The watch of ResourceGraphDefinitions.
 pub fn rgd_watch() -> WatchKey {
     WatchKey::all(crate::rgd::API_VERSION, crate::rgd::KIND, Role::Rgds)
+}
+
+/// The watch of the CRDs graphs own.
+pub fn crd_watch() -> WatchKey {
+    WatchKey {
+        labels: Some(format!("{}=true", metadata::OWNED)),
+        ..WatchKey::all("apiextensions.k8s.io/v1", "CustomResourceDefinition", Role::Crds)
+    }
 }
 
 /// The watch of children of one kind.
@@ -930,7 +962,12 @@ pub async fn start(ctx: Arc<Context>, notices: mpsc::UnboundedReceiver<Notice>) 
         let mut warned = false;
         loop {
             match watcher_ctx.informers.ensure(&rgd_watch()).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    if let Err(e) = watcher_ctx.informers.ensure(&crd_watch()).await {
+                        tracing::info!(error = %e, "cannot watch CustomResourceDefinitions; graphs re-check theirs on a timer");
+                    }
+                    break;
+                }
                 Err(e) => {
                     if !warned {
                         tracing::warn!(error = %e, "ResourceGraphDefinition CRD not served yet; install it with `kroxide generate crd | kubectl apply -f -` or the Helm chart");

@@ -419,6 +419,14 @@ async fn ensure_crd(
         if let Some(other) = live_labels.get(metadata::RGD_NAME)
             && other != rgd.name()
         {
+            // When that graph lets go of it (its CRD deleted), the CRD watch brings this one back.
+            ctx.interest
+                .crds
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name.clone())
+                .or_default()
+                .insert(rgd.name().to_string());
             return Err(failed(format!(
                 "CustomResourceDefinition {name} belongs to ResourceGraphDefinition {other}"
             )));
@@ -468,18 +476,44 @@ async fn ensure_crd(
             .await
             .map_err(|e| failed(format!("applying CustomResourceDefinition {name}: {e}")))?;
     }
-    let established = await_condition(crds, &name, conditions::is_crd_established());
-    match tokio::time::timeout(Duration::from_secs(30), established).await {
+    // A new CRD is Established within a moment; one that is not (it may never be) must not
+    // hold this worker: report it and come back when the CRD watch sees it change.
+    let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+    match tokio::time::timeout(ESTABLISH_WAIT, established).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(failed(format!(
             "waiting for CustomResourceDefinition {name}: {e}"
         ))),
-        Err(_) => Err((
-            "Pending".into(),
-            format!("waiting for CustomResourceDefinition {name} to be established"),
-        )),
+        Err(_) => {
+            let why = crds
+                .get_opt(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.status)
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c.status != "True")
+                .map(|c| format!("{}: {}", c.type_, c.message.unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::info!(crd = %name, conditions = %why, "CustomResourceDefinition not established yet");
+            Err((
+                "Pending".into(),
+                if why.is_empty() {
+                    format!("waiting for CustomResourceDefinition {name} to be established")
+                } else {
+                    format!("waiting for CustomResourceDefinition {name} to be established: {why}")
+                },
+            ))
+        }
     }
 }
+
+/// How long a reconcile waits for a CRD it just applied to become Established before it
+/// reports it and moves on.
+const ESTABLISH_WAIT: Duration = Duration::from_secs(1);
 
 /// Watches the kinds a graph reads and writes, so reconciles find them in cache.
 async fn watch_kinds(ctx: &Context, graph: &Graph) -> Result<(), (String, String)> {
@@ -598,16 +632,7 @@ async fn serve(ctx: &Arc<Context>, name: &str, mut raw: Value, deleting: bool) -
     let mut report = Report::healthy(&graph.names.kind, Some(graph.clone()), None, "");
     if let Err((reason, message)) = ensure_crd(ctx, &rgd, &graph, &raw).await {
         let pending = reason == "Pending";
-        report.kind = if pending {
-            Cond {
-                type_: "KindReady",
-                status: "Unknown",
-                reason,
-                message,
-            }
-        } else {
-            cond("KindReady", false, &reason, message)
-        };
+        report.kind = cond("KindReady", false, &reason, message);
         report.controller = Cond {
             type_: "ControllerReady",
             status: "Unknown",
@@ -615,10 +640,11 @@ async fn serve(ctx: &Arc<Context>, name: &str, mut raw: Value, deleting: bool) -
             message: "waiting for the kind".into(),
         };
         write_status(ctx, name, &raw, &report).await?;
+        // The CRD watch brings the graph back when its CRD changes; the timer is a fallback.
         return Ok(if pending {
-            Action::after(Duration::from_secs(2))
+            Action::after(Duration::from_secs(5))
         } else {
-            Action::done()
+            Action::after(Duration::from_secs(30))
         });
     }
     let api_version = graph.names.api_version();
@@ -711,20 +737,39 @@ async fn serve(ctx: &Arc<Context>, name: &str, mut raw: Value, deleting: bool) -
 
 /// The instances of a graph's kind that exist, counted from the API (never from a cache,
 /// which may not have been started or synced): the served revision's kind, else the kind the
-/// RGD's schema names. `None` when the kind is not served (no CRD, so no instance).
+/// RGD's schema names if this graph owns its CRD. `None` when there is no such kind (no CRD
+/// of this graph, so no instance).
 async fn count_instances(
     ctx: &Context,
+    name: &str,
     raw: &Value,
     revision: Option<&Revision>,
 ) -> Result<Option<(String, usize)>, Error> {
     let resource = match revision {
         Some(r) => r.resource.clone(),
         None => {
-            let group = s(raw, "/spec/schema/group");
-            let group = if group.is_empty() { "kro.run" } else { group };
-            let api_version = format!("{group}/{}", s(raw, "/spec/schema/apiVersion"));
-            let kind = s(raw, "/spec/schema/kind");
-            match ctx.informers.kinds.resolve(&ctx.client, &api_version, kind).await {
+            let Ok(rgd) = ResourceGraphDefinition::from_value(raw, name) else {
+                return Ok(None);
+            };
+            let names = crate::graph::crd::KindNames::of(&rgd);
+            let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+            ctx.limiter.acquire().await;
+            let owned = crds
+                .get_opt(&names.crd_name())
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.metadata.labels)
+                .is_some_and(|l| l.get(metadata::RGD_NAME).map(String::as_str) == Some(name));
+            if !owned {
+                return Ok(None);
+            }
+            match ctx
+                .informers
+                .kinds
+                .resolve(&ctx.client, &names.api_version(), &names.kind)
+                .await
+            {
                 Ok((resource, _)) => resource,
                 Err(_) => return Ok(None),
             }
@@ -744,7 +789,7 @@ async fn count_instances(
 
 async fn delete(ctx: &Arc<Context>, name: &str, raw: &Value) -> Result<Action, Error> {
     let revision = ctx.graphs.get(name);
-    let (kind, remaining) = count_instances(ctx, raw, revision.as_deref())
+    let (kind, remaining) = count_instances(ctx, name, raw, revision.as_deref())
         .await?
         .unwrap_or_default();
     if remaining > 0 {

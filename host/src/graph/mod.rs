@@ -560,12 +560,27 @@ fn reserved_keys(object: &Value, what: &str) -> Result<(), String> {
 ///
 /// # Errors
 /// The first problem found, in kro's wording.
+/// Whether a group is one of Kubernetes' own: `k8s.io`, `kubernetes.io` or a subdomain. A
+/// CRD there is refused or never becomes Established (it needs an API-review approval).
+pub fn reserved_group(group: &str) -> bool {
+    ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|r| group == *r || group.ends_with(&format!(".{r}")))
+}
+
 pub fn build(rgd: &ResourceGraphDefinition, limits: Limits) -> Result<Graph, Error> {
     let schema = &rgd.spec.schema;
     if !kind_ok(&schema.kind) {
         return Err(Error::Validation(format!(
             "kind {:?} is not a valid kind name: must be UpperCamelCase and match ^[A-Z][a-zA-Z0-9]{{0,62}}$",
             schema.kind
+        )));
+    }
+    if reserved_group(schema.group()) {
+        return Err(Error::Validation(format!(
+            "spec.schema.group {:?} is reserved for Kubernetes (k8s.io, kubernetes.io and their subdomains): \
+             kube-apiserver serves no CustomResourceDefinition there; choose a group of your own",
+            schema.group()
         )));
     }
     if !version_ok(&schema.api_version) {

@@ -364,3 +364,29 @@ fn a_type_error_at_runtime_names_the_field_and_expression() {
         "{message}"
     );
 }
+
+#[test]
+fn a_kind_in_a_kubernetes_reserved_group_is_refused_at_admission() {
+    for group in [
+        "apiextensions.k8s.io",
+        "k8s.io",
+        "apps.kubernetes.io",
+        "kubernetes.io",
+    ] {
+        let err = build_err(json!({
+            "schema": { "apiVersion": "v1alpha1", "kind": "CustomResourceDefinition", "group": group },
+            "resources": []
+        }));
+        assert!(err.contains("is reserved for Kubernetes"), "{group}: {err}");
+        assert!(err.contains(&format!("spec.schema.group {group:?}")), "{err}");
+    }
+    for group in ["example.com", "k8s.example.io", "notkubernetes.io"] {
+        let ok = build(
+            &rgd(
+                json!({ "schema": { "apiVersion": "v1alpha1", "kind": "Thing", "group": group }, "resources": [] }),
+            ),
+            Limits::default(),
+        );
+        assert!(ok.is_ok(), "{group}: {:?}", ok.err());
+    }
+}
