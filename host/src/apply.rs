@@ -140,13 +140,7 @@ pub async fn apply(
             other: other.to_string(),
         });
     }
-    let record = ctx
-        .memory
-        .applied
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&id)
-        .cloned();
+    let record = ctx.memory.applied(applyset, &id);
     if unchanged(record.as_ref(), hash, live) {
         ctx.metrics.apply("unchanged");
         return Ok(Outcome::Unchanged);
@@ -218,11 +212,7 @@ pub async fn apply(
             .to_string(),
         fields: owned_fields(&applied).cloned().unwrap_or(Value::Null),
     };
-    ctx.memory
-        .applied
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(id, entry);
+    ctx.memory.record_applied(applyset, id, entry);
     ctx.children.upsert(crate::controller::trim(applied.clone()));
     Ok(Outcome::Applied(applied))
 }

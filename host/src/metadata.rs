@@ -111,11 +111,7 @@ impl InstanceIdentity {
         let name = s("/metadata/name");
         let kind = s("/kind");
         let namespace = (!namespace.is_empty()).then_some(namespace);
-        let key = format!("{name}.{}.{kind}.{group}", namespace.as_deref().unwrap_or(""));
-        let applyset = format!(
-            "applyset-{}-v1",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
-        );
+        let applyset = applyset_id(&name, namespace.as_deref(), &kind, group);
         Self {
             group: group.to_string(),
             version: version.to_string(),
@@ -228,6 +224,16 @@ impl Propagation {
             Self::SameNamespace => namespaced && namespace.is_some() && namespace == instance_namespace,
         }
     }
+}
+
+/// The ApplySet id of an instance, as KEP-3659 defines it:
+/// `applyset-<base64url(sha256(<name>.<namespace>.<kind>.<group>))>-v1`.
+pub fn applyset_id(name: &str, namespace: Option<&str>, kind: &str, group: &str) -> String {
+    let key = format!("{name}.{}.{kind}.{group}", namespace.unwrap_or(""));
+    format!(
+        "applyset-{}-v1",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(key.as_bytes()))
+    )
 }
 
 /// How to stamp one child.

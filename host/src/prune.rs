@@ -97,9 +97,15 @@ pub async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Result<boo
                         ctx.children.upsert(v);
                     }
                     // A Status: deleted.
-                    None => ctx.children.remove(&o),
+                    None => {
+                        ctx.children.remove(&o);
+                        ctx.memory.forget_child(&o);
+                    }
                 },
-                Err(kube::Error::Api(e)) if e.code == 404 => ctx.children.remove(&o),
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    ctx.children.remove(&o);
+                    ctx.memory.forget_child(&o);
+                }
                 Err(source) => {
                     return Err(Error::Api {
                         action: "delete",

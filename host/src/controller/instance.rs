@@ -747,25 +747,7 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
 }
 
 fn forget(ctx: &Context, key: &InstanceKey) {
-    let id = (
-        key.api_version
-            .rsplit_once('/')
-            .map(|(g, _)| g.to_string())
-            .unwrap_or_default(),
-        key.kind.clone(),
-        key.namespace.clone().unwrap_or_default(),
-        key.name.clone(),
-    );
-    ctx.memory
-        .fresh
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
-    ctx.memory
-        .states
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(key);
+    ctx.memory.forget_instance(key);
     for readers in ctx
         .interest
         .externals

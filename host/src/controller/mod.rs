@@ -366,6 +366,12 @@ impl Children {
             .unwrap_or_default()
     }
 
+    /// How many children are cached, and how many deletions are remembered.
+    pub fn len(&self) -> (usize, usize) {
+        let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        (guard.objects.len(), guard.tombstones.len())
+    }
+
     /// A child by identity.
     pub fn get(&self, id: &ObjectId) -> Option<Arc<Value>> {
         self.objects
@@ -380,10 +386,11 @@ impl Children {
 /// What the controller remembers between reconciles.
 #[derive(Debug, Default)]
 pub struct Memory {
-    /// Per child: the hash of the intent last applied, the object's uid, and the fields our
-    /// apply owned afterwards. A child whose intent and owned fields are unchanged is not
-    /// applied again.
-    pub applied: Mutex<HashMap<ObjectId, Applied>>,
+    /// Per instance (its ApplySet) and child: the hash of the intent last applied, the object's
+    /// uid, and the fields our apply owned afterwards. A child whose intent and owned fields are
+    /// unchanged is not applied again. An instance's entry goes with the instance, a child's
+    /// with the child.
+    pub applied: Mutex<HashMap<String, HashMap<ObjectId, Applied>>>,
     /// Per graph and instance: the object as our last write returned it. The watch cache may
     /// lag behind our own writes; reconciles read whichever copy is newer, so they never
     /// repeat a write because they have not seen it yet.
@@ -415,6 +422,72 @@ impl Memory {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, written);
+    }
+
+    /// What the controller remembers of `applyset`'s child `id`.
+    pub fn applied(&self, applyset: &str, id: &ObjectId) -> Option<Applied> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(applyset)?
+            .get(id)
+            .cloned()
+    }
+
+    /// Remembers an apply of `applyset`'s child `id`.
+    pub fn record_applied(&self, applyset: &str, id: ObjectId, applied: Applied) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(applyset.to_string())
+            .or_default()
+            .insert(id, applied);
+    }
+
+    /// Forgets a deleted child (by its ApplySet label).
+    pub fn forget_child(&self, child: &Value) {
+        let Some(set) = part_of(child) else { return };
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = applied.get_mut(&set) {
+            members.remove(&object_id(child));
+            if members.is_empty() {
+                applied.remove(&set);
+            }
+        }
+    }
+
+    /// Forgets everything about an instance that is gone.
+    pub fn forget_instance(&self, key: &InstanceKey) {
+        let group = key
+            .api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or_default();
+        let set = metadata::applyset_id(&key.name, key.namespace.as_deref(), &key.kind, group);
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&set);
+        let id = (
+            group.to_string(),
+            key.kind.clone(),
+            key.namespace.clone().unwrap_or_default(),
+            key.name.clone(),
+        );
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// How many entries each part holds: (applied instances, applied children, fresh copies,
+    /// instance states). For tests and `/metrics`.
+    pub fn footprint(&self) -> (usize, usize, usize, usize) {
+        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            applied.len(),
+            applied.values().map(HashMap::len).sum(),
+            self.fresh.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            self.states.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        )
     }
 
     /// Forgets an object.
@@ -807,10 +880,16 @@ async fn rgd_worker(ctx: Arc<Context>) {
         let span = tracing::info_span!("reconcile", graph = %name);
         let started = std::time::Instant::now();
         let result = rgd::reconcile(&ctx, &name).instrument(span.clone()).await;
-        ctx.graphs_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone());
+        let exists = ctx
+            .informers
+            .get(&rgd_watch())
+            .is_some_and(|i| i.get(None, &name).is_some());
+        if exists {
+            ctx.graphs_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.clone());
+        }
         ctx.metrics
             .observe_reconcile("rgd", &name, started.elapsed(), result.is_err());
         ctx.rgd_queue.done(&name);

@@ -554,6 +554,7 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
                 ctx.informers.stop(&old.watch);
                 tracing::info!(kind = %old.resource.kind, "graph gone; stopped serving its instances");
             }
+            forget_graph(ctx, name);
             return Ok(Action::done());
         }
     };
@@ -572,6 +573,36 @@ pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> 
         return delete(ctx, name, &raw).await;
     }
     serve(ctx, name, raw, false).await
+}
+
+/// Forgets what the controller remembers about a graph that is gone.
+fn forget_graph(ctx: &Context, name: &str) {
+    ctx.graphs_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(name);
+    for users in ctx
+        .interest
+        .plugins
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values_mut()
+    {
+        users.remove(name);
+    }
+    ctx.interest
+        .plugins
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|_, users| !users.is_empty());
+    ctx.interest
+        .crds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|_, waiting| {
+            waiting.remove(name);
+            !waiting.is_empty()
+        });
 }
 
 /// Compiles the graph, loads its plugin, applies its CRD and serves a new revision when
