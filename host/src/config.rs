@@ -46,11 +46,17 @@ pub struct ControllerArgs {
     /// Delete a graph's CRD when the graph is deleted (and no instance remains).
     #[arg(long, env = "KROXIDE_ALLOW_CRD_DELETION")]
     pub allow_crd_deletion: bool,
-    /// Metrics address (`:8078` listens on every interface; `0` turns metrics off).
-    #[arg(long, env = "KROXIDE_METRICS_BIND_ADDRESS", default_value = ":8078")]
+    /// Metrics address (`:8078` listens on every interface; `0` turns metrics off). Loopback
+    /// by default: the Helm chart sets `:8078` inside its Pod.
+    #[arg(long, env = "KROXIDE_METRICS_BIND_ADDRESS", default_value = "127.0.0.1:8078")]
     pub metrics_bind_address: String,
-    /// Health probe address (`/healthz`, `/readyz`; `0` turns it off).
-    #[arg(long, env = "KROXIDE_HEALTH_PROBE_BIND_ADDRESS", default_value = ":8079")]
+    /// Health probe address (`/healthz`, `/readyz`; `0` turns it off). Loopback by default: the
+    /// Helm chart sets `:8079` inside its Pod.
+    #[arg(
+        long,
+        env = "KROXIDE_HEALTH_PROBE_BIND_ADDRESS",
+        default_value = "127.0.0.1:8079"
+    )]
     pub health_probe_bind_address: String,
     /// Most items one forEach collection may expand to.
     #[arg(long, env = "KROXIDE_RGD_MAX_COLLECTION_SIZE", default_value_t = 1000)]
@@ -64,6 +70,11 @@ pub struct ControllerArgs {
     /// Highest memory limit a graph may give its plugin calls, in MiB.
     #[arg(long, env = "KROXIDE_PLUGIN_MAX_MEMORY_MIB", default_value_t = 256)]
     pub plugin_max_memory_mib: usize,
+    /// Memory the controller may use (`512Mi`, `1Gi`, bytes), default: the container's cgroup
+    /// limit, if any. Plugin calls at once and their memory are sized so that every call
+    /// reaching its limit fits in half of it; the other half is for the caches.
+    #[arg(long, env = "KROXIDE_MEMORY_LIMIT", value_parser = parse_quantity)]
+    pub memory_limit: Option<u64>,
     /// Use a Lease so that only one replica reconciles.
     #[arg(long, env = "KROXIDE_LEADER_ELECT")]
     pub leader_elect: bool,
@@ -124,6 +135,60 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m or h")),
     };
     Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses a memory size: bytes, or a Kubernetes quantity with a binary (`Ki`, `Mi`, `Gi`,
+/// `Ti`) or decimal (`k`, `M`, `G`, `T`) suffix.
+///
+/// # Errors
+/// Anything else.
+pub fn parse_quantity(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid memory size {s:?}: expected e.g. 512Mi, 1Gi or bytes"))?;
+    let factor: u64 = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "invalid memory size {s:?}: unit must be Ki, Mi, Gi, Ti, k, M, G or T"
+            ));
+        }
+    };
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("invalid memory size {s:?}: too large"))
+}
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, else v1
+/// `memory.limit_in_bytes`), when there is one.
+pub fn cgroup_memory_limit() -> Option<u64> {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let v2 = read("/sys/fs/cgroup/memory.max").and_then(|v| v.trim().parse::<u64>().ok());
+    // cgroup v1 reports "no limit" as a huge number.
+    let v1 = read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|v| *v < (1 << 60));
+    v2.or(v1)
+}
+
+/// How plugin calls are sized under a memory limit: half of it for plugin sandboxes, so
+/// `concurrency × max_memory` fits; at least one call, whose memory is then capped at that
+/// half.
+pub fn size_plugins(limit: u64, cores: usize, max_memory: usize) -> (usize, usize) {
+    let budget = usize::try_from(limit / 2).unwrap_or(usize::MAX);
+    let max_memory = max_memory.min(budget.max(1 << 20));
+    let concurrency = (budget / max_memory).clamp(1, cores.max(1));
+    (concurrency, max_memory)
 }
 
 /// A setting that does not make sense.
@@ -211,8 +276,10 @@ pub struct ControllerConfig {
     pub health_addr: Option<SocketAddr>,
     /// Graph limits.
     pub graph_limits: Limits,
-    /// Plugin runtime settings.
+    /// Plugin runtime settings (sized by the memory limit).
     pub runtime: RuntimeConfig,
+    /// The memory limit the runtime was sized for.
+    pub memory_limit: Option<u64>,
     /// Leader election, when on.
     pub leader_election: Option<LeaderElection>,
     /// First-signal drain timeout.
@@ -297,12 +364,19 @@ impl ControllerConfig {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
+        let defaults = RuntimeConfig::default();
+        let memory_limit = args.memory_limit.or_else(cgroup_memory_limit);
+        let (concurrency, max_memory) = match memory_limit {
+            Some(limit) => size_plugins(limit, defaults.concurrency, args.plugin_max_memory_mib << 20),
+            None => (defaults.concurrency, args.plugin_max_memory_mib << 20),
+        };
         let runtime = RuntimeConfig {
             max_timeout: args.plugin_max_timeout,
-            max_memory: args.plugin_max_memory_mib << 20,
-            default_memory: (64usize << 20).min(args.plugin_max_memory_mib << 20),
+            max_memory,
+            default_memory: (64usize << 20).min(max_memory),
             default_timeout: Duration::from_millis(100).min(args.plugin_max_timeout),
-            ..RuntimeConfig::default()
+            concurrency,
+            ..defaults
         };
         Ok(Self {
             kubeconfig: args.kubeconfig.clone(),
@@ -340,6 +414,7 @@ impl ControllerConfig {
                 max_collection_dimensions: args.rgd_max_collection_dimension_size,
             },
             runtime,
+            memory_limit,
             graceful_shutdown_timeout: args.graceful_shutdown_timeout,
             user_agent: format!("{USER_AGENT} ({identity})"),
             identity,
@@ -365,6 +440,41 @@ mod tests {
     }
 
     #[test]
+    fn memory_sizes_take_kubernetes_quantities() {
+        assert_eq!(parse_quantity("512Mi"), Ok(512 << 20));
+        assert_eq!(parse_quantity("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_quantity("2G"), Ok(2_000_000_000));
+        assert_eq!(parse_quantity("1048576"), Ok(1 << 20));
+        assert!(parse_quantity("1.5Gi").is_err());
+        assert!(parse_quantity("12MB").is_err());
+    }
+
+    #[test]
+    fn plugin_calls_are_sized_so_the_worst_case_fits_half_the_limit() {
+        // The chart's 512Mi: one call of up to 256 MiB at a time.
+        assert_eq!(size_plugins(512 << 20, 2, 256 << 20), (1, 256 << 20));
+        // Plenty of memory: one call per core.
+        assert_eq!(size_plugins(8 << 30, 2, 256 << 20), (2, 256 << 20));
+        // Too little for one call of the maximum: one call, capped at half the limit.
+        assert_eq!(size_plugins(256 << 20, 4, 256 << 20), (1, 128 << 20));
+        for (limit, cores, max) in [(300u64 << 20, 8, 256usize << 20), (1 << 30, 16, 64 << 20)] {
+            let (n, m) = size_plugins(limit, cores, max);
+            assert!(
+                n as u64 * m as u64 <= limit / 2,
+                "{limit} {cores} {max}: {n} x {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_memory_limit_sizes_the_plugin_runtime() {
+        let c = parse(&["--memory-limit=512Mi", "--plugin-max-memory-mib=256"]).unwrap();
+        assert_eq!(c.memory_limit, Some(512 << 20));
+        assert_eq!(c.runtime.concurrency, 1);
+        assert_eq!(c.runtime.max_memory, 256 << 20);
+    }
+
+    #[test]
     fn durations_take_units_or_plain_seconds() {
         assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
@@ -376,7 +486,9 @@ mod tests {
     fn defaults_follow_kro_and_plugin_namespaces_default_to_our_own() {
         let c = parse(&["--namespace", "kroxide-system"]).unwrap();
         assert_eq!(c.plugin_namespaces, ["kroxide-system"]);
-        assert_eq!(c.metrics_addr, Some("0.0.0.0:8078".parse().unwrap()));
+        // Loopback unless told otherwise (regression: 0.0.0.0 with no authentication).
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:8078".parse().unwrap()));
+        assert_eq!(c.health_addr, Some("127.0.0.1:8079".parse().unwrap()));
         assert_eq!(c.backoff.min_delay, Duration::from_millis(200));
         assert_eq!(c.graph_limits.max_collection_size, 1000);
         assert!(c.leader_election.is_none());

@@ -331,7 +331,113 @@ async fn sigterm_during_reconciles_exits_cleanly_without_half_applied_instances(
     env.shutdown().await;
 }
 
+fn peak_rss_mib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib >> 10)
+}
+
+/// Regression (out of memory by configuration): 8 instances of a plugin that fills its memory
+/// (`memoryMiB: 256`) took the controller to 549 MiB, over the chart's 512Mi limit, because two
+/// calls ran at once. Sized from `--memory-limit`, the worst case fits: the controller's peak
+/// RSS stays under the limit it was given.
+async fn plugin_memory_stays_within_the_memory_limit_in_the_worst_case(server: Server) {
+    let env = Env::start_on(server, "kroxide-ops", Duration::from_millis(100), true).await;
+    let wasm = std::fs::read(format!("{}/hostile.wasm", env!("KROXIDE_PLUGIN_DIR"))).unwrap();
+    use base64::Engine as _;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "bomb", "namespace": "kroxide-system"},
+        "binaryData": {"plugin.wasm": base64::engine::general_purpose::STANDARD.encode(&wasm)}});
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(env.client.clone(), "kroxide-system")
+        .create(&PostParams::default(), &serde_json::from_value(cm).unwrap())
+        .await
+        .unwrap();
+    let graph = json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+        "metadata": {"name": "bombs.test.kroxide.dev"},
+        "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Bomb", "group": "test.kroxide.dev", "spec": {}},
+            "plugin": {"configMapRef": {"name": "bomb"}, "memoryMiB": 256, "timeoutMs": 2000,
+                "config": {"mode": "memory"}}}});
+    rgd_api(&env.client)
+        .patch(
+            "bombs.test.kroxide.dev",
+            &PatchParams::apply("test"),
+            &Patch::Apply(&graph),
+        )
+        .await
+        .unwrap();
+    // The chart's limit.
+    let limit_mib = 512;
+    let log = env.scratch.path().join("controller.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kroxide"))
+        .args([
+            "controller",
+            "--namespace=kroxide-system",
+            "--metrics-bind-address=0",
+            "--health-probe-bind-address=0",
+        ])
+        .arg(format!("--kubeconfig={}", env.kubeconfig.display()))
+        .arg(format!("--memory-limit={limit_mib}Mi"))
+        .arg("--plugin-max-memory-mib=256")
+        .arg("--dynamic-controller-rate-limiter-max-delay=1s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Bomb"),
+        "bombs",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(env.client.clone(), "apps", &ar);
+    eventually("kind served", Duration::from_secs(30), async || {
+        oneshot::pinned_kind(
+            &env.client,
+            &GroupVersionKind::gvk("test.kroxide.dev", "v1alpha1", "Bomb"),
+        )
+        .await
+        .ok()
+        .map(|_| ())
+    })
+    .await;
+    for i in 0..8 {
+        let o: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+            "kind": "Bomb", "metadata": {"name": format!("b{i}"), "namespace": "apps"}, "spec": {}}))
+        .unwrap();
+        api.create(&PostParams::default(), &o).await.unwrap();
+    }
+    // Every instance's plugin call hit its memory limit (several times, with retries).
+    eventually("8 instances in ERROR", Duration::from_secs(60), async || {
+        let errors = api
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|o| o.data["status"]["state"] == "ERROR")
+            .count();
+        (errors == 8).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let peak = peak_rss_mib(child.id()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    println!(
+        "controller peak RSS with 8 memory-filling plugin instances: {peak} MiB (limit {limit_mib} MiB)"
+    );
+    assert!(text.contains("plugin_calls_at_once=1"), "{text}");
+    assert!(
+        peak < limit_mib,
+        "peak RSS {peak} MiB over the {limit_mib} MiB limit"
+    );
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    plugin_memory_stays_within_the_memory_limit_in_the_worst_case,
     readiness_flips_after_sync_and_metrics_expose_every_family,
     only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires,
     sigterm_during_reconciles_exits_cleanly_without_half_applied_instances,

@@ -1098,6 +1098,15 @@ impl Running {
 /// No API connection, the plugin runtime cannot start, or an endpoint address cannot be bound.
 pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let client = client(&config).await?;
+    tracing::info!(
+        memory_limit = config
+            .memory_limit
+            .map(|m| format!("{} MiB", m >> 20))
+            .unwrap_or_else(|| "none".into()),
+        plugin_calls_at_once = config.runtime.concurrency,
+        plugin_call_max_memory_mib = config.runtime.max_memory >> 20,
+        "plugin runtime sized"
+    );
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let probes = Arc::new(crate::probes::Probes::new(metrics.clone()));
     let mut servers = JoinSet::new();
