@@ -639,7 +639,80 @@ async fn a_missing_optional_field_is_reported_with_the_field_and_expression(serv
     env.shutdown().await;
 }
 
+/// Regression (starvation): 24 instances whose plugin calls ran into a 2 s deadline delayed an
+/// unrelated instance's update by 15–25 s, for minutes. Graphs now take turns for workers and
+/// one graph never holds them all.
+async fn a_slow_plugin_graph_does_not_starve_other_graphs(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    let wasm = std::fs::read(format!("{}/hostile.wasm", env!("KROXIDE_PLUGIN_DIR"))).unwrap();
+    use base64::Engine as _;
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "slow", "namespace": "kroxide-system"},
+        "binaryData": {"plugin.wasm": base64::engine::general_purpose::STANDARD.encode(&wasm)}});
+    Api::<ConfigMap>::namespaced(env.client.clone(), "kroxide-system")
+        .create(&PostParams::default(), &serde_json::from_value(cm).unwrap())
+        .await
+        .unwrap();
+    apply_rgd(
+        &env,
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+            "metadata": {"name": "slowpokes.test.kroxide.dev"},
+            "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Slowpoke", "group": "test.kroxide.dev", "spec": {}},
+                "plugin": {"configMapRef": {"name": "slow"}, "timeoutMs": 2000, "config": {"mode": "loop"}}}}),
+    )
+    .await;
+    apply_rgd(&env, one_configmap("quicks.test.kroxide.dev", "Quick")).await;
+    wait_active(&env, "slowpokes.test.kroxide.dev").await;
+    wait_active(&env, "quicks.test.kroxide.dev").await;
+    let quick = instances(&env, "test.kroxide.dev", "Quick", "apps").await;
+    let q: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Quick", "metadata": {"name": "q", "namespace": "apps"}, "spec": {"value": "before"}}))
+    .unwrap();
+    quick.create(&PostParams::default(), &q).await.unwrap();
+    wait_state(&quick, "q", "ACTIVE").await;
+    let slow = instances(&env, "test.kroxide.dev", "Slowpoke", "apps").await;
+    for i in 0..24 {
+        let o: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+            "kind": "Slowpoke", "metadata": {"name": format!("s{i:02}"), "namespace": "apps"}, "spec": {}}))
+        .unwrap();
+        slow.create(&PostParams::default(), &o).await.unwrap();
+    }
+    // While the slow graph's calls hold workers, the quick instance changes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    let mut waits = Vec::new();
+    for round in 0..3 {
+        let value = format!("after-{round}");
+        let changed = std::time::Instant::now();
+        quick
+            .patch(
+                "q",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"value": value}})),
+            )
+            .await
+            .unwrap();
+        eventually(
+            "the quick instance's child updated",
+            Duration::from_secs(60),
+            async || {
+                let cm = cms.get_opt("q").await.ok()??;
+                (cm.data?.get("value")? == &value).then_some(())
+            },
+        )
+        .await;
+        waits.push(changed.elapsed());
+    }
+    println!("an unrelated update reached its child after {waits:?} while 24 plugin calls timed out");
+    let worst = waits.iter().max().unwrap();
+    assert!(*worst < Duration::from_secs(6), "took {worst:?}");
+    running.stop(Duration::ZERO).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    a_slow_plugin_graph_does_not_starve_other_graphs,
     memory_of_deleted_instances_is_released,
     a_missing_optional_field_is_reported_with_the_field_and_expression,
     an_object_the_instance_did_not_make_is_never_taken_over,

@@ -315,3 +315,43 @@ async fn calls_run_concurrently_on_blocking_threads_behind_the_semaphore() {
         assert_eq!(result.unwrap().unwrap().desired.len(), 2);
     }
 }
+
+/// Regression: a call whose caller was aborted (a controller stopped, or losing its Lease,
+/// mid-call) kept running after the runtime was dropped: the epoch ticker went with the runtime,
+/// so a looping plugin was never stopped and held a core for ever; its permit was freed at once,
+/// so more calls than permits ran.
+#[test]
+fn a_call_outliving_its_caller_and_the_runtime_still_meets_its_deadline() {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    tokio.block_on(async {
+        let rt = Arc::new(runtime());
+        let plugin = Arc::new(rt.load(&plugin_bytes("hostile"), None).unwrap());
+        let caller = {
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                rt.run(move || {
+                    let result = transform(&plugin, json!({ "mode": "loop" }));
+                    let _ = done_tx.send(result.is_err());
+                    Ok(())
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        caller.abort();
+        drop(rt);
+    });
+    let stopped = done_rx.recv_timeout(Duration::from_secs(5));
+    if stopped != Ok(true) {
+        // Dropping a runtime waits for its blocking threads: one that never ends would hang
+        // the test instead of failing it.
+        std::mem::forget(tokio);
+        panic!("the looping call did not end with its deadline error: {stopped:?}");
+    }
+    tokio.shutdown_timeout(Duration::from_secs(1));
+}

@@ -97,6 +97,14 @@ pub struct InstanceKey {
     pub name: String,
 }
 
+impl queue::Key for InstanceKey {
+    /// Instances of one graph (kind) share the workers fairly with other graphs'.
+    type Group = (String, String);
+    fn group(&self) -> Self::Group {
+        (self.api_version.clone(), self.kind.clone())
+    }
+}
+
 impl std::fmt::Display for InstanceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.namespace {
@@ -1017,7 +1025,9 @@ pub async fn context(
         informers: Informers::new(client.clone(), tx),
         limiter: Limiter::new(config.client_qps, config.client_burst),
         rgd_queue: Queue::new(config.backoff),
-        instance_queue: Queue::new(config.backoff),
+        // One graph holds at most all workers but one: a slow graph (plugin calls running into
+        // their deadline) cannot starve the others.
+        instance_queue: Queue::with_share(config.backoff, config.workers.saturating_sub(1).max(1)),
         graphs: Graphs::default(),
         children: Children::default(),
         memory: Memory::default(),

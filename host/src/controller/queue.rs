@@ -1,6 +1,8 @@
 //! The work queue every reconcile goes through: one entry per key however often it is added,
-//! a key re-run after its current reconcile when it changed meanwhile, delayed re-adds, and
-//! exponential backoff for keys that keep failing.
+//! a key re-run after its current reconcile when it changed meanwhile, delayed re-adds,
+//! exponential backoff for keys that keep failing, and fairness between groups of keys (the
+//! instances of one graph): ready groups take turns, and no group holds more than its share of
+//! the workers, so one slow graph cannot starve the others.
 
 use std::{
     cmp::Reverse,
@@ -21,11 +23,32 @@ pub struct Backoff {
     pub max_delay: Duration,
 }
 
+/// A queue key, and the group it shares workers with.
+pub trait Key: Clone + Eq + Hash + Ord {
+    /// What keys are grouped by.
+    type Group: Clone + Eq + Hash + std::fmt::Debug;
+    /// This key's group.
+    fn group(&self) -> Self::Group;
+}
+
+impl Key for String {
+    type Group = ();
+    fn group(&self) {}
+}
+
+impl Key for &'static str {
+    type Group = ();
+    fn group(&self) {}
+}
+
 #[derive(Debug)]
-struct State<K> {
-    ready: VecDeque<K>,
+struct State<K: Key> {
+    /// Ready keys per group, and the groups that have some, in turn order.
+    ready: HashMap<K::Group, VecDeque<K>>,
+    turns: VecDeque<K::Group>,
     queued: HashSet<K>,
     processing: HashSet<K>,
+    in_flight: HashMap<K::Group, usize>,
     dirty: HashSet<K>,
     delayed: BinaryHeap<Reverse<(Instant, u64, K)>>,
     seq: u64,
@@ -33,22 +56,63 @@ struct State<K> {
     closed: bool,
 }
 
-/// A deduplicating, delaying work queue.
+impl<K: Key> State<K> {
+    fn push_ready(&mut self, key: K) {
+        let group = key.group();
+        let keys = self.ready.entry(group.clone()).or_default();
+        if keys.is_empty() {
+            self.turns.push_back(group);
+        }
+        keys.push_back(key);
+    }
+
+    /// The next key of the first group in turn with a free share of workers; that group's turn
+    /// moves to the back.
+    fn pop_ready(&mut self, share: usize) -> Option<K> {
+        for _ in 0..self.turns.len() {
+            let group = self.turns.pop_front()?;
+            if self.in_flight.get(&group).copied().unwrap_or(0) >= share {
+                self.turns.push_back(group);
+                continue;
+            }
+            let keys = self.ready.get_mut(&group)?;
+            let key = keys.pop_front();
+            if keys.is_empty() {
+                self.ready.remove(&group);
+            } else {
+                self.turns.push_back(group);
+            }
+            return key;
+        }
+        None
+    }
+}
+
+/// A deduplicating, delaying, fair work queue.
 #[derive(Debug)]
-pub struct Queue<K> {
+pub struct Queue<K: Key> {
     state: Mutex<State<K>>,
     notify: Notify,
     backoff: Backoff,
+    /// Most keys of one group handed out at once.
+    share: usize,
 }
 
-impl<K: Clone + Eq + Hash + Ord> Queue<K> {
-    /// An empty queue.
+impl<K: Key> Queue<K> {
+    /// An empty queue; every group may hold every worker.
     pub fn new(backoff: Backoff) -> Self {
+        Self::with_share(backoff, usize::MAX)
+    }
+
+    /// An empty queue whose groups each get at most `share` keys at once.
+    pub fn with_share(backoff: Backoff, share: usize) -> Self {
         Self {
             state: Mutex::new(State {
-                ready: VecDeque::new(),
+                ready: HashMap::new(),
+                turns: VecDeque::new(),
                 queued: HashSet::new(),
                 processing: HashSet::new(),
+                in_flight: HashMap::new(),
                 dirty: HashSet::new(),
                 delayed: BinaryHeap::new(),
                 seq: 0,
@@ -57,6 +121,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
             }),
             notify: Notify::new(),
             backoff,
+            share: share.max(1),
         }
     }
 
@@ -76,7 +141,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
             return;
         }
         if s.queued.insert(key.clone()) {
-            s.ready.push_back(key);
+            s.push_ready(key);
             drop(s);
             self.notify.notify_one();
         }
@@ -121,17 +186,31 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
     pub fn done(&self, key: &K) {
         let again = {
             let mut s = self.lock();
-            s.processing.remove(key);
+            if s.processing.remove(key) {
+                let group = key.group();
+                if let Some(n) = s.in_flight.get_mut(&group) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        s.in_flight.remove(&group);
+                    }
+                }
+            }
             s.dirty.remove(key)
         };
         if again {
             self.add(key.clone());
         }
+        // A group at its share may have a key for the worker that just freed up.
+        self.notify.notify_one();
     }
 
     /// Waits for the next key to reconcile; `None` once the queue is closed and empty.
     pub async fn next(&self) -> Option<K> {
         loop {
+            // Register for wake-ups before looking, so a notify in between is not lost.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let wake_at = {
                 let mut s = self.lock();
                 let now = Instant::now();
@@ -140,12 +219,13 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
                     if s.processing.contains(&key) {
                         s.dirty.insert(key);
                     } else if s.queued.insert(key.clone()) {
-                        s.ready.push_back(key);
+                        s.push_ready(key);
                     }
                 }
-                if let Some(key) = s.ready.pop_front() {
+                if let Some(key) = s.pop_ready(self.share) {
                     s.queued.remove(&key);
                     s.processing.insert(key.clone());
+                    *s.in_flight.entry(key.group()).or_insert(0) += 1;
                     return Some(key);
                 }
                 if s.closed {
@@ -156,11 +236,11 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
             match wake_at {
                 Some(at) => {
                     tokio::select! {
-                        _ = self.notify.notified() => {}
+                        _ = &mut notified => {}
                         _ = tokio::time::sleep_until(at) => {}
                     }
                 }
-                None => self.notify.notified().await,
+                None => notified.await,
             }
         }
     }
@@ -170,6 +250,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
         let mut s = self.lock();
         s.closed = true;
         s.ready.clear();
+        s.turns.clear();
         s.queued.clear();
         s.delayed.clear();
         drop(s);
@@ -178,7 +259,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
 
     /// Keys waiting now (ready, not delayed).
     pub fn len(&self) -> usize {
-        self.lock().ready.len()
+        self.lock().ready.values().map(VecDeque::len).sum()
     }
 
     /// Whether no key is ready.
@@ -235,6 +316,57 @@ mod tests {
         let started = Instant::now();
         assert_eq!(q.next().await, Some("a"));
         assert!(started.elapsed() >= Duration::from_millis(10));
+    }
+
+    /// Keys grouped by their first letter.
+    #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    struct Grouped(&'static str);
+
+    impl Key for Grouped {
+        type Group = char;
+        fn group(&self) -> char {
+            self.0.chars().next().unwrap_or(' ')
+        }
+    }
+
+    fn fair(share: usize) -> Queue<Grouped> {
+        Queue::with_share(
+            Backoff {
+                min_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(40),
+            },
+            share,
+        )
+    }
+
+    #[tokio::test]
+    async fn groups_take_turns_so_a_late_group_is_not_behind_a_long_one() {
+        let q = fair(usize::MAX);
+        for k in ["a1", "a2", "a3", "a4", "b1"] {
+            q.add(Grouped(k));
+        }
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            got.push(q.next().await.unwrap().0);
+        }
+        assert_eq!(got, ["a1", "b1", "a2", "a3", "a4"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_at_its_share_waits_while_others_run() {
+        let q = fair(2);
+        for k in ["a1", "a2", "a3", "b1"] {
+            q.add(Grouped(k));
+        }
+        let first = q.next().await.unwrap();
+        let second = q.next().await.unwrap();
+        let third = q.next().await.unwrap();
+        assert_eq!([first.0, second.0, third.0], ["a1", "b1", "a2"]);
+        // Group a holds its share: a3 waits until one of a's keys is done.
+        let waiting = tokio::time::timeout(Duration::from_secs(1), q.next()).await;
+        assert!(waiting.is_err(), "a3 handed out beyond its group's share");
+        q.done(&first);
+        assert_eq!(q.next().await.unwrap().0, "a3");
     }
 
     #[tokio::test]

@@ -334,7 +334,9 @@ pub struct PluginRuntime {
     config: RuntimeConfig,
     cache: Mutex<Cache>,
     permits: Arc<Semaphore>,
-    _ticker: EpochTicker,
+    /// Shared with every call in flight: a call outlives the runtime (its caller aborted, the
+    /// controller stopped) only with its deadline still enforced.
+    ticker: Arc<EpochTicker>,
 }
 
 impl std::fmt::Debug for PluginRuntime {
@@ -420,7 +422,7 @@ impl PluginRuntime {
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             config,
             cache: Mutex::new(Cache::default()),
-            _ticker: ticker,
+            ticker: Arc::new(ticker),
         })
     }
 
@@ -517,7 +519,7 @@ impl PluginRuntime {
         R: Send + 'static,
         F: FnOnce() -> Result<R, Error> + Send + 'static,
     {
-        let _permit = self
+        let permit = self
             .permits
             .clone()
             .acquire_owned()
@@ -526,12 +528,20 @@ impl PluginRuntime {
                 reason: "plugin runtime is shutting down".to_string(),
             })?;
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(f))
-            .instrument(tracing::Span::current())
-            .await
-            .map_err(|e| Error::Unavailable {
-                reason: e.to_string(),
-            })?
+        let ticker = self.ticker.clone();
+        // The permit and the ticker go with the call, not with its caller: a caller aborted
+        // mid-call (a stopped controller) frees neither until the call has ended, so calls at
+        // once never exceed the permits, and a looping call still meets its deadline.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _ticker = ticker;
+            span.in_scope(f)
+        })
+        .instrument(tracing::Span::current())
+        .await
+        .map_err(|e| Error::Unavailable {
+            reason: e.to_string(),
+        })?
     }
 
     /// How many compiled plugins are cached, and their code size in bytes.
