@@ -70,6 +70,15 @@ pub struct ControllerArgs {
     /// Highest memory limit a graph may give its plugin calls, in MiB.
     #[arg(long, env = "KROXIDE_PLUGIN_MAX_MEMORY_MIB", default_value_t = 256)]
     pub plugin_max_memory_mib: usize,
+    /// Serve `/metrics` over HTTPS to callers that present a bearer token the API server
+    /// authenticates (TokenReview) and authorizes for `get` on the `/metrics` path
+    /// (SubjectAccessReview), as controller-runtime's secure metrics do. Needs
+    /// `--metrics-cert-dir`. The Helm chart turns it on.
+    #[arg(long, env = "KROXIDE_METRICS_SECURE")]
+    pub metrics_secure: bool,
+    /// Directory holding `tls.crt` and `tls.key` (PEM) for secure metrics.
+    #[arg(long, env = "KROXIDE_METRICS_CERT_DIR")]
+    pub metrics_cert_dir: Option<PathBuf>,
     /// Memory the controller may use (`512Mi`, `1Gi`, bytes), default: the container's cgroup
     /// limit, if any. Plugin calls at once and their memory are sized so that every call
     /// reaching its limit fits in half of it; the other half is for the caches.
@@ -272,6 +281,8 @@ pub struct ControllerConfig {
     pub allow_crd_deletion: bool,
     /// Metrics address.
     pub metrics_addr: Option<SocketAddr>,
+    /// Secure metrics: the certificate and key files.
+    pub metrics_tls: Option<(PathBuf, PathBuf)>,
     /// Health address.
     pub health_addr: Option<SocketAddr>,
     /// Graph limits.
@@ -364,6 +375,24 @@ impl ControllerConfig {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
+        let metrics_addr = parse_address("metrics-bind-address", &args.metrics_bind_address)?;
+        let health_addr = parse_address("health-probe-bind-address", &args.health_probe_bind_address)?;
+        let metrics_tls = match (args.metrics_secure, &args.metrics_cert_dir) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::Range {
+                    flag: "metrics-secure",
+                    message: "needs --metrics-cert-dir with tls.crt and tls.key".into(),
+                });
+            }
+            (true, Some(dir)) => Some((dir.join("tls.crt"), dir.join("tls.key"))),
+        };
+        if metrics_tls.is_some() && metrics_addr.is_some() && metrics_addr == health_addr {
+            return Err(Error::Range {
+                flag: "metrics-bind-address",
+                message: "secure metrics need an address of their own (health probes stay plain HTTP)".into(),
+            });
+        }
         let defaults = RuntimeConfig::default();
         let memory_limit = args.memory_limit.or_else(cgroup_memory_limit);
         let (concurrency, max_memory) = match memory_limit {
@@ -407,8 +436,9 @@ impl ControllerConfig {
             client_qps: args.client_qps,
             client_burst: args.client_burst,
             allow_crd_deletion: args.allow_crd_deletion,
-            metrics_addr: parse_address("metrics-bind-address", &args.metrics_bind_address)?,
-            health_addr: parse_address("health-probe-bind-address", &args.health_probe_bind_address)?,
+            metrics_addr,
+            health_addr,
+            metrics_tls,
             graph_limits: Limits {
                 max_collection_size: args.rgd_max_collection_size,
                 max_collection_dimensions: args.rgd_max_collection_dimension_size,

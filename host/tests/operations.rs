@@ -442,3 +442,153 @@ on_both_servers!(
     only_the_leader_writes_and_a_standby_takes_over_after_the_lease_expires,
     sigterm_during_reconciles_exits_cleanly_without_half_applied_instances,
 );
+
+/// Secure metrics as the chart configures them, under real RBAC: HTTPS with the chart's
+/// certificate; no token → 401, a token of a ServiceAccount without the metrics-reader role →
+/// 403, with it → the metrics. The controller runs with the chart's ServiceAccount, so its own
+/// TokenReview and SubjectAccessReview rights come from the chart too.
+///
+/// Real control plane only: the embedded server has no TokenReview or SubjectAccessReview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_metrics_serve_only_callers_the_api_server_authorizes() {
+    let env = Env::start_on(Server::Real, "kroxide-ops", Duration::from_millis(100), false).await;
+    let helm = support::helm();
+    let kubectl = env.kubectl();
+    env.ok(
+        &helm,
+        &[
+            "install",
+            "kroxide",
+            "charts/kroxide",
+            "-n",
+            "kroxide-system",
+            "--set",
+            "rbac.mode=aggregation",
+        ],
+        None,
+    );
+    let certs = env.scratch.path().join("metrics-tls");
+    std::fs::create_dir_all(&certs).unwrap();
+    for key in ["tls.crt", "tls.key"] {
+        let b64 = env.ok(
+            &kubectl,
+            &[
+                "get",
+                "secret",
+                "kroxide-metrics-tls",
+                "-n",
+                "kroxide-system",
+                "-o",
+                &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
+            ],
+            None,
+        );
+        use base64::Engine as _;
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .unwrap();
+        std::fs::write(certs.join(key), pem).unwrap();
+    }
+    let token = |sa: &str| {
+        env.ok(&kubectl, &["create", "token", sa, "-n", "kroxide-system"], None)
+            .trim()
+            .to_string()
+    };
+    // The controller as the chart's ServiceAccount.
+    let sa_kubeconfig = env.scratch.path().join("sa.kubeconfig");
+    std::fs::copy(&env.kubeconfig, &sa_kubeconfig).unwrap();
+    let as_sa = |args: &[&str]| {
+        let out = Command::new(&kubectl)
+            .arg(format!("--kubeconfig={}", sa_kubeconfig.display()))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    as_sa(&[
+        "config",
+        "set-credentials",
+        "kroxide",
+        &format!("--token={}", token("kroxide")),
+    ]);
+    as_sa(&["config", "set-context", "--current", "--user=kroxide"]);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kroxide"))
+        .args([
+            "controller",
+            "--namespace=kroxide-system",
+            "--health-probe-bind-address=0",
+            "--metrics-secure",
+        ])
+        .arg(format!("--metrics-bind-address=127.0.0.1:{port}"))
+        .arg(format!("--metrics-cert-dir={}", certs.display()))
+        .arg(format!("--kubeconfig={}", sa_kubeconfig.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(env.scratch.path().join("controller.log")).unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    // A scraper allowed to read metrics, and one that is not.
+    for sa in ["scraper", "nosy"] {
+        env.ok(
+            &kubectl,
+            &["create", "serviceaccount", sa, "-n", "kroxide-system"],
+            None,
+        );
+    }
+    env.ok(
+        &kubectl,
+        &[
+            "create",
+            "clusterrolebinding",
+            "scraper-metrics",
+            "--clusterrole=kroxide-metrics-reader",
+            "--serviceaccount=kroxide-system:scraper",
+        ],
+        None,
+    );
+    let curl = |token: Option<&str>| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sk", "-o", "-", "-w", "\n%{http_code}", "--max-time", "5"]);
+        if let Some(t) = token {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+        }
+        let out = cmd
+            .arg(format!("https://127.0.0.1:{port}/metrics"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.to_string(), body.to_string())
+    };
+    let (code, _) = eventually("the metrics endpoint", Duration::from_secs(20), async || {
+        let r = curl(None);
+        (r.0 != "000").then_some(r)
+    })
+    .await;
+    assert_eq!(code, "401", "no token");
+    let (code, body) = curl(Some(&token("nosy")));
+    assert_eq!(code, "403", "a token without the role: {body}");
+    let scraper = token("scraper");
+    let (code, body) = eventually("the role to take effect", Duration::from_secs(20), async || {
+        let r = curl(Some(&scraper));
+        (r.0 == "200").then_some(r)
+    })
+    .await;
+    assert_eq!(code, "200");
+    assert!(
+        body.contains("kroxide_reconcile_total") || body.contains("# EOF"),
+        "{body}"
+    );
+    // Plain HTTP is not served there.
+    let plain = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+    let _ = child.kill();
+    let _ = child.wait();
+    env.shutdown().await;
+}

@@ -1120,16 +1120,46 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let probes = Arc::new(crate::probes::Probes::new(metrics.clone()));
     let mut servers = JoinSet::new();
-    for addr in [config.health_addr, config.metrics_addr]
-        .into_iter()
-        .flatten()
-        .collect::<BTreeSet<_>>()
-    {
-        let listener = crate::probes::bind(addr)
+    let bind = |addr: std::net::SocketAddr| async move {
+        crate::probes::bind(addr)
             .await
-            .map_err(|e| Error::Connect(format!("cannot listen on {addr}: {e}")))?;
-        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
-        servers.spawn(crate::probes::serve(listener, probes.clone()));
+            .map_err(|e| Error::Connect(format!("cannot listen on {addr}: {e}")))
+    };
+    match &config.metrics_tls {
+        None => {
+            for addr in [config.health_addr, config.metrics_addr]
+                .into_iter()
+                .flatten()
+                .collect::<BTreeSet<_>>()
+            {
+                let listener = bind(addr).await?;
+                tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+                servers.spawn(crate::probes::serve(
+                    listener,
+                    probes.clone(),
+                    crate::probes::Serves::Everything,
+                ));
+            }
+        }
+        Some((cert, key)) => {
+            if let Some(addr) = config.health_addr {
+                let listener = bind(addr).await?;
+                tracing::info!(%addr, "serving /healthz and /readyz");
+                servers.spawn(crate::probes::serve(
+                    listener,
+                    probes.clone(),
+                    crate::probes::Serves::Health,
+                ));
+            }
+            if let Some(addr) = config.metrics_addr {
+                let tls =
+                    crate::probes::tls_acceptor(cert, key).map_err(|e| Error::Connect(e.to_string()))?;
+                let listener = bind(addr).await?;
+                tracing::info!(%addr, "serving /metrics over HTTPS to authorized callers");
+                let auth = Arc::new(crate::probes::Authenticator::new(client.clone()));
+                servers.spawn(crate::probes::serve_secure(listener, probes.clone(), tls, auth));
+            }
+        }
     }
     let grace = config.graceful_shutdown_timeout;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
