@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod controller;
 pub mod derive;
+pub mod fuzzing;
 pub mod graph;
 pub mod leader;
 pub mod metadata;

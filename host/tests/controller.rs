@@ -779,6 +779,60 @@ async fn instances_listed_while_the_cache_fills_are_all_reconciled_after_a_resta
     env.shutdown().await;
 }
 
+/// Regression (found by the fault suite): an instance deleted after the controller read it and
+/// before its finalizer landed was brought back by that write (a server-side apply creates what
+/// it does not find), without a spec, with our finalizer: it stayed for ever in ERROR and a
+/// second delete hung on the finalizer.
+///
+/// Embedded server only: it holds the controller's write until the instance is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_deleted_before_its_finalizer_lands_is_not_brought_back() {
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, one_configmap("early.test.kroxide.dev", "Early")).await;
+    wait_active(&env, "early.test.kroxide.dev").await;
+    let server = env.embedded();
+    server
+        .faults()
+        .add(kroxide_apiserver::Fault::delay("patch", "earlies", Duration::from_millis(1500)).times(1));
+    let api = instances(&env, "test.kroxide.dev", "Early", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Early", "metadata": {"name": "early", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    // The controller's first write to the instance has arrived and is held ...
+    eventually(
+        "the controller's write held",
+        Duration::from_secs(10),
+        async || (server.faults().pending() == 0).then_some(()),
+    )
+    .await;
+    // ... when the instance, without a finalizer yet, is deleted at once.
+    api.delete("early", &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt("early").await.unwrap().is_none());
+    let answered =
+        eventually("the held write answered", Duration::from_secs(10), async || {
+            server.counters().snapshot().into_iter().find(|r| {
+                r.verb == "patch" && r.resource == "earlies" && r.user_agent.starts_with("kroxide/")
+            })
+        })
+        .await;
+    assert_eq!(
+        answered.code, 404,
+        "the write must not create the instance: {answered:?}"
+    );
+    assert!(
+        api.get_opt("early").await.unwrap().is_none(),
+        "the instance came back"
+    );
+    assert!(
+        env.names("v1", "ConfigMap", Some("apps")).await.is_empty(),
+        "a child was made"
+    );
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 /// Regression (watch gap): children deleted while the children watch was down, its resume
 /// answered with 410 Gone, were never recreated: the relist did not drop them from the cache,
 /// and the instance kept reporting ACTIVE.

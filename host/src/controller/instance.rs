@@ -159,8 +159,41 @@ async fn ensure_managed(
         return Ok(());
     }
     let labels: Map<String, Value> = want.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
-    let meta = json!({"labels": labels, "finalizers": [FINALIZER]});
-    apply_to_instance(ctx, rev, key, instance, LABELLER, "label", meta).await
+    let mut finalizers: Vec<Value> = instance
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !has_finalizer {
+        finalizers.push(json!(FINALIZER));
+    }
+    // A merge patch at the resourceVersion we read, never an apply: an apply creates what it
+    // does not find, and would bring back an instance deleted before it had our finalizer.
+    // Someone else's write in between is a conflict, retried.
+    let patch = json!({"metadata": {
+        "labels": labels,
+        "finalizers": finalizers,
+        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)}});
+    let api = ctx
+        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
+        .await;
+    let params = PatchParams {
+        field_manager: Some(LABELLER.to_string()),
+        ..PatchParams::default()
+    };
+    let written = match api.patch(&key.name, &params, &Patch::Merge(&patch)).await {
+        Ok(w) => w,
+        Err(source) => {
+            return Err(Error::Api {
+                action: "label",
+                object: key.to_string(),
+                source,
+            });
+        }
+    };
+    *instance = super::informers::to_value(&written, &rev.resource);
+    ctx.memory.saw(instance.clone());
+    Ok(())
 }
 
 /// Server-side applies `metadata` (labels, annotations, finalizers) to the instance as
@@ -552,10 +585,37 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
     if deleting(&instance) {
         return finalize(ctx, &rev, key, &instance, &identity).await;
     }
+    // No child is made for an instance without our finalizer: deleted then, it would leave
+    // its children behind.
     let managed = match ensure_managed(ctx, &rev, key, &mut instance, &identity).await {
         Ok(()) => Mark::managed(),
         Err(e) if e.is_conflict() => return Err(e),
-        Err(e) => Mark::management_failed(e.to_string()),
+        // Deleted before it had our finalizer: nothing was made for it.
+        Err(Error::Api {
+            source: kube::Error::Api(ref s),
+            ..
+        }) if s.code == 404 => {
+            forget(ctx, key);
+            return Ok(Action::done());
+        }
+        Err(e) => {
+            let status = derive::status(&derive::Input {
+                instance: &instance,
+                resolution: None,
+                desired: &[],
+                observed: &observe(ctx, &identity),
+                plugin: None,
+                managed: Mark::management_failed(e.to_string()),
+                failure: None,
+                suspended: false,
+                deleting: false,
+                now: &now(),
+            });
+            report_transition(ctx, &rev, key, &instance, &status).await;
+            // Best effort: the server that refused the finalizer may refuse this too.
+            let _ = write_status(ctx, &rev, key, &instance, status).await;
+            return Err(e);
+        }
     };
     let now = now();
     if suspended(&instance) {

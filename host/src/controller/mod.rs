@@ -297,13 +297,25 @@ impl Children {
     }
 
     /// Forgets a deleted child; `v` is its last state (a watch's DELETED object carries the
-    /// resourceVersion of the deletion).
+    /// resourceVersion of the deletion). A deletion of an earlier incarnation (another uid, or
+    /// older than the cached copy: the child was made again since, by us, while the watch was
+    /// behind) leaves the cached copy alone.
     pub fn remove(&self, v: &Value) {
         let id = object_id(v);
         let now = std::time::Instant::now();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let index = &mut *guard;
-        let removed = index.objects.remove(&id);
+        let uid = |o: &Value| {
+            o.pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let newer = index.objects.get(&id).is_some_and(|old| {
+            let other_uid = matches!((uid(old), uid(v)), (Some(a), Some(b)) if a != b);
+            let later = matches!((resource_version(old), resource_version(v)), (Some(a), Some(b)) if a > b);
+            other_uid || later
+        });
+        let removed = if newer { None } else { index.objects.remove(&id) };
         if let Some(old) = &removed
             && let Some(set) = part_of(old)
             && let Some(members) = index.sets.get_mut(&set)
@@ -320,7 +332,9 @@ impl Children {
         index
             .tombstones
             .retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_TTL);
-        if let Some(gone) = gone {
+        if let Some(gone) = gone
+            && !newer
+        {
             let entry = index.tombstones.entry(id).or_insert((gone, now));
             *entry = (entry.0.max(gone), now);
         }
@@ -938,13 +952,15 @@ async fn instance_worker(ctx: Arc<Context>) {
         ctx.instance_queue.done(&key);
         match result {
             Ok(a) if a.backoff => {
-                ctx.instance_queue.retry(key);
+                let delay = ctx.instance_queue.retry(key);
+                span.in_scope(|| tracing::debug!(retry_in = ?delay, "reconciled; not ready to go on"));
             }
             Ok(a) => {
                 ctx.instance_queue.forget(&key);
                 let next = a
                     .requeue_after
                     .map_or(ctx.config.resync, |d| d.min(ctx.config.resync));
+                span.in_scope(|| tracing::debug!(requeue_in = ?next, "reconciled"));
                 ctx.instance_queue.add_after(key, next);
             }
             Err(e) => {
@@ -1280,6 +1296,27 @@ mod tests {
             .collect();
         // Other kinds are not touched by a ConfigMap relist.
         assert_eq!(names, ["kept".to_string(), "tenant".to_string()].into());
+    }
+
+    #[test]
+    fn a_late_deletion_of_an_earlier_incarnation_keeps_the_child_made_again_since() {
+        // Deleted behind our back while the watch was down; our apply made it again (uid b,
+        // resourceVersion 12); then the watch catches up with the old deletion and the new ADDED.
+        let cm = |uid: &str, rv: &str| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "n",
+                "uid": uid, "resourceVersion": rv, "labels": {"applyset.kubernetes.io/part-of": "applyset-x"}}})
+        };
+        let children = Children::default();
+        children.upsert(cm("a", "10"));
+        children.upsert(cm("b", "12"));
+        children.remove(&cm("a", "11"));
+        assert_eq!(children.of("applyset-x").len(), 1, "the new incarnation stays");
+        children.upsert(cm("b", "12"));
+        let kept = children.get(&object_id(&cm("b", "12"))).unwrap();
+        assert_eq!(kept["metadata"]["uid"], "b");
+        // Its own deletion still removes it.
+        children.remove(&cm("b", "13"));
+        assert!(children.of("applyset-x").is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 pub mod bindings;
 mod call;
 pub mod engine;
-mod output;
+pub(crate) mod output;
 pub mod source;
 
 use std::{

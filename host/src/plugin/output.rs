@@ -119,7 +119,7 @@ fn non_empty_str<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'
 }
 
 /// Checks a `transform` output.
-pub(super) fn transform(
+pub(crate) fn transform(
     out: bindings::TransformOutput,
     config: &RuntimeConfig,
 ) -> Result<TransformOutput, Fault> {
@@ -199,7 +199,7 @@ pub(super) fn transform(
 }
 
 /// Checks a `derive-status` output.
-pub(super) fn status(out: bindings::StatusOutput, config: &RuntimeConfig) -> Result<StatusOutput, Fault> {
+pub(crate) fn status(out: bindings::StatusOutput, config: &RuntimeConfig) -> Result<StatusOutput, Fault> {
     if out.status.len() > config.max_output_bytes {
         return Err(fault(
             "status",

@@ -165,6 +165,28 @@ impl ControllerProcess {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// Kills it with SIGKILL, as a crash or an OOM kill would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and waits up to 70 s (past the default graceful shutdown) for the exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(70);
+        while self.running() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit 70 s after SIGTERM:\n{}",
+                self.tail(20)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod chainsaw;
+pub mod faults;
 
 use std::{
     path::{Path, PathBuf},

@@ -182,6 +182,12 @@ impl Faults {
         *self.latency.lock().unwrap_or_else(|e| e.into_inner()) = Duration::ZERO;
     }
 
+    /// Faults programmed and not used up yet (a fault of `times(n)` goes once its `n`
+    /// requests have arrived).
+    pub fn pending(&self) -> usize {
+        self.rules.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// Delays every request by `d`.
     pub fn set_latency(&self, d: Duration) {
         *self.latency.lock().unwrap_or_else(|e| e.into_inner()) = d;
