@@ -833,6 +833,51 @@ async fn an_instance_deleted_before_its_finalizer_lands_is_not_brought_back() {
     env.shutdown().await;
 }
 
+/// Regression (found by the fault suite): when the write of the instance's finalizer failed,
+/// the reconcile went on and made the children; the instance, deleted then, went at once
+/// (no finalizer) and left its children behind. Now nothing is made until the finalizer is on.
+///
+/// Embedded server only: it fails the controller's writes to the instance on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_child_is_made_while_the_instance_lacks_its_finalizer() {
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, one_configmap("unmanaged.test.kroxide.dev", "Unmanaged")).await;
+    wait_active(&env, "unmanaged.test.kroxide.dev").await;
+    let server = env.embedded();
+    // The first write to the instance (its labels and finalizer) fails; later ones go through.
+    server
+        .faults()
+        .add(kroxide_apiserver::Fault::new("patch", "unmanageds", 500).times(1));
+    server.counters().reset();
+    let api = instances(&env, "test.kroxide.dev", "Unmanaged", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Unmanaged", "metadata": {"name": "u", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    let done = wait_state(&api, "u", "ACTIVE").await;
+    assert_eq!(
+        done.metadata.finalizers.as_deref(),
+        Some(&["kro.run/finalizer".to_string()][..])
+    );
+    let log = server.counters().snapshot();
+    let ours = |r: &&kroxide_apiserver::Request| r.user_agent.starts_with("kroxide/") && r.verb == "patch";
+    let finalized = log
+        .iter()
+        .position(|r| ours(&r) && r.resource == "unmanageds" && r.field_manager == "kro.run/labeller" && r.code < 300)
+        .expect("the finalizer was written");
+    let child = log
+        .iter()
+        .position(|r| ours(&r) && r.resource == "configmaps")
+        .expect("the child was applied");
+    assert!(
+        child > finalized,
+        "the child was applied (request {child}) before the finalizer was on (request {finalized})"
+    );
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 /// Regression (watch gap): children deleted while the children watch was down, its resume
 /// answered with 410 Gone, were never recreated: the relist did not drop them from the cache,
 /// and the instance kept reporting ACTIVE.
