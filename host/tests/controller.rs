@@ -864,7 +864,9 @@ async fn no_child_is_made_while_the_instance_lacks_its_finalizer() {
     let ours = |r: &&kroxide_apiserver::Request| r.user_agent.starts_with("kroxide/") && r.verb == "patch";
     let finalized = log
         .iter()
-        .position(|r| ours(&r) && r.resource == "unmanageds" && r.field_manager == "kro.run/labeller" && r.code < 300)
+        .position(|r| {
+            ours(&r) && r.resource == "unmanageds" && r.field_manager == "kro.run/labeller" && r.code < 300
+        })
         .expect("the finalizer was written");
     let child = log
         .iter()
@@ -873,6 +875,82 @@ async fn no_child_is_made_while_the_instance_lacks_its_finalizer() {
     assert!(
         child > finalized,
         "the child was applied (request {child}) before the finalizer was on (request {finalized})"
+    );
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
+/// Regression (found by the fault suite): once an instance was finalized, reconciles reading a
+/// watch cache that had not caught up with its deletion made its children again (and could
+/// create the instance anew): they were left behind for good.
+///
+/// Embedded server only: it keeps the instance watch down while the children watch runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finalized_instance_gets_no_children_again_from_a_lagging_cache() {
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    let mut rgd = one_configmap("lagging.test.kroxide.dev", "Lagging");
+    rgd["spec"]["schema"]["status"] = json!({"extra": "${cm.data.?extra.orValue('')}"});
+    apply_rgd(&env, rgd).await;
+    wait_active(&env, "lagging.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Lagging", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Lagging", "metadata": {"name": "lag", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "lag", "ACTIVE").await;
+    // The instance watch goes down and stays down; the children watch comes back.
+    let server = env.embedded();
+    server
+        .faults()
+        .add(kroxide_apiserver::Fault::new("watch", "laggings", 503));
+    server.drop_watches();
+    api.delete("lag", &DeleteParams::default()).await.unwrap();
+    // Edits of the child make the controller write the instance's status; the answers show it
+    // the deletion its cache has not seen; it finalizes; the deletion of the child brings it
+    // back to an instance that, in its cache, is not deleting.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    let mut edit = 0;
+    eventually("the instance finalized", Duration::from_secs(30), async || {
+        edit += 1;
+        let patch = json!({"data": {"extra": format!("e{edit}")}});
+        let _ = cms
+            .patch("lag", &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        api.get_opt("lag").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    eventually("no child left", Duration::from_secs(10), async || {
+        env.names("v1", "ConfigMap", Some("apps"))
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // And it stays so once the instance watch is back and reports the deletion.
+    server.faults().clear();
+    eventually("the instance watch back", Duration::from_secs(30), async || {
+        server
+            .counters()
+            .snapshot()
+            .into_iter()
+            .rev()
+            .find(|r| r.verb == "watch" && r.resource == "laggings" && r.code == 200)
+    })
+    .await;
+    let requests = server.counters().snapshot().len();
+    eventually("the controller idle", Duration::from_secs(10), async || {
+        let n = server.counters().snapshot().len();
+        (n == requests).then_some(())
+    })
+    .await;
+    assert!(
+        env.names("v1", "ConfigMap", Some("apps")).await.is_empty(),
+        "a child was made again"
+    );
+    assert!(
+        api.get_opt("lag").await.unwrap().is_none(),
+        "the instance came back"
     );
     running.stop(Duration::from_secs(5)).await;
     env.shutdown().await;

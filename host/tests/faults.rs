@@ -30,6 +30,9 @@ use support::{
 };
 
 const NS: &str = "apps";
+
+/// The runs take turns: each loads both cores, and convergence times are only comparable alone.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const UNMANAGED: usize = 10;
 
 fn knob(name: &str, default: u64) -> u64 {
@@ -410,6 +413,7 @@ fn report(server: Server, what: &str, model: &Model, extra: &str, converged: Dur
 }
 
 async fn faults_between_the_controller_and_the_server_lose_nothing(server: Server) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let seed = knob("KROXIDE_FAULT_SEED", 1);
     let target = knob("KROXIDE_FAULT_INSTANCES", 100) as usize;
     let seconds = knob("KROXIDE_FAULT_SECONDS", 30);
@@ -473,6 +477,7 @@ async fn faults_between_the_controller_and_the_server_lose_nothing(server: Serve
 }
 
 async fn a_controller_killed_at_random_moments_loses_nothing(server: Server) {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let seed = knob("KROXIDE_FAULT_SEED", 1);
     let target = knob("KROXIDE_FAULT_INSTANCES", 100) as usize;
     let restarts = knob("KROXIDE_CRASH_RESTARTS", 20);

@@ -196,31 +196,27 @@ async fn ensure_managed(
     Ok(())
 }
 
-/// Server-side applies `metadata` (labels, annotations, finalizers) to the instance as
-/// `manager`, and keeps the answer as the freshest copy.
-async fn apply_to_instance(
+/// Merges `metadata` (annotations) into the instance as `manager`, and keeps the answer as
+/// the freshest copy. A merge patch, never an apply: an apply creates what it does not find,
+/// and the instance may have gone since the (lagging) cache was read.
+async fn patch_instance(
     ctx: &Context,
     rev: &Revision,
     key: &InstanceKey,
     instance: &mut Value,
     manager: &str,
     action: &'static str,
-    mut metadata: Value,
+    metadata: Value,
 ) -> Result<(), Error> {
-    metadata["name"] = json!(key.name);
-    if let Some(ns) = &key.namespace {
-        metadata["namespace"] = json!(ns);
-    }
-    let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": metadata});
     let api = ctx
         .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
         .await;
+    let params = PatchParams {
+        field_manager: Some(manager.to_string()),
+        ..PatchParams::default()
+    };
     let written = api
-        .patch(
-            &key.name,
-            &PatchParams::apply(manager).force(),
-            &Patch::Apply(&body),
-        )
+        .patch(&key.name, &params, &Patch::Merge(&json!({"metadata": metadata})))
         .await
         .map_err(|source| Error::Api {
             action,
@@ -282,10 +278,13 @@ async fn ensure_parent(
     }
     let mut annotations =
         json!({TOOLING: tooling, CONTAINS: kinds.into_iter().collect::<Vec<_>>().join(",")});
-    if !namespaces.is_empty() {
-        annotations[NAMESPACES] = json!(namespaces.into_iter().collect::<Vec<_>>().join(","));
-    }
-    apply_to_instance(
+    // A merge patch: `null` removes the annotation when no namespace is left.
+    annotations[NAMESPACES] = if namespaces.is_empty() {
+        Value::Null
+    } else {
+        json!(namespaces.into_iter().collect::<Vec<_>>().join(","))
+    };
+    patch_instance(
         ctx,
         rev,
         key,
@@ -577,9 +576,19 @@ pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, 
         Lookup::NotSynced => return Ok(Action::after(NOT_SYNCED_RETRY)),
         Lookup::Absent => {
             forget(ctx, key);
+            ctx.memory.forget_finalized(key);
             return Ok(Action::done());
         }
     };
+    let uid = cached
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if ctx.memory.was_finalized(key, &uid) {
+        // Finalized; the cache has not caught up with the deletion yet.
+        return Ok(Action::done());
+    }
     let mut instance = ctx.memory.freshest(cached);
     let identity = InstanceIdentity::from_object(&instance);
     if deleting(&instance) {
@@ -934,5 +943,8 @@ async fn finalize(
     }
     tracing::info!("children deleted; finalizer removed");
     forget(ctx, key);
+    if let Some(uid) = instance.pointer("/metadata/uid").and_then(Value::as_str) {
+        ctx.memory.mark_finalized(key, uid);
+    }
     Ok(Action::done())
 }

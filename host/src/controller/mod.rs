@@ -419,7 +419,14 @@ pub struct Memory {
     pub fresh: Mutex<HashMap<ObjectId, Value>>,
     /// Per instance: the state last reported, for transition events.
     pub states: Mutex<HashMap<InstanceKey, String>>,
+    /// Instances whose finalizer we removed (their uid, and when), until the watch reports
+    /// them gone: a reconcile reading a cache that lags behind must not make their children
+    /// again, nor the instance.
+    pub finalized: Mutex<HashMap<InstanceKey, (String, std::time::Instant)>>,
 }
+
+/// How long a finalized instance is remembered if its watch never reports it gone.
+const FINALIZED_TTL: Duration = Duration::from_secs(300);
 
 impl Memory {
     /// `cached`, or the copy our last write returned when that one is newer.
@@ -498,6 +505,31 @@ impl Memory {
         );
         self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.states.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Remembers that the instance `key` with `uid` was finalized (our finalizer removed).
+    pub fn mark_finalized(&self, key: &InstanceKey, uid: &str) {
+        let now = std::time::Instant::now();
+        let mut marks = self.finalized.lock().unwrap_or_else(|e| e.into_inner());
+        marks.retain(|_, (_, at)| now.duration_since(*at) < FINALIZED_TTL);
+        marks.insert(key.clone(), (uid.to_string(), now));
+    }
+
+    /// Whether this incarnation (`uid`) of `key` was finalized already.
+    pub fn was_finalized(&self, key: &InstanceKey, uid: &str) -> bool {
+        self.finalized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|(u, at)| u == uid && at.elapsed() < FINALIZED_TTL)
+    }
+
+    /// Forgets a finalized instance once the watch reports it gone.
+    pub fn forget_finalized(&self, key: &InstanceKey) {
+        self.finalized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     /// How many entries each part holds: (applied instances, applied children, fresh copies,
