@@ -51,6 +51,9 @@ struct State<K: Key> {
     in_flight: HashMap<K::Group, usize>,
     dirty: HashSet<K>,
     delayed: BinaryHeap<Reverse<(Instant, u64, K)>>,
+    /// Per delayed key, when it is due: one pending re-add per key, the earliest (heap entries
+    /// that no longer match are stale and skipped).
+    due: HashMap<K, Instant>,
     seq: u64,
     failures: HashMap<K, u32>,
     closed: bool,
@@ -115,6 +118,7 @@ impl<K: Key> Queue<K> {
                 in_flight: HashMap::new(),
                 dirty: HashSet::new(),
                 delayed: BinaryHeap::new(),
+                due: HashMap::new(),
                 seq: 0,
                 failures: HashMap::new(),
                 closed: false,
@@ -147,7 +151,8 @@ impl<K: Key> Queue<K> {
         }
     }
 
-    /// Adds `key` after `delay`.
+    /// Adds `key` after `delay`. A key already due earlier keeps its time: however often a key
+    /// is re-added, it has one pending re-add, so periodic re-checks do not multiply.
     pub fn add_after(&self, key: K, delay: Duration) {
         if delay.is_zero() {
             return self.add(key);
@@ -156,9 +161,14 @@ impl<K: Key> Queue<K> {
         if s.closed {
             return;
         }
+        let at = Instant::now() + delay;
+        if s.due.get(&key).is_some_and(|due| *due <= at) {
+            return;
+        }
+        s.due.insert(key.clone(), at);
         s.seq += 1;
         let seq = s.seq;
-        s.delayed.push(Reverse((Instant::now() + delay, seq, key)));
+        s.delayed.push(Reverse((at, seq, key)));
         drop(s);
         self.notify.notify_one();
     }
@@ -215,7 +225,12 @@ impl<K: Key> Queue<K> {
                 let mut s = self.lock();
                 let now = Instant::now();
                 while s.delayed.peek().is_some_and(|Reverse((at, _, _))| *at <= now) {
-                    let Reverse((_, _, key)) = s.delayed.pop().expect("peeked");
+                    let Reverse((at, _, key)) = s.delayed.pop().expect("peeked");
+                    if s.due.get(&key) != Some(&at) {
+                        // Superseded by an earlier time, already served.
+                        continue;
+                    }
+                    s.due.remove(&key);
                     if s.processing.contains(&key) {
                         s.dirty.insert(key);
                     } else if s.queued.insert(key.clone()) {
@@ -253,6 +268,7 @@ impl<K: Key> Queue<K> {
         s.turns.clear();
         s.queued.clear();
         s.delayed.clear();
+        s.due.clear();
         drop(s);
         self.notify.notify_waiters();
     }
@@ -316,6 +332,21 @@ mod tests {
         let started = Instant::now();
         assert_eq!(q.next().await, Some("a"));
         assert!(started.elapsed() >= Duration::from_millis(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_re_added_often_has_one_pending_re_add_the_earliest() {
+        let q = queue();
+        q.add_after("a", Duration::from_millis(50));
+        q.add_after("a", Duration::from_millis(10));
+        q.add_after("a", Duration::from_millis(30));
+        let started = Instant::now();
+        assert_eq!(q.next().await, Some("a"));
+        assert_eq!(started.elapsed(), Duration::from_millis(10));
+        q.done(&"a");
+        // Nothing else is pending: the 30 and 50 ms re-adds were folded into the first.
+        let again = tokio::time::timeout(Duration::from_secs(1), q.next()).await;
+        assert!(again.is_err(), "a second run: {again:?}");
     }
 
     /// Keys grouped by their first letter.
