@@ -71,6 +71,9 @@ struct Model {
     deleted: BTreeSet<String>,
     /// Unmanaged ConfigMaps and the resourceVersion they must keep.
     unmanaged: BTreeMap<String, String>,
+    /// An instance whose ConfigMap's name is taken by an unmanaged one: it must say so, and
+    /// leave that ConfigMap alone.
+    colliding: Option<String>,
     next: u64,
     ops: BTreeMap<&'static str, u64>,
 }
@@ -280,14 +283,37 @@ async fn violations(apis: &Apis, model: &Model) -> BTreeMap<&'static str, Vec<St
             ));
         }
     }
-    for name in instances
-        .keys()
-        .filter(|n| !model.live.contains_key(*n) && !model.deleted.contains(*n))
-    {
+    for name in instances.keys().filter(|n| {
+        !model.live.contains_key(*n) && !model.deleted.contains(*n) && model.colliding.as_deref() != Some(n)
+    }) {
         out.entry("unexpected instance").or_default().push(name.clone());
     }
-    let expected =
-        |n: &str| model.live.contains_key(n) || model.unmanaged.contains_key(n) || n == "kube-root-ca.crt";
+    if let Some(name) = &model.colliding {
+        let ready = instances.get(name).and_then(|i| {
+            i.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "ResourcesReady")
+                .cloned()
+        });
+        let refused = ready
+            .as_ref()
+            .is_some_and(|c| c["status"] == "False" && c["reason"] == "ResourceNotOwned");
+        if !refused {
+            out.entry("unmanaged object taken over")
+                .or_default()
+                .push(format!(
+                    "{name}: ResourcesReady {}",
+                    ready.map(|c| c.to_string()).unwrap_or_default()
+                ));
+        }
+    }
+    let expected = |n: &str| {
+        model.live.contains_key(n)
+            || model.unmanaged.contains_key(n)
+            || model.colliding.as_deref() == Some(n)
+            || n == "kube-root-ca.crt"
+    };
     for (kind, list) in [("ConfigMap", &cms), ("Deployment", &deps), ("Service", &svcs)] {
         for name in list.keys().filter(|n| !expected(n) && *n != "kubernetes") {
             out.entry("orphaned child")
@@ -375,6 +401,23 @@ async fn prepare(env: &Env, apis: &Apis, model: &mut Model) {
             .unmanaged
             .insert(name, made.metadata.resource_version.unwrap());
     }
+    // An unmanaged ConfigMap with the name a child of the instance `taken` would have.
+    let cm: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "taken", "namespace": NS}, "data": {"value": "mine"}}))
+    .unwrap();
+    let made = apis.configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    model
+        .unmanaged
+        .insert("taken".into(), made.metadata.resource_version.unwrap());
+    let inst: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "faults.kroxide.dev/v1alpha1", "kind": "Workload",
+        "metadata": {"name": "taken", "namespace": NS}, "spec": {"value": "theirs"}}))
+    .unwrap();
+    apis.instances
+        .create(&PostParams::default(), &inst)
+        .await
+        .unwrap();
+    model.colliding = Some("taken".into());
 }
 
 fn controller_args() -> Vec<String> {
@@ -403,7 +446,7 @@ fn report(server: Server, what: &str, model: &Model, extra: &str, converged: Dur
     println!(
         "{what} on {server:?}: {} instances live, {} deleted; operations {:?}; {extra}; \
          converged {:.1} s after the faults stopped; violations: 0 lost, 0 orphaned, 0 stuck, \
-         0 unmanaged objects touched ({} checked)",
+         0 unmanaged objects touched or taken over ({} checked)",
         model.live.len(),
         model.deleted.len(),
         model.ops,
