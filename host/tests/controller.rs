@@ -67,6 +67,14 @@ async fn instances(env: &Env, group: &str, kind: &str, ns: &str) -> Api<DynamicO
     Api::namespaced_with(env.client.clone(), ns, &ar)
 }
 
+/// Creates an instance of `kind` (group test.kroxide.dev) named `name` in `apps`, with an empty spec.
+async fn create_instance(api: &Api<DynamicObject>, kind: &str, name: &str) {
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": kind, "metadata": {"name": name, "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+}
+
 async fn wait_state(api: &Api<DynamicObject>, name: &str, state: &str) -> DynamicObject {
     eventually(&format!("{name} {state}"), Duration::from_secs(20), async || {
         api.get_opt(name)
@@ -479,10 +487,7 @@ async fn a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instan
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
     let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
-    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
-        "kind": "Budget", "metadata": {"name": "left", "namespace": "apps"}, "spec": {}}))
-    .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Budget", "left").await;
     wait_state(&api, "left", "ACTIVE").await;
     first.stop(Duration::from_secs(5)).await;
     rgd_api(&env.client)
@@ -533,10 +538,7 @@ async fn an_object_the_instance_did_not_make_is_never_taken_over(server: Server)
     apply_rgd(&env, one_configmap("takers.test.kroxide.dev", "Taker")).await;
     wait_active(&env, "takers.test.kroxide.dev").await;
     let api = instances(&env, "test.kroxide.dev", "Taker", "apps").await;
-    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
-        "kind": "Taker", "metadata": {"name": "precious", "namespace": "apps"}, "spec": {}}))
-    .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Taker", "precious").await;
     let refused = eventually("ResourceNotOwned", Duration::from_secs(20), async || {
         let o = api.get("precious").await.ok()?;
         o.data["status"]["conditions"]
@@ -581,7 +583,7 @@ async fn an_object_the_instance_did_not_make_is_never_taken_over(server: Server)
     )
     .await
     .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Taker", "precious").await;
     wait_state(&api, "precious", "ACTIVE").await;
     let adopted = cms.get("precious").await.unwrap();
     assert_eq!(adopted.data.unwrap()["value"], "v");
@@ -607,10 +609,7 @@ async fn a_missing_optional_field_is_reported_with_the_field_and_expression(serv
     .await;
     wait_active(&env, "optionals.test.kroxide.dev").await;
     let api = instances(&env, "test.kroxide.dev", "Optional", "apps").await;
-    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
-        "kind": "Optional", "metadata": {"name": "o", "namespace": "apps"}, "spec": {}}))
-    .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Optional", "o").await;
     let o = wait_state(&api, "o", "ERROR").await;
     let resolved = o.data["status"]["conditions"]
         .as_array()
@@ -796,10 +795,7 @@ async fn an_instance_deleted_before_its_finalizer_lands_is_not_brought_back() {
         .faults()
         .add(kroxide_apiserver::Fault::delay("patch", "earlies", Duration::from_millis(1500)).times(1));
     let api = instances(&env, "test.kroxide.dev", "Early", "apps").await;
-    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
-        "kind": "Early", "metadata": {"name": "early", "namespace": "apps"}, "spec": {}}))
-    .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Early", "early").await;
     // The controller's first write to the instance has arrived and is held ...
     eventually(
         "the controller's write held",
@@ -851,10 +847,7 @@ async fn no_child_is_made_while_the_instance_lacks_its_finalizer() {
         .add(kroxide_apiserver::Fault::new("patch", "unmanageds", 500).times(1));
     server.counters().reset();
     let api = instances(&env, "test.kroxide.dev", "Unmanaged", "apps").await;
-    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
-        "kind": "Unmanaged", "metadata": {"name": "u", "namespace": "apps"}, "spec": {}}))
-    .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Unmanaged", "u").await;
     let done = wait_state(&api, "u", "ACTIVE").await;
     assert_eq!(
         done.metadata.finalizers.as_deref(),
@@ -894,10 +887,7 @@ async fn a_finalized_instance_gets_no_children_again_from_a_lagging_cache() {
     apply_rgd(&env, rgd).await;
     wait_active(&env, "lagging.test.kroxide.dev").await;
     let api = instances(&env, "test.kroxide.dev", "Lagging", "apps").await;
-    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
-        "kind": "Lagging", "metadata": {"name": "lag", "namespace": "apps"}, "spec": {}}))
-    .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Lagging", "lag").await;
     wait_state(&api, "lag", "ACTIVE").await;
     // The instance watch goes down and stays down; the children watch comes back.
     let server = env.embedded();
@@ -969,10 +959,7 @@ async fn children_deleted_during_a_watch_gap_are_recreated_after_the_relist() {
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
     let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
-    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
-        "kind": "Budget", "metadata": {"name": "gap", "namespace": "apps"}, "spec": {}}))
-    .unwrap();
-    api.create(&PostParams::default(), &inst).await.unwrap();
+    create_instance(&api, "Budget", "gap").await;
     wait_state(&api, "gap", "ACTIVE").await;
     let server = env.embedded();
     // The children watch goes down and cannot come back for now.

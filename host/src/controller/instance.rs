@@ -170,30 +170,11 @@ async fn ensure_managed(
     // A merge patch at the resourceVersion we read, never an apply: an apply creates what it
     // does not find, and would bring back an instance deleted before it had our finalizer.
     // Someone else's write in between is a conflict, retried.
-    let patch = json!({"metadata": {
+    let patch = json!({
         "labels": labels,
         "finalizers": finalizers,
-        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)}});
-    let api = ctx
-        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
-        .await;
-    let params = PatchParams {
-        field_manager: Some(LABELLER.to_string()),
-        ..PatchParams::default()
-    };
-    let written = match api.patch(&key.name, &params, &Patch::Merge(&patch)).await {
-        Ok(w) => w,
-        Err(source) => {
-            return Err(Error::Api {
-                action: "label",
-                object: key.to_string(),
-                source,
-            });
-        }
-    };
-    *instance = super::informers::to_value(&written, &rev.resource);
-    ctx.memory.saw(instance.clone());
-    Ok(())
+        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+    patch_instance(ctx, rev, key, instance, LABELLER, "label", patch).await
 }
 
 /// Merges `metadata` (annotations) into the instance as `manager`, and keeps the answer as
@@ -919,27 +900,28 @@ async fn finalize(
         .and_then(Value::as_array)
         .map(|f| f.iter().filter(|x| *x != FINALIZER).cloned().collect())
         .unwrap_or_default();
-    let patch = json!({"metadata": {
+    let patch = json!({
         "finalizers": if rest.is_empty() { Value::Null } else { Value::Array(rest) },
-        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)}});
-    let api = ctx
-        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
-        .await;
-    let params = PatchParams {
-        field_manager: Some(LABELLER.to_string()),
-        ..PatchParams::default()
-    };
-    match api.patch(&key.name, &params, &Patch::Merge(&patch)).await {
-        Ok(_) => {}
+        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+    let mut written = instance.clone();
+    match patch_instance(
+        ctx,
+        rev,
+        key,
+        &mut written,
+        LABELLER,
+        "remove the finalizer of",
+        patch,
+    )
+    .await
+    {
+        Ok(()) => {}
         // Already gone: a previous pass removed the finalizer.
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(source) => {
-            return Err(Error::Api {
-                action: "remove the finalizer of",
-                object: key.to_string(),
-                source,
-            });
-        }
+        Err(Error::Api {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => {}
+        Err(e) => return Err(e),
     }
     tracing::info!("children deleted; finalizer removed");
     forget(ctx, key);
