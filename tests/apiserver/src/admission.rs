@@ -50,55 +50,128 @@ fn required(field: &str, detail: &str) -> Cause {
 
 /// Kinds whose names must be DNS labels rather than subdomains.
 fn label_named(kind: &str) -> bool {
-    matches!(kind, "Namespace" | "Service")
+    matches!(kind, "Namespace" | "Service" | "StatefulSet")
+}
+
+/// Kinds whose names are only URL path segments (RBAC: `system:controller:x` is valid).
+fn path_segment_named(kind: &str) -> bool {
+    matches!(kind, "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding")
+}
+
+const SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const LABEL_MESSAGE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+const QUALIFIED_MESSAGE: &str = "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+
+/// Why `name` is not a DNS label, in the real server's words (`must not contain dots` for a
+/// subdomain that is not a label).
+fn label_problem(name: &str) -> Option<&'static str> {
+    if name.len() > 63 {
+        Some("must be no more than 63 characters")
+    } else if LABEL.is_match(name) {
+        None
+    } else if name.contains('.') && SUBDOMAIN.is_match(name) {
+        Some("must not contain dots")
+    } else {
+        Some(LABEL_MESSAGE)
+    }
 }
 
 /// Checks an object name.
 pub fn name(kind: &str, name: &str) -> Option<Cause> {
     let v = Value::String(name.to_string());
-    if label_named(kind) {
-        if name.len() > 63 {
-            return Some(invalid("metadata.name", &v, "must be no more than 63 characters"));
+    let problem = if path_segment_named(kind) {
+        match name {
+            "." => Some("may not be '.'"),
+            ".." => Some("may not be '..'"),
+            n if n.contains('/') => Some("may not contain '/'"),
+            n if n.contains('%') => Some("may not contain '%'"),
+            _ => None,
         }
-        if !LABEL.is_match(name) {
-            return Some(invalid(
-                "metadata.name",
-                &v,
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-            ));
-        }
+    } else if label_named(kind) {
+        label_problem(name)
+    } else if name.len() > 253 {
+        Some("must be no more than 253 characters")
+    } else if !SUBDOMAIN.is_match(name) {
+        Some(SUBDOMAIN_MESSAGE)
     } else {
-        if name.len() > 253 {
-            return Some(invalid(
-                "metadata.name",
-                &v,
-                "must be no more than 253 characters",
-            ));
-        }
-        if !SUBDOMAIN.is_match(name) {
-            return Some(invalid(
-                "metadata.name",
-                &v,
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
-            ));
-        }
-    }
-    None
+        None
+    };
+    problem.map(|p| invalid("metadata.name", &v, p))
+}
+
+/// The warning the real server gives for a name that is a subdomain but not a DNS label, for
+/// kinds whose names end up in Pod names or hostnames.
+pub fn name_warning(kind: &str, name: &str) -> Option<String> {
+    let used = match kind {
+        "Deployment" | "ReplicaSet" | "Job" => "Pod names and hostnames",
+        "Pod" => "the Pod's hostname",
+        _ => return None,
+    };
+    let problem = label_problem(name)?;
+    Some(format!(
+        "metadata.name: this is used in {used}, which can result in surprising behavior; a DNS label is recommended: [{problem}]"
+    ))
+}
+
+/// Checks a generateName prefix as the real server does: as a name with its trailing dash.
+pub fn generate_name(kind: &str, prefix: &str) -> Option<Cause> {
+    let trimmed = prefix.strip_suffix('-').unwrap_or(prefix);
+    let mut c = name(kind, trimmed)?;
+    c.field = "metadata.generateName".into();
+    c.message = c.message.replacen(&format!("{trimmed:?}"), &format!("{prefix:?}"), 1);
+    Some(c)
 }
 
 fn qualified_name(field: &str, key: &str, out: &mut Vec<Cause>) {
     let v = Value::String(key.to_string());
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
+    let parts: Vec<&str> = key.split('/').collect();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                out.push(invalid(field, &v, "prefix part must be non-empty"));
+            } else if prefix.len() > 253 {
+                out.push(invalid(field, &v, "prefix part must be no more than 253 characters"));
+            } else if !SUBDOMAIN.is_match(prefix) {
+                out.push(invalid(field, &v, &format!("prefix part {SUBDOMAIN_MESSAGE}")));
+            }
+            name
+        }
+        _ => {
+            out.push(invalid(
+                field,
+                &v,
+                &format!("a valid label key {QUALIFIED_MESSAGE} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"),
+            ));
+            return;
+        }
     };
-    if let Some(p) = prefix
-        && (p.is_empty() || p.len() > 253 || !SUBDOMAIN.is_match(p))
-    {
-        out.push(invalid(field, &v, "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"));
+    if name.is_empty() {
+        out.push(invalid(field, &v, "name part must be non-empty"));
+    } else if name.len() > 63 {
+        out.push(invalid(field, &v, "name part must be no more than 63 bytes"));
     }
-    if name.is_empty() || name.len() > 63 || !QUALIFIED.is_match(name) {
-        out.push(invalid(field, &v, "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') and must be no more than 63 characters"));
+    if !QUALIFIED.is_match(name) {
+        out.push(invalid(field, &v, &format!("name part {QUALIFIED_MESSAGE}")));
+    }
+}
+
+/// Built-in kinds' finalizers must be standard names or qualified with a domain (custom
+/// resources and CRDs only need qualified names).
+fn standard_finalizers(object: &Value, out: &mut Vec<Cause>) {
+    let list = object.pointer("/metadata/finalizers").and_then(Value::as_array);
+    for (i, f) in list.into_iter().flatten().enumerate() {
+        standard_finalizer(&format!("metadata.finalizers[{i}]"), f.as_str().unwrap_or_default(), out);
+    }
+}
+
+fn standard_finalizer(field: &str, f: &str, out: &mut Vec<Cause>) {
+    if !matches!(f, "kubernetes" | "orphan" | "foregroundDeletion") && !f.contains('/') {
+        out.push(invalid(
+            field,
+            &Value::String(f.to_string()),
+            "name is neither a standard finalizer name nor is it fully qualified",
+        ));
     }
 }
 
@@ -108,13 +181,19 @@ pub fn metadata(object: &Value, out: &mut Vec<Cause>) {
         for (k, v) in labels {
             qualified_name("metadata.labels", k, out);
             match v.as_str() {
-                Some(s) if s.len() <= 63 && LABEL_VALUE.is_match(s) => {}
+                Some(s) if s.len() > 63 => out.push(invalid("metadata.labels", v, "must be no more than 63 bytes")),
+                Some(s) if LABEL_VALUE.is_match(s) => {}
                 _ => out.push(invalid(
                     "metadata.labels",
                     v,
                     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
                 )),
             }
+        }
+    }
+    if let Some(list) = object.pointer("/metadata/finalizers").and_then(Value::as_array) {
+        for (i, f) in list.iter().enumerate() {
+            qualified_name(&format!("metadata.finalizers[{i}]"), f.as_str().unwrap_or_default(), out);
         }
     }
     if let Some(ann) = object.pointer("/metadata/annotations").and_then(Value::as_object) {
@@ -176,6 +255,9 @@ fn immutable(field: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Ve
 pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut out = Vec::new();
     metadata(object, &mut out);
+    if kind != "CustomResourceDefinition" {
+        standard_finalizers(object, &mut out);
+    }
     let spec = object.get("spec").cloned().unwrap_or(Value::Null);
     match kind {
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
@@ -188,13 +270,22 @@ pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
                     "must be greater than or equal to 0",
                 ));
             }
-            match spec.get("selector") {
-                None | Some(Value::Null) => out.push(required("spec.selector", "")),
+            let labels = spec
+                .pointer("/template/metadata/labels")
+                .cloned()
+                .unwrap_or(Value::Null);
+            let selector = spec.get("selector").filter(|s| !s.is_null());
+            if selector.is_none() {
+                out.push(required("spec.selector", ""));
+            }
+            match selector {
+                // Without a selector the template's labels cannot match it either.
+                None => out.push(invalid(
+                    "spec.template.metadata.labels",
+                    &labels,
+                    "`selector` does not match template `labels`",
+                )),
                 Some(sel) => {
-                    let labels = spec
-                        .pointer("/template/metadata/labels")
-                        .cloned()
-                        .unwrap_or(Value::Null);
                     if !selector_matches(sel, &labels) {
                         out.push(invalid(
                             "spec.template.metadata.labels",
@@ -223,14 +314,10 @@ pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
             containers(&tspec, "spec.template.spec", &mut out);
             match tspec.get("restartPolicy").and_then(Value::as_str) {
                 Some("OnFailure" | "Never") => {}
-                None => out.push(required(
+                // The real server words every other value (Always too) as a missing one.
+                _ => out.push(required(
                     "spec.template.spec.restartPolicy",
                     "valid values: \"OnFailure\", \"Never\"",
-                )),
-                Some(other) => out.push(cause(
-                    "FieldValueNotSupported",
-                    "spec.template.spec.restartPolicy",
-                    format!("Unsupported value: {other:?}: supported values: \"OnFailure\", \"Never\""),
                 )),
             }
             if let Some(old) = old {
@@ -263,6 +350,15 @@ pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
                                 "must be between 1 and 65535, inclusive",
                             )),
                             None => out.push(required(&format!("spec.ports[{i}].port"), "")),
+                        }
+                        if let Some(n) = p.get("targetPort").and_then(Value::as_i64)
+                            && !(1..=65535).contains(&n)
+                        {
+                            out.push(invalid(
+                                &format!("spec.ports[{i}].targetPort"),
+                                &p["targetPort"],
+                                "must be between 1 and 65535, inclusive",
+                            ));
                         }
                     }
                 }
@@ -301,6 +397,22 @@ pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
                     }
                 }
             }
+            let size: usize = ["data", "binaryData"]
+                .iter()
+                .filter_map(|f| object.get(*f).and_then(Value::as_object))
+                .flat_map(|m| m.iter())
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum();
+            if kind == "ConfigMap" && size > 1024 * 1024 {
+                out.push(cause(
+                    "FieldValueTooLong",
+                    "[]",
+                    "Too long: may not be more than 1048576 bytes".into(),
+                ));
+            }
+            if kind == "Secret" {
+                secret(object, old, &mut out);
+            }
             if let Some(old) = old
                 && old.get("immutable") == Some(&Value::Bool(true))
             {
@@ -315,9 +427,51 @@ pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
                 }
             }
         }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            if let Some(old) = old
+                && old.get("roleRef") != object.get("roleRef")
+            {
+                let r = object.get("roleRef").cloned().unwrap_or(Value::Null);
+                // Go prints the struct with its field names.
+                let shown = format!(
+                    "{{\"APIGroup\":{},\"Kind\":{},\"Name\":{}}}",
+                    r.get("apiGroup").cloned().unwrap_or(Value::String(String::new())),
+                    r.get("kind").cloned().unwrap_or(Value::String(String::new())),
+                    r.get("name").cloned().unwrap_or(Value::String(String::new())),
+                );
+                out.push(cause(
+                    "FieldValueInvalid",
+                    "roleRef",
+                    format!("Invalid value: {shown}: cannot change roleRef"),
+                ));
+            }
+        }
         _ => {}
     }
     out
+}
+
+/// A Secret's type is immutable, and typed Secrets need their keys.
+fn secret(object: &Value, old: Option<&Value>, out: &mut Vec<Cause>) {
+    let ty = object.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+    if let Some(old) = old
+        && old.get("type") != object.get("type")
+    {
+        out.push(invalid("type", &Value::String(ty.into()), "field is immutable"));
+    }
+    let required_keys: &[&str] = match ty {
+        "kubernetes.io/tls" => &["tls.crt", "tls.key"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        _ => &[],
+    };
+    let data = object.get("data").and_then(Value::as_object);
+    for k in required_keys {
+        if data.is_none_or(|d| !d.contains_key(*k)) {
+            out.push(required(&format!("data[{k}]"), ""));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -361,7 +515,7 @@ mod tests {
         let c = builtin("Job", &j, None);
         assert_eq!(
             c[0].message,
-            "Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+            "Required value: valid values: \"OnFailure\", \"Never\""
         );
     }
 

@@ -160,6 +160,15 @@ pub fn collect(state: &mut State) -> bool {
             );
         }
     }
+    // The PVC and PV protection controllers: nothing runs Pods that mount volumes here, so a
+    // deleted claim or volume is never in use and its protection finalizer goes at once.
+    for o in all.iter().filter(|o| deleting(&o.object)) {
+        for f in ["kubernetes.io/pvc-protection", "kubernetes.io/pv-protection"] {
+            if has_finalizer(&o.object, f) {
+                patch(state, &o.key, &o.object, GC, without_finalizer(&o.object, f));
+            }
+        }
+    }
     for o in all.iter().filter(|o| deleting(&o.object)) {
         let uid = uid_of(&o.object).unwrap_or_default().to_string();
         let deps = dependents.get(&uid).cloned().unwrap_or_default();

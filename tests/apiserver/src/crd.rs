@@ -121,6 +121,14 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
             "should be a domain with at least one dot",
         ));
     }
+    // Groups Kubernetes owns need an approval annotation naming the API review.
+    let protected = group == "k8s.io" || group == "kubernetes.io" || group.ends_with(".k8s.io") || group.ends_with(".kubernetes.io");
+    if protected && crd.pointer("/metadata/annotations/api-approved.kubernetes.io").is_none() {
+        out.push(required(
+            "metadata.annotations[api-approved.kubernetes.io]",
+            "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
+        ));
+    }
     if plural.is_empty() {
         out.push(required("spec.names.plural", ""));
     }

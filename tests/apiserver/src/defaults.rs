@@ -63,6 +63,9 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
         "Pod" => {
             if let Some(spec) = obj(object, "spec") {
                 set_default(spec, "enableServiceLinks", json!(true));
+                // The Priority admission plugin's answer without PriorityClasses.
+                set_default(spec, "priority", json!(0));
+                set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
                 pod_spec(spec, true);
             }
         }
@@ -139,12 +142,13 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
                 set_default(spec, "suspend", json!(false));
                 set_default(spec, "successfulJobsHistoryLimit", json!(3));
                 set_default(spec, "failedJobsHistoryLimit", json!(1));
+                // Only the Pod template inside is defaulted: Job defaults apply to Jobs.
                 if let Some(js) = spec
                     .get_mut("jobTemplate")
                     .and_then(|t| t.get_mut("spec"))
                     .and_then(Value::as_object_mut)
                 {
-                    job_spec(js);
+                    template(js, false);
                 }
             }
         }
@@ -155,6 +159,17 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
                     m.remove("type");
                 }
                 set_default(m, "type", json!("Opaque"));
+                // stringData is write-only: merged into data, base64-encoded, and dropped.
+                if let Some(Value::Object(plain)) = m.remove("stringData") {
+                    use base64::Engine as _;
+                    let data = m.entry("data").or_insert_with(|| json!({}));
+                    if let Some(d) = data.as_object_mut() {
+                        for (k, v) in plain {
+                            let text = v.as_str().unwrap_or_default().to_string();
+                            d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+                        }
+                    }
+                }
             }
         }
         "Namespace" => {
@@ -176,6 +191,21 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
                 }
             }
         }
+        "Role" | "ClusterRole" => {
+            // `rules` has no omitempty: an object without rules says `rules: null`.
+            if let Some(m) = object.as_object_mut() {
+                m.entry("rules").or_insert(Value::Null);
+            }
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            if let Some(m) = object.as_object_mut() {
+                for s in items(m, "subjects") {
+                    if matches!(s.get("kind").and_then(Value::as_str), Some("User" | "Group")) {
+                        set_default(s, "apiGroup", json!("rbac.authorization.k8s.io"));
+                    }
+                }
+            }
+        }
         "PersistentVolumeClaim" => {
             if let Some(spec) = obj(object, "spec") {
                 set_default(spec, "volumeMode", json!("Filesystem"));
@@ -185,6 +215,12 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
             }
         }
         "HorizontalPodAutoscaler" => {
+            if let Some(m) = object.as_object_mut() {
+                let status = m.entry("status").or_insert_with(|| json!({}));
+                if let Some(st) = status.as_object_mut() {
+                    st.entry("currentMetrics").or_insert(Value::Null);
+                }
+            }
             if let Some(spec) = obj(object, "spec") {
                 set_default(spec, "minReplicas", json!(1));
                 if spec
@@ -223,6 +259,60 @@ pub fn apply(kind: &str, object: &mut Value, alloc: &mut Allocator) {
     canonical_quantities(object);
 }
 
+/// What the real server's admission adds when an object is created (not on later writes):
+/// protection finalizers on claims and volumes, a DaemonSet's template generation.
+pub fn created(kind: &str, object: &mut Value) {
+    match kind {
+        "PersistentVolumeClaim" => finalizer(object, "kubernetes.io/pvc-protection"),
+        "PersistentVolume" => finalizer(object, "kubernetes.io/pv-protection"),
+        "DaemonSet" => {
+            if let Some(meta) = obj(object, "metadata") {
+                let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+                if let Some(a) = ann.as_object_mut() {
+                    a.insert(DAEMONSET_TEMPLATE_GENERATION.into(), json!("1"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The annotation a DaemonSet's template generation is kept in.
+pub const DAEMONSET_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+/// Keeps a DaemonSet's template generation (a field of the internal type the real server
+/// shows as an annotation) and counts a template change in it.
+pub fn template_changed(kind: &str, old: &Value, object: &mut Value) {
+    if kind != "DaemonSet" {
+        return;
+    }
+    let changed = u64::from(old.pointer("/spec/template") != object.pointer("/spec/template"));
+    let n: u64 = old
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(DAEMONSET_TEMPLATE_GENERATION))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    if let Some(meta) = obj(object, "metadata") {
+        let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(a) = ann.as_object_mut() {
+            a.insert(DAEMONSET_TEMPLATE_GENERATION.into(), json!((n + changed).to_string()));
+        }
+    }
+}
+
+/// Adds `f` to the object's finalizers (protection finalizers the real server's admission adds).
+fn finalizer(object: &mut Value, f: &str) {
+    if let Some(meta) = obj(object, "metadata") {
+        let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+        if let Some(l) = list.as_array_mut()
+            && !l.iter().any(|x| x == f)
+        {
+            l.push(json!(f));
+        }
+    }
+}
+
 fn job_spec(spec: &mut Map<String, Value>) {
     if spec.get("completions").is_none() && spec.get("parallelism").is_none() {
         spec.insert("completions".into(), json!(1));
@@ -244,6 +334,7 @@ pub fn job_identity(object: &mut Value) {
     if spec.get("manualSelector") == Some(&json!(true)) {
         return;
     }
+    spec.insert("manualSelector".into(), json!(false));
     set_default(
         spec,
         "selector",
@@ -266,16 +357,20 @@ pub fn job_identity(object: &mut Value) {
             set_default(l, k, v.clone());
         }
     }
+    // A Job without labels gets its Pod template's.
+    let template_labels = object.pointer("/spec/template/metadata/labels").cloned();
+    if let (Some(labels), Some(meta)) = (template_labels, obj(object, "metadata"))
+        && meta.get("labels").is_none_or(|l| l.as_object().is_none_or(Map::is_empty))
+    {
+        meta.insert("labels".into(), labels);
+    }
 }
 
 fn template(spec: &mut Map<String, Value>, restart_always: bool) {
     let Some(t) = spec.get_mut("template").and_then(Value::as_object_mut) else {
         return;
     };
-    let meta = t.entry("metadata").or_insert_with(|| json!({}));
-    if let Some(m) = meta.as_object_mut() {
-        set_default(m, "creationTimestamp", Value::Null);
-    }
+    t.entry("metadata").or_insert_with(|| json!({}));
     if let Some(ps) = t.get_mut("spec").and_then(Value::as_object_mut) {
         pod_spec(ps, restart_always);
     }
@@ -381,6 +476,13 @@ fn service(object: &mut Value, alloc: &mut Allocator) {
     }
     let ip = spec["clusterIP"].clone();
     set_default(spec, "clusterIPs", json!([ip]));
+    // A headless Service without a selector asks for both families, as the real server
+    // defaults it even on a single-stack cluster.
+    let headless_unselected = spec["clusterIP"] == "None" && spec.get("selector").is_none_or(Value::is_null);
+    if headless_unselected {
+        set_default(spec, "ipFamilyPolicy", json!("RequireDualStack"));
+        set_default(spec, "ipFamilies", json!(["IPv4", "IPv6"]));
+    }
     set_default(spec, "ipFamilies", json!(["IPv4"]));
     set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
     set_default(spec, "internalTrafficPolicy", json!("Cluster"));
@@ -460,7 +562,7 @@ mod tests {
         assert_eq!(c["ports"][0]["protocol"], "TCP");
         assert_eq!(c["resources"]["requests"], json!({"cpu": "1", "memory": "1Gi"}));
         assert_eq!(c["resources"]["limits"], json!({"cpu": "500m"}));
-        assert_eq!(s["template"]["metadata"]["creationTimestamp"], Value::Null);
+        assert_eq!(s["template"]["metadata"], json!({}));
         assert_eq!(s["template"]["spec"]["restartPolicy"], "Always");
         let again = d.clone();
         apply("Deployment", &mut d, &mut Allocator::default());

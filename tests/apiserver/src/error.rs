@@ -212,6 +212,11 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// 500 without a reason, as the real server answers an apply it cannot type.
+    pub fn untyped_apply(message: impl Into<String>) -> Self {
+        Self::new(500, "", message)
+    }
+
     /// An injected error with the reason Kubernetes uses for `code`.
     pub fn injected(code: u16, retry_after: Option<u64>) -> Self {
         let (reason, message) = match code {
@@ -250,7 +255,11 @@ impl ApiError {
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
-        if let Some(name) = &self.details.name {
+        // Every field of the real Status is omitempty.
+        if self.reason.is_empty() {
+            status.as_object_mut().expect("an object").remove("reason");
+        }
+        if let Some(name) = self.details.name.as_ref().filter(|n| !n.is_empty()) {
             details.insert("name".into(), json!(name));
         }
         if let Some(group) = &self.details.group
@@ -258,7 +267,7 @@ impl ApiError {
         {
             details.insert("group".into(), json!(group));
         }
-        if let Some(kind) = &self.details.kind {
+        if let Some(kind) = self.details.kind.as_ref().filter(|k| !k.is_empty()) {
             details.insert("kind".into(), json!(kind));
         }
         if !self.details.causes.is_empty() {

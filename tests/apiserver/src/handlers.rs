@@ -158,8 +158,14 @@ fn decode_body(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
         | "application/merge-patch+json"
         | "application/json-patch+json"
         | "application/strategic-merge-patch+json"
-        | "*/*" => serde_json::from_slice(&ctx.body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))),
+        | "*/*" => serde_json::from_slice(&ctx.body).map_err(|e| {
+            // Go's wording for the one error every client provokes: a body cut short.
+            let why = if e.is_eof() { "unexpected end of JSON input".to_string() } else { e.to_string() };
+            ApiError::bad_request(format!(
+                "couldn't get version/kind; json parse error: {why} ({})",
+                String::from_utf8_lossy(&ctx.body)
+            ))
+        }),
         other => Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         ))),
@@ -429,8 +435,18 @@ pub async fn resource(
         }
         "create" | "update" | "patch" => {
             let dry = dry_run(ctx.q)?;
-            let validation = FieldValidation::from_param(ctx.q.get("fieldValidation").map(String::as_str))?;
-            let body = decode_body(ctx)?;
+            let options = match info.verb.as_str() {
+                "create" => "CreateOptions",
+                "update" => "UpdateOptions",
+                _ => "PatchOptions",
+            };
+            let validation = FieldValidation::from_param(ctx.q.get("fieldValidation").map(String::as_str), options)?;
+            let body = decode_body(ctx).map_err(|mut e| {
+                if e.code == 400 && info.verb != "patch" {
+                    e.message = format!("the object provided is unrecognized (must be of type {}): {}", rt.kind, e.message);
+                }
+                e
+            })?;
             let manager = info.field_manager.clone();
             if manager.len() > 128 {
                 return Err(ApiError::bad_request(

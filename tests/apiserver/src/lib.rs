@@ -19,6 +19,7 @@
 pub mod admission;
 pub mod controllers;
 pub mod crd;
+pub mod decode;
 pub mod defaults;
 pub mod discovery;
 pub mod error;

@@ -1,12 +1,16 @@
 //! `/openapi/v3`: an index of group-versions and, per group-version, the paths with the
 //! `fieldValidation` parameter that tells kubectl to leave validation to the server, plus the
-//! schemas of custom resources (so `kubectl explain` works for them). Built-in kinds carry no
-//! schemas here: kubectl then uses its compiled-in types.
+//! schemas of its kinds: built-in kinds' from the real server's snapshot (`openapi/kubernetes.json`)
+//! with every schema they refer to, custom resources' from their CRDs (so `kubectl explain`
+//! works for both).
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::registry::{Registry, ResourceType};
+use crate::{
+    decode,
+    registry::{Registry, ResourceType},
+};
 
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -66,6 +70,15 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Option<Value
             .expect("array")
             .push(parameter("force"));
         paths.insert(format!("{base}/{{name}}"), object_path);
+        if !t.is_custom()
+            && let Some(root) = decode::SNAPSHOT.root(&t.group, &t.version, &t.kind)
+        {
+            for name in decode::SNAPSHOT.closure(root) {
+                if let Some(s) = decode::SNAPSHOT.schemas.get(&name) {
+                    schemas.insert(name, s.clone());
+                }
+            }
+        }
         if let Some(schema) = &t.schema {
             let mut s = (**schema).clone();
             if let Some(m) = s.as_object_mut() {
@@ -87,8 +100,16 @@ pub fn index(registry: &Registry) -> Value {
     let mut paths = Map::new();
     for (group, versions) in registry.groups() {
         for version in versions {
-            let doc = document(registry, &group, &version).unwrap_or(Value::Null);
-            let hash = Sha256::digest(doc.to_string().as_bytes());
+            // Built-in schemas never change while the server runs: the hash covers what can
+            // (the served kinds and the custom resources' schemas), not the whole document.
+            let mut digest = Sha256::new();
+            for t in registry.resources(&group, &version) {
+                digest.update(t.plural.as_bytes());
+                if let Some(s) = &t.schema {
+                    digest.update(s.to_string().as_bytes());
+                }
+            }
+            let hash = digest.finalize();
             let hex: String = hash.iter().take(16).map(|b| format!("{b:02X}")).collect();
             let p = gv_path(&group, &version);
             paths.insert(
@@ -105,7 +126,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_patch_operation_advertises_field_validation() {
+    fn every_patch_operation_advertises_field_validation_and_built_in_kinds_carry_their_schemas() {
         let r = Registry::builtin();
         let doc = document(&r, "apps", "v1").unwrap();
         let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
@@ -117,6 +138,9 @@ mod tests {
                 .iter()
                 .any(|p| p["name"] == "fieldValidation")
         );
+        let deployment = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(deployment["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
+        assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"].is_object());
         let idx = index(&r);
         assert!(
             idx["paths"]["api/v1"]["serverRelativeURL"]

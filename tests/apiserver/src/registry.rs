@@ -129,7 +129,7 @@ impl ResourceType {
                     | "Ingress"
                     | "IngressClass"
                     | "NetworkPolicy"
-                    | "HorizontalPodAutoscaler"
+                    | "Pod"
                     | "PodDisruptionBudget"
                     | "CustomResourceDefinition"
             ),

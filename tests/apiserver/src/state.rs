@@ -10,7 +10,7 @@ use kroxide_schema::structural;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    admission, crd,
+    admission, crd, decode,
     defaults::{self, Allocator},
     error::{ApiError, Cause},
     fields::Scope,
@@ -38,14 +38,25 @@ impl FieldValidation {
     ///
     /// # Errors
     /// An unknown value.
-    pub fn from_param(p: Option<&str>) -> Result<Self, ApiError> {
+    /// `options` names the options kind of the verb (`CreateOptions`, `UpdateOptions`,
+    /// `PatchOptions`) the real server names in the error.
+    pub fn from_param(p: Option<&str>, options: &str) -> Result<Self, ApiError> {
         match p {
             None | Some("") | Some("Warn") => Ok(Self::Warn),
             Some("Strict") => Ok(Self::Strict),
             Some("Ignore") => Ok(Self::Ignore),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "fieldValidation must be one of \"Ignore\", \"Warn\", or \"Strict\", got {other:?}"
-            ))),
+            Some(other) => Err(ApiError::invalid(
+                "meta.k8s.io",
+                options,
+                "",
+                vec![Cause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: {other:?}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\""
+                    ),
+                    field: "fieldValidation".into(),
+                }],
+            )),
         }
     }
 }
@@ -383,6 +394,33 @@ impl State {
                 "invalid object type: apiVersion and kind must be set for server-side apply",
             ));
         }
+        if !rt.is_custom()
+            && let Some(av) = api_version
+            && let Some(k) = kind
+            && (av != rt.api_version() || k != rt.kind)
+        {
+            // The real server decodes the body into the kind it names, then converts.
+            let known = av.rsplit_once('/').map_or(("", av), |(g, v)| (g, v));
+            let registered = kroxide_schema::kinds::builtin_by_group_kind(known.0, k)
+                .is_some_and(|b| b.version == known.1);
+            let why = if registered {
+                let package = |g: &str| if g.is_empty() { "core".to_string() } else { g.split('.').next().unwrap_or(g).to_string() };
+                format!(
+                    "converting ({}.{k}) to ({}.{}): unknown conversion",
+                    known.1,
+                    package(&rt.group),
+                    rt.kind
+                )
+            } else {
+                format!(
+                    "no kind \"{k}\" is registered for version \"{av}\" in scheme \"pkg/runtime/scheme.go:111\""
+                )
+            };
+            return Err(ApiError::bad_request(format!(
+                "{k} in version \"{}\" cannot be handled as a {}: {why}",
+                known.1, rt.kind
+            )));
+        }
         if let Some(av) = api_version {
             // The storage version of a custom resource is accepted at every served version.
             if av != rt.api_version() {
@@ -446,6 +484,49 @@ impl State {
         };
         let now_s = timestamp(now);
         let not_found = |name: &str| ApiError::not_found(&rt.group, &rt.plural, name);
+        let root = (!rt.is_custom())
+            .then(|| decode::SNAPSHOT.root(&rt.group, &rt.version, &rt.kind))
+            .flatten();
+        let strict = opts.validation == FieldValidation::Strict;
+        let mut decode_warnings = Vec::new();
+        let keep_warnings = opts.validation == FieldValidation::Warn;
+        let op = match (op, root) {
+            (Op::Create(mut body), Some(root)) => {
+                decode_warnings = Self::decode_body(rt, &mut body, root, strict)?;
+                decode_warnings.retain(|_| keep_warnings);
+                Op::Create(body)
+            }
+            (Op::Update(mut body), Some(root)) => {
+                decode_warnings = Self::decode_body(rt, &mut body, root, strict)?;
+                decode_warnings.retain(|_| keep_warnings);
+                Op::Update(body)
+            }
+            (Op::Apply { mut body, force }, Some(root)) => {
+                match decode::decode(&mut body, root, true) {
+                    Err(decode::DecodeError::Unknown(fields)) => {
+                        let shown: Vec<String> = fields
+                            .iter()
+                            .map(|f| {
+                                let path = f.trim_start_matches("unknown field \"").trim_end_matches('"');
+                                format!(".{path}: field not declared in schema")
+                            })
+                            .collect();
+                        return Err(ApiError::untyped_apply(format!(
+                            "failed to create typed patch object ({}/{}; {}, Kind={}): {}",
+                            if rt.namespaced { meta_str(&body, "namespace").unwrap_or_default() } else { "" },
+                            name.or_else(|| meta_str(&body, "name")).unwrap_or_default(),
+                            if rt.group.is_empty() { format!("/{}", rt.version) } else { rt.api_version() },
+                            rt.kind,
+                            shown.join("\n")
+                        )));
+                    }
+                    Err(decode::DecodeError::WrongType(m)) => return Err(Self::undecodable(rt, &m)),
+                    Ok(_) => {}
+                }
+                Op::Apply { body, force }
+            }
+            (op, _) => op,
+        };
 
         // The object as the client wants it.
         let (name, candidate, live, creating, apply) = match op {
@@ -528,6 +609,28 @@ impl State {
                         }],
                     ),
                 })?;
+                if let Some(root) = root {
+                    match decode::decode(&mut doc, root, strict) {
+                        Ok(w) => decode_warnings = if keep_warnings { w } else { Vec::new() },
+                        Err(decode::DecodeError::WrongType(m)) => return Err(Self::undecodable(rt, &m)),
+                        Err(decode::DecodeError::Unknown(fields)) => {
+                            return Err(ApiError::invalid(
+                                "",
+                                "",
+                                "",
+                                vec![Cause {
+                                    reason: "FieldValueInvalid".into(),
+                                    message: format!(
+                                        "Invalid value: {}: strict decoding error: {}",
+                                        serde_json::to_string(&doc.to_string()).unwrap_or_default(),
+                                        fields.join(", ")
+                                    ),
+                                    field: "patch".into(),
+                                }],
+                            ));
+                        }
+                    }
+                }
                 if let Some(rv) = meta_str(&doc, "resourceVersion")
                     && Some(rv) != meta_str(&live, "resourceVersion")
                 {
@@ -610,7 +713,7 @@ impl State {
                 if let Some(e) = failure {
                     return Err(e);
                 }
-                warnings = prepared_warnings;
+                warnings = [std::mem::take(&mut decode_warnings), prepared_warnings].concat();
                 result.map_err(|c| ApiError::apply_conflicts(&rt.group, &rt.kind, &name, c.0))?
             }
             None => {
@@ -624,7 +727,7 @@ impl State {
                     opts.validation,
                     now,
                 )?;
-                warnings = w;
+                warnings = [std::mem::take(&mut decode_warnings), w].concat();
                 managed::track_update(&mut entries, live.as_deref(), &prepared, &writer);
                 prepared
             }
@@ -681,6 +784,26 @@ impl State {
     /// Turns the client's object into what would be stored: status split, system metadata,
     /// defaults, pruning and validation, generation.
     #[allow(clippy::too_many_arguments)]
+    /// Decodes the body of a create or update of a built-in kind.
+    fn decode_body(rt: &ResourceType, body: &mut Value, root: &str, strict: bool) -> Result<Vec<String>, ApiError> {
+        match decode::decode(body, root, strict) {
+            Ok(w) => Ok(w),
+            Err(decode::DecodeError::WrongType(m)) => Err(Self::undecodable(rt, &m)),
+            Err(decode::DecodeError::Unknown(fields)) => Err(Self::undecodable(
+                rt,
+                &format!("strict decoding error: {}", fields.join(", ")),
+            )),
+        }
+    }
+
+    /// 400 `Deployment in version "v1" cannot be handled as a Deployment: …`.
+    fn undecodable(rt: &ResourceType, why: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {why}",
+            rt.kind, rt.version, rt.kind
+        ))
+    }
+
     fn prepare(
         &mut self,
         rt: &ResourceType,
@@ -809,10 +932,16 @@ impl State {
 
         let mut warnings = Vec::new();
         let mut causes = Vec::new();
-        if live.is_none()
-            && let Some(c) = admission::name(&rt.kind, name)
-        {
-            causes.push(c);
+        if live.is_none() {
+            if let Some(prefix) = meta_str(&new, "generateName").filter(|p| !p.is_empty())
+                && let Some(c) = admission::generate_name(&rt.kind, prefix)
+            {
+                causes.push(c);
+            }
+            if let Some(c) = admission::name(&rt.kind, name) {
+                causes.push(c);
+            }
+            warnings.extend(admission::name_warning(&rt.kind, name));
         }
         if let Some(schema) = rt.schema.clone() {
             let pruned = structural::prune(&mut new, &schema);
@@ -843,6 +972,13 @@ impl State {
             );
         } else {
             defaults::apply(&rt.kind, &mut new, &mut self.alloc);
+            if let Some(root) = decode::SNAPSHOT.root(&rt.group, &rt.version, &rt.kind) {
+                decode::fill(&mut new, root);
+            }
+            match live {
+                None => defaults::created(&rt.kind, &mut new),
+                Some(old) => defaults::template_changed(&rt.kind, old, &mut new),
+            }
             if rt.kind == "Job" && live.is_none() {
                 defaults::job_identity(&mut new);
             }

@@ -1,0 +1,395 @@
+//! Decoding of built-in kinds as the real server's JSON decoder does it, driven by the OpenAPI v3
+//! schemas of the real kube-apiserver (`openapi/kubernetes.json`, written by `openapi/snapshot`):
+//! a value of the wrong JSON type is a 400 with Go's wording (`json: cannot unmarshal string into
+//! Go struct field DeploymentSpec.spec.replicas of type int32`), and unknown fields are refused
+//! (`Strict`), dropped with a warning (`Warn`) or dropped silently (`Ignore`).
+
+use std::{collections::HashMap, sync::LazyLock};
+
+use serde_json::{Map, Value};
+
+/// The snapshot: the Kubernetes version it came from and every component schema by name.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// `gitVersion` of the server the schemas came from, e.g. `v1.36.3`.
+    pub kubernetes_version: String,
+    /// Component schemas by name (`io.k8s.api.apps.v1.Deployment`).
+    pub schemas: Map<String, Value>,
+    roots: HashMap<(String, String, String), String>,
+}
+
+/// The committed snapshot, parsed on first use.
+pub static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
+    let v: Value = serde_json::from_str(include_str!("../openapi/kubernetes.json")).expect("the committed snapshot is JSON");
+    let kubernetes_version = v["kubernetesVersion"].as_str().unwrap_or_default().to_string();
+    let schemas = v["schemas"].as_object().cloned().unwrap_or_default();
+    let mut roots = HashMap::new();
+    for (name, s) in &schemas {
+        for gvk in s["x-kubernetes-group-version-kind"].as_array().into_iter().flatten() {
+            let part = |k: &str| gvk[k].as_str().unwrap_or_default().to_string();
+            roots.insert((part("group"), part("version"), part("kind")), name.clone());
+        }
+    }
+    Snapshot {
+        kubernetes_version,
+        schemas,
+        roots,
+    }
+});
+
+impl Snapshot {
+    /// The name of the schema of a built-in kind.
+    pub fn root(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
+        self.roots
+            .get(&(group.to_string(), version.to_string(), kind.to_string()))
+            .map(String::as_str)
+    }
+
+    /// Follows `$ref` and a one-element `allOf` wrapper to the named schema, if any.
+    pub fn resolve<'a>(&'a self, s: &'a Value) -> (Option<&'a str>, &'a Value) {
+        let reference = s["$ref"]
+            .as_str()
+            .or_else(|| s["allOf"].get(0).and_then(|a| a["$ref"].as_str()));
+        match reference.and_then(|r| r.strip_prefix("#/components/schemas/")) {
+            Some(name) => match self.schemas.get(name) {
+                Some(target) => (Some(name), target),
+                None => (None, s),
+            },
+            None => (None, s),
+        }
+    }
+
+    /// Every schema name `root` refers to, itself included.
+    pub fn closure(&self, root: &str) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![root.to_string()];
+        while let Some(n) = todo.pop() {
+            if !seen.insert(n.clone()) {
+                continue;
+            }
+            if let Some(s) = self.schemas.get(&n) {
+                refs(s, &mut todo);
+            }
+        }
+        seen.into_iter().collect()
+    }
+}
+
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(r) = m.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/")) {
+                out.push(r.to_string());
+            }
+            m.values().for_each(|x| refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+/// Why a body cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A value of the wrong JSON type: Go's `json: cannot unmarshal …` text.
+    WrongType(String),
+    /// Unknown fields under `Strict`, as `unknown field "spec.x"` items.
+    Unknown(Vec<String>),
+}
+
+/// Types whose Go values decode themselves from several JSON shapes.
+const OPAQUE: &[&str] = &[
+    "io.k8s.apimachinery.pkg.api.resource.Quantity",
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Time",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1",
+    "io.k8s.apimachinery.pkg.runtime.RawExtension",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrArray",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrBool",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaPropsOrStringArray",
+];
+
+/// Go's name of the type a schema decodes into, as `encoding/json` prints it.
+fn go_type(snapshot: &Snapshot, s: &Value) -> String {
+    let (name, s) = snapshot.resolve(s);
+    if let Some(name) = name {
+        let mut parts = name.rsplit('.');
+        let ty = parts.next().unwrap_or_default();
+        let package = match name {
+            n if n.ends_with(".Quantity") => "resource",
+            n if n.ends_with(".IntOrString") => "intstr",
+            n if n.ends_with(".RawExtension") => "runtime",
+            _ => parts.next().unwrap_or_default(),
+        };
+        return format!("{package}.{ty}");
+    }
+    match s["type"].as_str() {
+        Some("array") => format!("[]{}", go_type(snapshot, &s["items"])),
+        Some("object") if s.get("additionalProperties").is_some() => {
+            format!("map[string]{}", go_type(snapshot, &s["additionalProperties"]))
+        }
+        Some("integer") => match s["format"].as_str() {
+            Some("int32") => "int32".into(),
+            _ => "int64".into(),
+        },
+        Some("number") => "float64".into(),
+        Some("boolean") => "bool".into(),
+        Some("string") if s["format"] == "byte" => "[]uint8".into(),
+        _ => "string".into(),
+    }
+}
+
+fn json_kind(v: &Value) -> String {
+    match v {
+        Value::Bool(_) => "bool".into(),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(_) => "string".into(),
+        Value::Array(_) => "array".into(),
+        Value::Object(_) => "object".into(),
+        Value::Null => "null".into(),
+    }
+}
+
+struct Walk<'a> {
+    snapshot: &'a Snapshot,
+    /// First type error, in document order.
+    wrong: Option<String>,
+    unknown: Vec<String>,
+}
+
+impl Walk<'_> {
+    /// `strukt`/`field`: the innermost Go struct and the dotted field path (no indexes) that
+    /// `value` belongs to; `shown`: the path with indexes, for unknown-field messages.
+    fn value(&mut self, value: &mut Value, schema: &Value, strukt: &str, field: &str, shown: &str) {
+        if value.is_null() || self.wrong.is_some() {
+            return;
+        }
+        let (name, s) = self.snapshot.resolve(schema);
+        if name.is_some_and(|n| OPAQUE.contains(&n))
+            || s.get("x-kubernetes-preserve-unknown-fields").is_some()
+            || s["format"] == "int-or-string"
+        {
+            return;
+        }
+        let fits = match (s["type"].as_str(), &*value) {
+            (Some("object"), Value::Object(_)) | (Some("array"), Value::Array(_)) => true,
+            (Some("string"), Value::String(_)) | (Some("boolean"), Value::Bool(_)) => true,
+            (Some("number"), Value::Number(_)) => true,
+            (Some("integer"), Value::Number(n)) => match s["format"].as_str() {
+                Some("int32") => n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()),
+                _ => n.is_i64(),
+            },
+            (None, _) => true,
+            _ => false,
+        };
+        if !fits {
+            let at = if field.is_empty() {
+                format!("Go value of type {}", go_type(self.snapshot, schema))
+            } else {
+                format!(
+                    "Go struct field {strukt}.{field} of type {}",
+                    go_type(self.snapshot, schema)
+                )
+            };
+            // Go names the number only when it was meant for a number it does not fit.
+            let shown = match (&*value, s["type"].as_str()) {
+                (Value::Number(_), Some("integer" | "number")) => json_kind(value),
+                (Value::Number(_), _) => "number".into(),
+                _ => json_kind(value),
+            };
+            self.wrong = Some(format!("json: cannot unmarshal {shown} into {at}"));
+            return;
+        }
+        if s["format"] == "byte"
+            && let Value::String(text) = &*value
+            && let Some(at) = base64_problem(text)
+        {
+            self.wrong = Some(format!("illegal base64 data at input byte {at}"));
+            return;
+        }
+        match value {
+            Value::Object(m) => {
+                if let Some(props) = s["properties"].as_object() {
+                    let inner = name.map_or(strukt, |n| n.rsplit('.').next().unwrap_or(n));
+                    let keys: Vec<String> = m.keys().cloned().collect();
+                    for k in keys {
+                        let f = if field.is_empty() { k.clone() } else { format!("{field}.{k}") };
+                        let sh = if shown.is_empty() { k.clone() } else { format!("{shown}.{k}") };
+                        match props.get(&k) {
+                            Some(p) => {
+                                let v = m.get_mut(&k).expect("listed");
+                                self.value(v, p, inner, &f, &sh);
+                            }
+                            None => {
+                                m.remove(&k);
+                                self.unknown.push(sh);
+                            }
+                        }
+                    }
+                } else if let Some(elem) = s.get("additionalProperties") {
+                    for (k, v) in m.iter_mut() {
+                        self.value(v, elem, strukt, field, &format!("{shown}[{k}]"));
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter_mut().enumerate() {
+                    self.value(v, &s["items"], strukt, field, &format!("{shown}[{i}]"));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where Go's standard base64 decoder gives up on `text`, if it does.
+fn base64_problem(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let data = bytes.iter().position(|&b| b == b'=').unwrap_or(bytes.len());
+    let alphabet = |b: u8| b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+    if let Some(i) = bytes[..data].iter().position(|&b| !alphabet(b)) {
+        return Some(i);
+    }
+    let padding = &bytes[data..];
+    if let Some(i) = padding.iter().position(|&b| b != b'=') {
+        return Some(data + i);
+    }
+    // Without padding the length must be a multiple of four; padding fills the last quantum.
+    if bytes.len() % 4 != 0 || padding.len() > 2 || (padding.len() > 0 && data % 4 < 2) {
+        return Some(if bytes.len() % 4 != 0 { bytes.len() - bytes.len() % 4 } else { data });
+    }
+    None
+}
+
+/// Fills every field the real server always writes: a property whose schema has a `default`
+/// (the zero value of a Go field without `omitempty`, or a declared default) and is absent from
+/// an object that is present, as the real server's JSON encoding of its Go types does
+/// (`status: {}`, `status.loadBalancer: {}`, `replicas: 0`, `protocol: TCP`).
+pub fn fill(object: &mut Value, root: &str) {
+    let snapshot = &*SNAPSHOT;
+    if let Some(schema) = snapshot.schemas.get(root) {
+        fill_value(snapshot, object, schema);
+    }
+}
+
+fn fill_value(snapshot: &Snapshot, value: &mut Value, schema: &Value) {
+    let (name, s) = snapshot.resolve(schema);
+    if name.is_some_and(|n| OPAQUE.contains(&n)) {
+        return;
+    }
+    match value {
+        Value::Object(m) => {
+            if let Some(props) = s["properties"].as_object() {
+                for (k, p) in props {
+                    if let Some(d) = p.get("default")
+                        && !m.contains_key(k)
+                    {
+                        m.insert(k.clone(), d.clone());
+                    }
+                    if let Some(v) = m.get_mut(k) {
+                        fill_value(snapshot, v, p);
+                    }
+                }
+            } else if let Some(elem) = s.get("additionalProperties") {
+                m.values_mut().for_each(|v| fill_value(snapshot, v, elem));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| fill_value(snapshot, v, &s["items"])),
+        _ => {}
+    }
+}
+
+/// Decodes `object` (a built-in kind's body) against the schema named `root`: drops unknown
+/// fields and returns them as `unknown field "…"` texts in document order.
+///
+/// # Errors
+/// [`DecodeError::WrongType`] for the first value of the wrong type; [`DecodeError::Unknown`]
+/// when `strict` and any field is unknown (nothing is dropped then).
+pub fn decode(object: &mut Value, root: &str, strict: bool) -> Result<Vec<String>, DecodeError> {
+    let snapshot = &*SNAPSHOT;
+    let Some(schema) = snapshot.schemas.get(root) else {
+        return Ok(Vec::new());
+    };
+    let strukt = root.rsplit('.').next().unwrap_or(root);
+    let mut copy = strict.then(|| object.clone());
+    let mut walk = Walk {
+        snapshot,
+        wrong: None,
+        unknown: Vec::new(),
+    };
+    walk.value(copy.as_mut().unwrap_or(object), schema, strukt, "", "");
+    if let Some(w) = walk.wrong {
+        return Err(DecodeError::WrongType(w));
+    }
+    let unknown: Vec<String> = walk.unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+    if strict && !unknown.is_empty() {
+        return Err(DecodeError::Unknown(unknown));
+    }
+    Ok(unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn deployment_root() -> &'static str {
+        SNAPSHOT.root("apps", "v1", "Deployment").expect("the snapshot has Deployment")
+    }
+
+    #[test]
+    fn a_string_where_an_int32_belongs_is_named_as_go_names_it() {
+        let mut d = json!({"spec": {"replicas": "abc"}});
+        assert_eq!(
+            decode(&mut d, deployment_root(), false),
+            Err(DecodeError::WrongType(
+                "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_dropped_and_named_with_their_list_indexes() {
+        let mut d = json!({"spec": {"replica": 2, "template": {"spec": {"containers": [{"name": "c", "imag": "x"}]}}}});
+        let unknown = decode(&mut d, deployment_root(), false).unwrap();
+        assert_eq!(
+            unknown,
+            ["unknown field \"spec.replica\"", "unknown field \"spec.template.spec.containers[0].imag\""]
+        );
+        assert_eq!(d, json!({"spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}}));
+    }
+
+    #[test]
+    fn strict_decoding_keeps_the_object_and_refuses_unknown_fields() {
+        let mut d = json!({"spec": {"replica": 2}});
+        assert!(matches!(decode(&mut d, deployment_root(), true), Err(DecodeError::Unknown(_))));
+        assert_eq!(d, json!({"spec": {"replica": 2}}));
+    }
+
+    #[test]
+    fn base64_errors_name_the_byte_go_stops_at() {
+        assert_eq!(base64_problem("YQ=="), None);
+        assert_eq!(base64_problem("YmVl"), None);
+        assert_eq!(base64_problem("not base64!"), Some(3));
+    }
+
+    #[test]
+    fn filling_writes_the_fields_go_never_omits() {
+        let root = SNAPSHOT.root("", "v1", "Service").unwrap();
+        let mut svc = json!({"spec": {"ports": [{"port": 80}]}});
+        fill(&mut svc, root);
+        assert_eq!(svc["status"], json!({"loadBalancer": {}}));
+        assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+    }
+
+    #[test]
+    fn quantities_and_int_or_strings_accept_either_shape() {
+        let root = SNAPSHOT.root("", "v1", "Pod").unwrap();
+        let mut p = json!({"spec": {"containers": [{"name": "c", "resources": {"limits": {"cpu": 1}},
+            "ports": [{"containerPort": 80}], "readinessProbe": {"httpGet": {"port": "http"}}}]}});
+        assert_eq!(decode(&mut p, root, true), Ok(vec![]));
+    }
+}
