@@ -397,6 +397,29 @@ pub const BUILTIN_KINDS: &[BuiltinKind] = &[
         true,
         false,
     ),
+    // Reviews are created and answered, never stored (`kubectl auth can-i`).
+    kind(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
+    kind(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        false,
+        NONE,
+        NONE,
+        false,
+        false,
+    ),
 ];
 
 /// Splits `apiVersion` into (group, version): `apps/v1` → (`apps`, `v1`), `v1` → (``, `v1`).

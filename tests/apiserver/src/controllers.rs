@@ -108,6 +108,44 @@ fn without_finalizer(object: &Value, f: &str) -> Value {
     }
 }
 
+/// The ClusterRole aggregation controller: a ClusterRole with an `aggregationRule` gets the
+/// rules of every ClusterRole its selectors match, in name order, each rule once.
+fn aggregate_cluster_roles(state: &mut State, all: &[Obj]) {
+    const KEY: &str = "rbac.authorization.k8s.io/clusterroles";
+    let roles: Vec<&Obj> = all.iter().filter(|o| &*o.key == KEY).collect();
+    for agg in &roles {
+        let Some(selectors) = agg
+            .object
+            .pointer("/aggregationRule/clusterRoleSelectors")
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        let selectors: Vec<kroxide_schema::selector::Selector> = selectors
+            .iter()
+            .filter_map(|s| kroxide_schema::selector::Selector::from_structured(s).ok())
+            .collect();
+        let mut sources: Vec<&&Obj> = roles
+            .iter()
+            .filter(|r| meta(&r.object, "name") != meta(&agg.object, "name"))
+            .filter(|r| selectors.iter().any(|s| !s.0.is_empty() && s.matches_object(&r.object)))
+            .collect();
+        sources.sort_by(|a, b| meta(&a.object, "name").cmp(meta(&b.object, "name")));
+        let mut rules: Vec<Value> = Vec::new();
+        for r in sources {
+            for rule in r.object.get("rules").and_then(Value::as_array).into_iter().flatten() {
+                if !rules.contains(rule) {
+                    rules.push(rule.clone());
+                }
+            }
+        }
+        let want = if rules.is_empty() { Value::Null } else { Value::Array(rules) };
+        if agg.object.get("rules").unwrap_or(&Value::Null) != &want {
+            patch(state, KEY, &agg.object, "clusterrole-aggregation-controller", json!({"rules": want}));
+        }
+    }
+}
+
 /// One pass of garbage collection, namespace deletion and CRD cleanup. Returns whether it
 /// changed anything (callers repeat until it does not).
 pub fn collect(state: &mut State) -> bool {
@@ -160,6 +198,7 @@ pub fn collect(state: &mut State) -> bool {
             );
         }
     }
+    aggregate_cluster_roles(state, &all);
     // The PVC and PV protection controllers: nothing runs Pods that mount volumes here, so a
     // deleted claim or volume is never in use and its protection finalizer goes at once.
     for o in all.iter().filter(|o| deleting(&o.object)) {

@@ -230,6 +230,13 @@ pub fn types(crd: &Value, discoverable: bool) -> Vec<ResourceType> {
     let name = s(crd, "/metadata/name").to_string();
     let group = s(crd, "/spec/group").to_string();
     let kind = s(crd, "/spec/names/kind").to_string();
+    let storage_version = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|v| v.get("storage") == Some(&json!(true)))
+        .map(|v| s(v, "/name").to_string());
     let namespaced = s(crd, "/spec/scope") != "Cluster";
     crd.pointer("/spec/versions")
         .and_then(Value::as_array)
@@ -264,6 +271,7 @@ pub fn types(crd: &Value, discoverable: bool) -> Vec<ResourceType> {
             schema: v.pointer("/schema/openAPIV3Schema").cloned().map(Arc::new),
             columns: columns(v),
             crd: Some(name.clone()),
+            storage_version: storage_version.clone(),
             generation: true,
             discoverable,
         })
@@ -372,6 +380,26 @@ pub fn status(crd: &Value, conflict: Option<&str>, established: bool, terminatin
     }
     status["storedVersions"] = json!(stored);
     status
+}
+
+/// The status a CRD is created with, before its names are accepted: no conditions yet, its
+/// storage version stored.
+pub fn initial_status(crd: &mut Value) {
+    let stored: Vec<Value> = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|v| v.get("storage") == Some(&json!(true)))
+        .map(|v| v["name"].clone())
+        .collect();
+    if let Some(m) = crd.as_object_mut() {
+        let status = m.entry("status").or_insert_with(|| json!({}));
+        if let Some(st) = status.as_object_mut() {
+            st.insert("conditions".into(), Value::Null);
+            st.insert("storedVersions".into(), Value::Array(stored));
+        }
+    }
 }
 
 /// Whether a CRD's `Established` condition is true.

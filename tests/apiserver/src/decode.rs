@@ -301,6 +301,82 @@ fn fill_value(snapshot: &Snapshot, value: &mut Value, schema: &Value) {
     }
 }
 
+/// Fields given twice in a JSON body, as dotted paths (`data`, `metadata.labels.a`), in the
+/// order met; empty for bodies that are not JSON.
+pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Seed<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while seq
+                .next_element_seed(Seed {
+                    path: format!("{}[{i}]", self.path),
+                    out: &mut *self.out,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let path = if self.path.is_empty() { k.clone() } else { format!("{}.{k}", self.path) };
+                if !seen.insert(k) {
+                    self.out.push(path.clone());
+                }
+                map.next_value_seed(Seed {
+                    path,
+                    out: &mut *self.out,
+                })?;
+            }
+            Ok(())
+        }
+    }
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let _ = Seed {
+        path: String::new(),
+        out: &mut out,
+    }
+    .deserialize(&mut de);
+    out
+}
+
 /// Decodes `object` (a built-in kind's body) against the schema named `root`: drops unknown
 /// fields and returns them as `unknown field "…"` texts in document order.
 ///
@@ -367,6 +443,13 @@ mod tests {
         let mut d = json!({"spec": {"replica": 2}});
         assert!(matches!(decode(&mut d, deployment_root(), true), Err(DecodeError::Unknown(_))));
         assert_eq!(d, json!({"spec": {"replica": 2}}));
+    }
+
+    #[test]
+    fn fields_given_twice_are_found_at_any_depth() {
+        let body = br#"{"data":{"a":"1"},"metadata":{"labels":{"x":"1","x":"2"}},"data":{}}"#;
+        assert_eq!(duplicate_fields(body), ["metadata.labels.x", "data"]);
+        assert!(duplicate_fields(b"{\"a\": [1, {\"b\": 2}]}").is_empty());
     }
 
     #[test]

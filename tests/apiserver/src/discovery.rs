@@ -77,6 +77,9 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         if !t.categories.is_empty() {
             r["categories"] = json!(t.categories);
         }
+        if t.group != "authorization.k8s.io" {
+            r["storageVersionHash"] = json!(t.storage_version_hash());
+        }
         resources.push(r);
         if t.status {
             resources.push(

@@ -11,6 +11,7 @@ use kroxide_schema::selector::Selector;
 use serde_json::{Value, json};
 
 use crate::{
+    decode,
     error::ApiError,
     jsonpath::JsonPath,
     protobuf,
@@ -447,11 +448,36 @@ pub async fn resource(
                 }
                 e
             })?;
+            // Go's strict decoder names fields given twice (serde keeps the last one).
+            let duplicates: Vec<String> = if matches!(info.verb.as_str(), "create" | "update")
+                && !rt.is_custom()
+                && validation != FieldValidation::Ignore
+                && ctx.content_type.starts_with("application/json")
+            {
+                decode::duplicate_fields(&ctx.body)
+                    .into_iter()
+                    .map(|f| format!("duplicate field \"{f}\""))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if validation == FieldValidation::Strict && !duplicates.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    rt.kind,
+                    rt.version,
+                    rt.kind,
+                    duplicates.join(", ")
+                )));
+            }
             let manager = info.field_manager.clone();
             if manager.len() > 128 {
                 return Err(ApiError::bad_request(
                     "fieldManager: Too long: must have at most 128 bytes",
                 ));
+            }
+            if rt.group == "authorization.k8s.io" && !rt.is_custom() && info.verb == "create" {
+                return crate::access::answer(&rt.kind, body).map(|v| json_response(201, &v));
             }
             let op = match info.verb.as_str() {
                 "create" if sub.is_some() || rp.name.is_some() => {
@@ -518,6 +544,10 @@ pub async fn resource(
                 }
                 _ => state.write(&rt, &ns, name, op, &opts, now)?,
             };
+            let mut written = written;
+            if !duplicates.is_empty() {
+                written.warnings.splice(0..0, duplicates);
+            }
             let code = if written.created { 201 } else { 200 };
             let obj = if sub == Some("scale") {
                 (*written.object).clone()

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod admission;
 pub mod controllers;
 pub mod crd;
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod defaults;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod fields;
 pub mod handlers;
 pub mod jsonpath;

@@ -212,14 +212,27 @@ pub fn apply(
         .iter()
         .filter(|e| !e.same_manager(w.manager, "Apply", w.subresource))
         .collect();
-    // Fields this manager stopped applying go, unless someone else still owns them.
+    // Fields this manager stopped applying go, unless someone else still owns them. Shallow
+    // paths first: a list item goes whole (it is found by its key fields, so those must not be
+    // removed before it); an item another manager still has a field in stays, with its key.
     let mut dropped: Vec<&Path> = previous.0.iter().filter(|p| !new_set.owns_within(p)).collect();
-    // Remove deeper paths first so that removing an item does not hide its fields.
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    dropped.sort_by_key(|p| p.len());
+    let mut removed: Vec<&Path> = Vec::new();
     for p in dropped {
-        if !others.iter().any(|e| e.set.owns_within(p)) {
-            fields::remove_at(&mut merged, p, &w.shape);
+        if removed.iter().any(|r| p.starts_with(r)) || others.iter().any(|e| e.set.owns_within(p)) {
+            continue;
         }
+        let key_of_kept_item = match p.as_slice() {
+            [.., item, field] => {
+                item.starts_with("k:") && field.strip_prefix("f:").is_some_and(|f| item.contains(&format!("\"{f}\":")))
+            }
+            _ => false,
+        };
+        if key_of_kept_item {
+            continue;
+        }
+        fields::remove_at(&mut merged, p, &w.shape);
+        removed.push(p);
     }
     normalize(&mut merged);
     let (changed, _removed) = FieldSet::diff(live, &merged, &w.shape, w.scope);
@@ -278,6 +291,33 @@ mod tests {
         let first = apply_cm(&mut entries, &live, json!({"a": "1", "b": "2"}), false, "alice").unwrap();
         let second = apply_cm(&mut entries, &first, json!({"a": "1"}), false, "alice").unwrap();
         assert_eq!(second["data"], json!({"a": "1"}));
+    }
+
+    #[test]
+    fn a_list_item_whose_key_changes_is_replaced_not_left_behind() {
+        let mut entries = Vec::new();
+        let w = Writer {
+            api_version: "apps/v1",
+            shape: Shape::Builtin("Deployment"),
+            ..writer("alice")
+        };
+        let deploy = |port: u16, name: &str| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i",
+                    "ports": [{"containerPort": port, "name": name}]}]}}}})
+        };
+        // The server defaults `protocol`, a key field nobody applied.
+        let default_protocol = |o: &mut Value| {
+            for p in o["spec"]["template"]["spec"]["containers"][0]["ports"].as_array_mut().into_iter().flatten() {
+                p["protocol"] = json!("TCP");
+            }
+        };
+        let v1 = apply(&mut entries, &json!({}), &deploy(80, "http"), false, &w, default_protocol).unwrap();
+        let v2 = apply(&mut entries, &v1, &deploy(443, "https"), false, &w, default_protocol).unwrap();
+        assert_eq!(
+            v2["spec"]["template"]["spec"]["containers"][0]["ports"],
+            json!([{"containerPort": 443, "name": "https", "protocol": "TCP"}])
+        );
     }
 
     #[test]

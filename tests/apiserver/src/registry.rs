@@ -65,6 +65,8 @@ pub struct ResourceType {
     pub columns: Option<Vec<PrinterColumn>>,
     /// The CRD that defines it, for custom resources.
     pub crd: Option<String>,
+    /// The CRD's storage version (custom resources only).
+    pub storage_version: Option<String>,
     /// Whether the server maintains `metadata.generation` for this kind.
     pub generation: bool,
     /// Listed in discovery (a CRD's resources are served once its names are accepted and
@@ -84,6 +86,10 @@ impl ResourceType {
 
     /// The key objects of this resource are stored under, shared by every version.
     pub fn storage_key(&self) -> String {
+        // events.k8s.io Events are core Events in another form: one store for both.
+        if crate::events::is_events_group(self) {
+            return "/events".into();
+        }
         format!("{}/{}", self.group, self.plural)
     }
 
@@ -92,9 +98,30 @@ impl ResourceType {
         self.crd.is_some()
     }
 
-    /// The verbs discovery lists.
+    /// The verbs discovery lists (custom resources in the order the real server lists them).
     pub fn verbs(&self) -> &'static [&'static str] {
+        if self.is_custom() {
+            return &["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
+        }
+        if self.group == "authorization.k8s.io" {
+            return &["create"];
+        }
         kroxide_schema::kinds::verbs(&self.kind)
+    }
+
+    /// Discovery's `storageVersionHash`: the first 8 bytes of the SHA-256 of the storage
+    /// `group/version/kind`, base64 (a client's cue that stored objects changed version).
+    pub fn storage_version_hash(&self) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let gvk = if crate::events::is_events_group(self) {
+            "/v1/Event".to_string()
+        } else {
+            let version = self.storage_version.as_deref().unwrap_or(&self.version);
+            format!("{}/{version}/{}", self.group, self.kind)
+        };
+        let digest = sha2::Sha256::digest(gvk.as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(&digest[..8])
     }
 
     fn from_builtin(k: &BuiltinKind) -> Self {
@@ -118,6 +145,7 @@ impl ResourceType {
             schema: None,
             columns: None,
             crd: None,
+            storage_version: None,
             generation: matches!(
                 k.kind,
                 "Deployment"

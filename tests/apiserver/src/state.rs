@@ -10,7 +10,7 @@ use kroxide_schema::structural;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    admission, crd, decode,
+    admission, crd, decode, events,
     defaults::{self, Allocator},
     error::{ApiError, Cause},
     fields::Scope,
@@ -360,6 +360,9 @@ impl State {
     /// Applies read-time defaults of a custom resource and sets the apiVersion of the version
     /// asked for.
     pub fn present(&self, rt: &ResourceType, object: &Value) -> Value {
+        if events::is_events_group(rt) {
+            return events::to_events_group(object);
+        }
         let mut out = object.clone();
         if let Some(schema) = &rt.schema {
             structural::default(&mut out, schema);
@@ -374,7 +377,7 @@ impl State {
 
     /// Whether an object needs [`State::present`] before it is served.
     pub fn needs_presenting(rt: &ResourceType) -> bool {
-        rt.is_custom()
+        rt.is_custom() || events::is_events_group(rt)
     }
 
     fn check_identity(
@@ -472,6 +475,9 @@ impl State {
         opts: &WriteOptions,
         now: DateTime<Utc>,
     ) -> Result<Written, ApiError> {
+        if events::is_events_group(rt) {
+            return self.write_event(ns, name, op, opts, now);
+        }
         let ns = if rt.namespaced { ns } else { "" };
         let key = rt.storage_key();
         let sub = opts.subresource.as_deref().unwrap_or("");
@@ -784,6 +790,64 @@ impl State {
     /// Turns the client's object into what would be stored: status split, system metadata,
     /// defaults, pruning and validation, generation.
     #[allow(clippy::too_many_arguments)]
+    /// A write through `events.k8s.io/v1`: the body (or, for a patch, the patched object in
+    /// that form) is converted to the core Event it is stored as. The written object stays in
+    /// core form; serving it through the group presents it back.
+    fn write_event(
+        &mut self,
+        ns: &str,
+        name: Option<&str>,
+        op: Op,
+        opts: &WriteOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Written, ApiError> {
+        let core = self
+            .registry
+            .get("", "v1", "events")
+            .ok_or_else(|| ApiError::internal("core Events are not served"))?;
+        let op = match op {
+            Op::Create(body) => {
+                if body.get("eventTime").is_none_or(Value::is_null) {
+                    return Err(ApiError::invalid(
+                        "",
+                        "Event",
+                        meta_str(&body, "name").unwrap_or_default(),
+                        vec![Cause {
+                            reason: "FieldValueRequired".into(),
+                            message: "Required value".into(),
+                            field: "eventTime".into(),
+                        }],
+                    ));
+                }
+                Op::Create(events::to_core(&body))
+            }
+            Op::Update(body) => Op::Update(events::to_core(&body)),
+            Op::Apply { body, force } => Op::Apply {
+                body: events::to_core(&body),
+                force,
+            },
+            Op::Merge(ref p) | Op::Json(ref p) | Op::Strategic(ref p) => {
+                let name = name.unwrap_or_default();
+                let live = self
+                    .store
+                    .get("/events", ns, name)
+                    .cloned()
+                    .ok_or_else(|| ApiError::not_found("events.k8s.io", "events", name))?;
+                let mut doc = events::to_events_group(&live);
+                let result = match &op {
+                    Op::Merge(_) => patch::merge(&mut doc, p),
+                    Op::Json(_) => patch::json(&mut doc, p),
+                    _ => patch::strategic(&mut doc, p, &shape_of(&core)),
+                };
+                result.map_err(|e| match e {
+                    PatchError::Malformed(m) | PatchError::Failed(m) => ApiError::bad_request(m),
+                })?;
+                Op::Update(events::to_core(&doc))
+            }
+        };
+        self.write(&core, ns, name, op, opts, now)
+    }
+
     /// Decodes the body of a create or update of a built-in kind.
     fn decode_body(rt: &ResourceType, body: &mut Value, root: &str, strict: bool) -> Result<Vec<String>, ApiError> {
         match decode::decode(body, root, strict) {
@@ -975,6 +1039,9 @@ impl State {
             if let Some(root) = decode::SNAPSHOT.root(&rt.group, &rt.version, &rt.kind) {
                 decode::fill(&mut new, root);
             }
+            if rt.kind == "Event" && rt.group.is_empty() {
+                events::fill_core(&mut new);
+            }
             match live {
                 None => defaults::created(&rt.kind, &mut new),
                 Some(old) => defaults::template_changed(&rt.kind, old, &mut new),
@@ -984,15 +1051,8 @@ impl State {
             }
             if rt.kind == "CustomResourceDefinition" {
                 crd::default(&mut new);
-                if live.is_none()
-                    && let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut)
-                {
-                    let list = meta.entry("finalizers").or_insert_with(|| json!([]));
-                    if let Some(l) = list.as_array_mut()
-                        && !l.contains(&json!(crd::CLEANUP_FINALIZER))
-                    {
-                        l.push(json!(crd::CLEANUP_FINALIZER));
-                    }
+                if live.is_none() {
+                    crd::initial_status(&mut new);
                 }
                 causes.extend(crd::validate(&new, live));
             }
@@ -1070,6 +1130,11 @@ impl State {
                 }
                 Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
                 _ => {}
+            }
+            // A CRD gets its cleanup finalizer when it is deleted, so that its custom
+            // resources go first.
+            if rt.kind == "CustomResourceDefinition" && !rt.is_custom() && !fins.iter().any(|f| f == crd::CLEANUP_FINALIZER) {
+                fins.push(crd::CLEANUP_FINALIZER.into());
             }
         }
         let namespace_pending = rt.kind == "Namespace" && !rt.is_custom();

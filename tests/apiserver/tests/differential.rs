@@ -16,7 +16,8 @@
 //! - `compare:` JSON pointers to compare instead of the whole body; `ignore:` pointers to drop;
 //!   `metadata.managedFields` is compared only where a step says `managedFields: true` (the
 //!   server-side apply cases), so that each case compares the behaviour it is about;
-//! - `save: {name: /pointer}` for later steps (per server, so each server gets its own values).
+//! - `save: {name: /pointer}` for later steps (per server, so each server gets its own values);
+//! - `pick: {at: /list, key: name, value: apps}` compares only that item of a list.
 //!
 //! Set `KROXIDE_DIFF_ONLY=<substring>` to run the cases whose name or group contains it.
 
@@ -69,6 +70,17 @@ struct Step {
     save: BTreeMap<String, String>,
     #[serde(default, rename = "managedFields")]
     managed_fields: bool,
+    pick: Option<Pick>,
+}
+
+/// Narrows a list in the body to the one item whose `key` is `value` (discovery lists the
+/// real server's many more groups and resources).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pick {
+    at: String,
+    key: String,
+    value: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,8 +297,25 @@ fn normalise_table(v: &mut Value) {
 
 fn project(a: &Answer, step: &Step, generate_name: Option<&str>) -> Answer {
     let mut body = a.body.clone();
+    if let Some(pick) = &step.pick {
+        let found = body
+            .pointer(&pick.at)
+            .and_then(Value::as_array)
+            .and_then(|items| items.iter().find(|i| i.get(&pick.key) == Some(&pick.value)))
+            .cloned();
+        body = found.unwrap_or(Value::Null);
+    }
     if !step.managed_fields {
         remove(&mut body, "/metadata/managedFields");
+        // Lists and watch events carry objects too.
+        for list in ["/items", ""] {
+            if let Some(items) = body.pointer_mut(list).and_then(Value::as_array_mut) {
+                for item in items {
+                    remove(item, "/metadata/managedFields");
+                    remove(item, "/object/metadata/managedFields");
+                }
+            }
+        }
     }
     for p in &step.ignore {
         remove(&mut body, p);
@@ -338,9 +367,12 @@ fn differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
                 }
             }
         }
-        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-            for (i, (l, r)) in x.iter().zip(y).enumerate() {
-                differences(&format!("{path}/{i}"), l, r, out);
+        (Value::Array(x), Value::Array(y)) => {
+            for i in 0..x.len().max(y.len()) {
+                match (x.get(i), y.get(i)) {
+                    (Some(l), Some(r)) => differences(&format!("{path}/{i}"), l, r, out),
+                    (l, r) => out.push(format!("{path}/{i}: {} ≠ {}", shown(l), shown(r))),
+                }
             }
         }
         _ if a == b => {}
