@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::error::Cause;
 
@@ -174,6 +174,28 @@ fn standard_finalizer(field: &str, f: &str, out: &mut Vec<Cause>) {
         ));
     }
 }
+
+/// Why a label selector's key or value is refused, as the real server says it
+/// (`values[0][app]: Invalid value: "-b-": a valid label …`), if it is.
+pub fn selector_problem(key: &str, values: &[String]) -> Option<String> {
+    let mut causes = Vec::new();
+    qualified_name("<nil>", key, &mut causes);
+    if let Some(c) = causes.first() {
+        return Some(format!("{}: {}", c.field, c.message));
+    }
+    values.iter().enumerate().find_map(|(i, v)| {
+        let problem = if v.len() > 63 {
+            "must be no more than 63 bytes"
+        } else if LABEL_VALUE.is_match(v) {
+            return None;
+        } else {
+            LABEL_VALUE_MESSAGE
+        };
+        Some(format!("values[{i}][{key}]: Invalid value: {v:?}: {problem}"))
+    })
+}
+
+const LABEL_VALUE_MESSAGE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
 /// Checks labels and annotation keys.
 pub fn metadata(object: &Value, out: &mut Vec<Cause>) {
@@ -365,16 +387,13 @@ pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
                 _ if ty == "ExternalName" || headless => {}
                 _ => out.push(required("spec.ports", "")),
             }
+            // The real server moves a changed clusterIP into clusterIPs and refuses that.
             if let Some(old) = old
-                && old.pointer("/spec/clusterIP").is_some()
-                && spec.get("clusterIP").is_some()
+                && let Some(was) = old.pointer("/spec/clusterIP")
+                && let Some(now) = spec.get("clusterIP")
+                && was != now
             {
-                immutable(
-                    "spec.clusterIP",
-                    old.pointer("/spec/clusterIP"),
-                    spec.get("clusterIP"),
-                    &mut out,
-                );
+                out.push(invalid("spec.clusterIPs[0]", &json!([now]), "may not change once set"));
             }
         }
         "ConfigMap" | "Secret" => {

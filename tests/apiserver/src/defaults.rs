@@ -277,6 +277,95 @@ pub fn created(kind: &str, object: &mut Value) {
     }
 }
 
+/// What the ServiceAccount, DefaultTolerationSeconds and Priority admission plugins add to a
+/// Pod when it is created: its service account and the projected token volume mounted in
+/// every container (named `volume`), the not-ready and unreachable tolerations, and the
+/// initial status with its QoS class.
+pub fn pod_admitted(pod: &mut Value, volume: &str) {
+    let Some(spec) = obj(pod, "spec") else { return };
+    set_default(spec, "serviceAccountName", json!("default"));
+    let account = spec["serviceAccountName"].clone();
+    spec.insert("serviceAccount".into(), account);
+    if spec.get("automountServiceAccountToken") != Some(&json!(false)) {
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if let Some(v) = volumes.as_array_mut() {
+            v.push(json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"items": [{"key": "ca.crt", "path": "ca.crt"}], "name": ROOT_CA_CONFIGMAP}},
+                {"downwardAPI": {"items": [{"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}, "path": "namespace"}]}}]}}));
+        }
+        for list in ["initContainers", "containers"] {
+            for c in items(spec, list) {
+                let mounts = c.entry("volumeMounts").or_insert_with(|| json!([]));
+                if let Some(m) = mounts.as_array_mut() {
+                    m.push(json!({"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": volume, "readOnly": true}));
+                }
+            }
+        }
+    }
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    if let Some(t) = tolerations.as_array_mut() {
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+            if !t.iter().any(|x| x["key"] == key) {
+                t.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            }
+        }
+    }
+    let qos = qos_class(spec);
+    if let Some(m) = pod.as_object_mut() {
+        let status = m.entry("status").or_insert_with(|| json!({}));
+        if let Some(s) = status.as_object_mut() {
+            set_default(s, "phase", json!("Pending"));
+            set_default(s, "qosClass", json!(qos));
+        }
+    }
+}
+
+/// A Pod's QoS class: Guaranteed when every container's limits equal its requests for cpu and
+/// memory, BestEffort when none sets any, Burstable otherwise.
+fn qos_class(spec: &Map<String, Value>) -> &'static str {
+    let containers: Vec<&Value> = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    let resources = |c: &Value, k: &str, r: &str| c.pointer(&format!("/resources/{k}/{r}")).cloned();
+    let any = containers.iter().any(|c| {
+        ["requests", "limits"]
+            .iter()
+            .any(|k| c.pointer(&format!("/resources/{k}")).and_then(Value::as_object).is_some_and(|m| !m.is_empty()))
+    });
+    if !any {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        ["cpu", "memory"].iter().all(|r| {
+            let limit = resources(c, "limits", r);
+            limit.is_some() && resources(c, "requests", r).is_none_or(|q| Some(q) == limit)
+        })
+    });
+    if guaranteed { "Guaranteed" } else { "Burstable" }
+}
+
+/// The ConfigMap the root CA publisher puts in every namespace.
+pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
+
+/// What kube-controller-manager puts in every new namespace: the `default` ServiceAccount
+/// and the root CA ConfigMap. This server speaks plain HTTP and has no CA: `ca.crt` holds a
+/// placeholder that is not a certificate, which no client here reads.
+pub fn namespace_contents() -> [(&'static str, Value); 2] {
+    [
+        ("/serviceaccounts", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})),
+        (
+            "/configmaps",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ROOT_CA_CONFIGMAP,
+                "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+                "data": {"ca.crt": "tests/apiserver serves plain HTTP and has no certificate authority\n"}}),
+        ),
+    ]
+}
+
 /// The annotation a DaemonSet's template generation is kept in.
 pub const DAEMONSET_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
 

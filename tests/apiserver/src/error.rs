@@ -41,6 +41,11 @@ pub struct Details {
     pub causes: Vec<Cause>,
     /// Seconds for a `Retry-After` header (429 and 503 replies).
     pub retry_after: Option<u64>,
+    /// Sent as `details: {}` when nothing else is (the real server's route errors).
+    pub empty: bool,
+    /// Answered as the plain-text `404 page not found` of the real server's mux (paths under
+    /// no served group-version), not as a `Status`.
+    pub plain: bool,
 }
 
 /// `resource.group` as Kubernetes names a group-resource in messages (`deployments.apps`,
@@ -63,6 +68,11 @@ impl ApiError {
         }
     }
 
+    /// The same error naming the object in its details.
+    pub fn naming(self, group: &str, kind: &str, name: &str) -> Self {
+        self.with_object(group, kind, name)
+    }
+
     fn with_object(mut self, group: &str, kind: &str, name: &str) -> Self {
         self.details.group = Some(group.to_string());
         self.details.kind = Some(kind.to_string());
@@ -82,10 +92,55 @@ impl ApiError {
 
     /// 404 for a path that names no resource type.
     pub fn no_route(path: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("the server could not find the requested resource ({path})"),
+        let _ = path;
+        let mut e = Self::new(404, "NotFound", "the server could not find the requested resource");
+        e.details.empty = true;
+        e
+    }
+
+    /// The real server's `404 page not found` for a path under no served group-version.
+    pub fn page_not_found() -> Self {
+        let mut e = Self::new(404, "NotFound", "404 page not found");
+        e.details.plain = true;
+        e
+    }
+
+    /// 405 for a method a resource does not take.
+    pub fn method_not_supported() -> Self {
+        let mut e = Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        );
+        e.details.empty = true;
+        e
+    }
+
+    /// 422 with no causes: a JSON patch that cannot be applied.
+    pub fn rejected_patch() -> Self {
+        let mut e = Self::new(422, "Invalid", "the server rejected our request due to an error in our request");
+        e.details.empty = true;
+        e
+    }
+
+    /// 415 for a patch in a content type no patch has.
+    pub fn unsupported_patch_type() -> Self {
+        let mut e = Self::new(415, "UnsupportedMediaType", "415: Unsupported Media Type");
+        e.details.empty = true;
+        e
+    }
+
+    /// 422 for an invalid option of a request (`CreateOptions`, `PatchOptions`, …).
+    pub fn invalid_option(options: &str, field: &str, reason: &str, message: String) -> Self {
+        Self::invalid(
+            "meta.k8s.io",
+            options,
+            "",
+            vec![Cause {
+                reason: reason.into(),
+                message,
+                field: field.into(),
+            }],
         )
     }
 
@@ -144,7 +199,9 @@ impl ApiError {
                 lines.join("\n")
             )
         };
-        let mut e = Self::new(409, "Conflict", message).with_object(group, kind, name);
+        // The real server's apply conflicts name only the fields.
+        let _ = (group, kind, name);
+        let mut e = Self::new(409, "Conflict", message);
         e.details.causes = conflicts
             .into_iter()
             .map(|(manager, field)| Cause {
@@ -283,7 +340,7 @@ impl ApiError {
         if let Some(s) = self.details.retry_after {
             details.insert("retryAfterSeconds".into(), json!(s));
         }
-        if !details.is_empty() {
+        if !details.is_empty() || self.details.empty {
             status["details"] = Value::Object(details);
         }
         status

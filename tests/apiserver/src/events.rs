@@ -43,13 +43,14 @@ fn convert(object: &Value, api_version: &str, to_core: bool) -> Value {
     out.insert("apiVersion".into(), json!(api_version));
     out.insert("kind".into(), json!("Event"));
     for f in SHARED {
-        if let Some(v) = m.get(*f) {
+        if let Some(v) = m.get(*f).filter(|v| *v != "") {
             out.insert((*f).into(), v.clone());
         }
     }
     for (events, core) in RENAMES {
         let (from, to) = if to_core { (events, core) } else { (core, events) };
-        if let Some(v) = m.get(*from) {
+        // Both forms omit empty strings.
+        if let Some(v) = m.get(*from).filter(|v| *v != "") {
             out.insert((*to).into(), v.clone());
         }
     }

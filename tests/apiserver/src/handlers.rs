@@ -49,7 +49,8 @@ impl FieldSelector {
     ///
     /// # Errors
     /// A malformed requirement, or a field a custom resource cannot be selected by.
-    pub fn parse(s: &str, custom: bool) -> Result<Self, ApiError> {
+    pub fn parse(s: &str, rt: &ResourceType) -> Result<Self, ApiError> {
+        let extra = selectable_fields(rt);
         let mut out = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (field, eq, value) = if let Some((f, v)) = part.split_once("!=") {
@@ -62,10 +63,13 @@ impl FieldSelector {
                 return Err(ApiError::bad_request(format!("invalid field selector: {part:?}")));
             };
             let field = field.trim();
-            if custom && !matches!(field, "metadata.name" | "metadata.namespace") {
-                return Err(ApiError::bad_request(format!(
-                    "field label not supported: {field}"
-                )));
+            if !matches!(field, "metadata.name" | "metadata.namespace") && !extra.contains(&field) {
+                // Kinds with their own selectable fields answer in the older words.
+                return Err(ApiError::bad_request(if extra.is_empty() && !rt.is_custom() {
+                    format!("{field:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")
+                } else {
+                    format!("field label not supported: {field}")
+                }));
             }
             out.push((
                 field.split('.').map(String::from).collect(),
@@ -93,6 +97,69 @@ impl FieldSelector {
     }
 }
 
+/// Refuses label selector keys and values that are not valid labels.
+fn label_values(selector: &Selector) -> Result<(), ApiError> {
+    use kroxide_schema::selector::Requirement as R;
+    for r in &selector.0 {
+        let (key, values): (&str, Vec<String>) = match r {
+            R::Equals(k, v) | R::NotEquals(k, v) => (k, vec![v.clone()]),
+            R::In(k, vs) | R::NotIn(k, vs) => (k, vs.clone()),
+            R::Exists(k) | R::DoesNotExist(k) => (k, Vec::new()),
+            #[allow(unreachable_patterns, reason = "the selector crate may grow operators")]
+            _ => continue,
+        };
+        if let Some(p) = crate::admission::selector_problem(key, &values) {
+            return Err(ApiError::bad_request(format!("unable to parse requirement: {p}")));
+        }
+    }
+    Ok(())
+}
+
+/// Fields beyond `metadata.name` and `metadata.namespace` a kind can be selected by, as the
+/// real server's field label conversions list them.
+fn selectable_fields(rt: &ResourceType) -> &'static [&'static str] {
+    if rt.is_custom() {
+        return &[];
+    }
+    match rt.kind.as_str() {
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+        ],
+        "Secret" => &["type"],
+        "Namespace" => &["status.phase"],
+        "Node" => &["spec.unschedulable"],
+        "ReplicaSet" => &["status.replicas"],
+        "Job" => &["status.successful"],
+        "Service" => &["spec.clusterIP", "spec.type"],
+        _ => &[],
+    }
+}
+
 /// Label and field selectors of a list or watch.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -117,10 +184,20 @@ impl Filter {
     ) -> Result<Self, ApiError> {
         let labels = Selector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?;
-        let mut fields = FieldSelector::parse(
-            q.get("fieldSelector").map(String::as_str).unwrap_or(""),
-            rt.is_custom(),
-        )?;
+        label_values(&labels)?;
+        if q.contains_key("resourceVersionMatch") && q.get("resourceVersion").is_none_or(String::is_empty) {
+            return Err(ApiError::invalid(
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                vec![crate::error::Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+                    field: "resourceVersionMatch".into(),
+                }],
+            ));
+        }
+        let mut fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""), rt)?;
         if let Some(n) = name {
             fields
                 .0
@@ -167,8 +244,8 @@ fn decode_body(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
                 String::from_utf8_lossy(&ctx.body)
             ))
         }),
-        other => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format ({other}) - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+        _ => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         ))),
     }
 }
@@ -187,13 +264,16 @@ fn delete_body(ctx: &Ctx<'_>) -> Result<Bytes, ApiError> {
     Ok(ctx.body.clone())
 }
 
-fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+fn dry_run(q: &HashMap<String, String>, options: &str) -> Result<bool, ApiError> {
     match q.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "Invalid dryRun value: {other:?}; supported values: \"All\""
-        ))),
+        Some(other) => Err(ApiError::invalid_option(
+            options,
+            "dryRun",
+            "FieldValueNotSupported",
+            format!("Unsupported value: [{other:?}]: supported values: \"All\""),
+        )),
     }
 }
 
@@ -257,14 +337,20 @@ fn page<'a>(
 ) -> Result<Page<'a>, ApiError> {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let invalid = |why: &str| ApiError::bad_request(format!("continue key is not valid: {why}"));
+    let invalid = |why: &str| ApiError::bad_request(format!("invalid continue token: continue key is not valid: {why}"));
+    // Go's JSON decoder names the first byte it cannot start a value with.
+    let not_json = |raw: &[u8]| {
+        let b = raw.iter().copied().find(|b| !b.is_ascii_whitespace()).unwrap_or(b' ');
+        let shown = if b.is_ascii_graphic() { format!("'{}'", b as char) } else { format!("'\\u{b:04x}'") };
+        invalid(&format!("invalid character {shown} looking for beginning of value"))
+    };
     let (rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
         None => (current, None),
         Some(token) => {
             let raw = b64
                 .decode(token.trim_end_matches('='))
                 .map_err(|_| invalid("not base64"))?;
-            let t: Value = serde_json::from_slice(&raw).map_err(|_| invalid("not JSON"))?;
+            let t: Value = serde_json::from_slice(&raw).map_err(|_| not_json(&raw))?;
             let rv = t["rv"].as_u64().ok_or_else(|| invalid("no resourceVersion"))?;
             if rv < compacted {
                 return Err(ApiError::expired(
@@ -333,11 +419,21 @@ pub async fn resource(
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
     let no_route = || ApiError::no_route(&format!("{} {}", ctx.method, rp.resource));
-    let rt = shared
-        .lock()
-        .registry
-        .get(&rp.group, &rp.version, &rp.resource)
-        .ok_or_else(no_route)?;
+    let found = {
+        let state = shared.lock();
+        let found = state.registry.get(&rp.group, &rp.version, &rp.resource);
+        // Built-in groups answer a Status; paths under a custom group, or under no served
+        // group-version, fall through to the real server's mux and its plain 404.
+        let builtin_group = kroxide_schema::kinds::BUILTIN_KINDS
+            .iter()
+            .any(|k| k.group == rp.group && k.version == rp.version);
+        (found, builtin_group)
+    };
+    let rt = match found {
+        (Some(rt), _) => rt,
+        (None, true) => return Err(no_route()),
+        (None, false) => return Err(ApiError::page_not_found()),
+    };
     if !rt.namespaced && rp.namespace.is_some() {
         return Err(no_route());
     }
@@ -435,14 +531,17 @@ pub async fn resource(
             })
         }
         "create" | "update" | "patch" => {
-            let dry = dry_run(ctx.q)?;
             let options = match info.verb.as_str() {
                 "create" => "CreateOptions",
                 "update" => "UpdateOptions",
                 _ => "PatchOptions",
             };
+            let dry = dry_run(ctx.q, options)?;
             let validation = FieldValidation::from_param(ctx.q.get("fieldValidation").map(String::as_str), options)?;
             let body = decode_body(ctx).map_err(|mut e| {
+                if e.code == 415 && info.verb == "patch" {
+                    return ApiError::unsupported_patch_type();
+                }
                 if e.code == 400 && info.verb != "patch" {
                     e.message = format!("the object provided is unrecognized (must be of type {}): {}", rt.kind, e.message);
                 }
@@ -472,8 +571,11 @@ pub async fn resource(
             }
             let manager = info.field_manager.clone();
             if manager.len() > 128 {
-                return Err(ApiError::bad_request(
-                    "fieldManager: Too long: must have at most 128 bytes",
+                return Err(ApiError::invalid_option(
+                    options,
+                    "fieldManager",
+                    "FieldValueTooLong",
+                    "Too long: may not be more than 128 bytes".into(),
                 ));
             }
             if rt.group == "authorization.k8s.io" && !rt.is_custom() && info.verb == "create" {
@@ -481,17 +583,18 @@ pub async fn resource(
             }
             let op = match info.verb.as_str() {
                 "create" if sub.is_some() || rp.name.is_some() => {
-                    return Err(ApiError::method_not_allowed(
-                        "POST is not allowed on a named object",
-                    ));
+                    return Err(ApiError::method_not_supported());
                 }
                 "create" => Op::Create(body),
                 "update" => Op::Update(body),
                 _ => match info.patch_type.as_str() {
                     "apply" => {
                         if ctx.q.get("fieldManager").is_none_or(String::is_empty) {
-                            return Err(ApiError::bad_request(
-                                "PATCH requests with apply content type must have a fieldManager",
+                            return Err(ApiError::invalid_option(
+                                "PatchOptions",
+                                "fieldManager",
+                                "FieldValueRequired",
+                                "Required value: is required for apply patch".into(),
                             ));
                         }
                         let force = match ctx.q.get("force").map(String::as_str) {
@@ -570,18 +673,24 @@ pub async fn resource(
             let options = DeleteOptions::parse(
                 &body,
                 ctx.q.get("propagationPolicy").map(String::as_str),
-                dry_run(ctx.q)?,
+                dry_run(ctx.q, "DeleteOptions")?,
             )?;
             let name = rp.name.clone().unwrap_or_default();
             let result = shared.lock().delete(&rt, &ns, &name, &options, now)?;
             shared.kick.notify_one();
             Ok(match result {
-                Deleted::Gone(obj) => json_response(
-                    200,
-                    &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                        "details": {"name": name, "group": rt.group, "kind": rt.plural,
-                            "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)}}),
-                ),
+                Deleted::Gone(obj) => {
+                    let mut details = json!({"name": name, "kind": rt.plural,
+                        "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)});
+                    if !rt.group.is_empty() {
+                        details["group"] = json!(rt.group);
+                    }
+                    json_response(
+                        200,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                            "details": details}),
+                    )
+                }
                 Deleted::Pending(obj) => json_response(200, &obj),
             })
         }
@@ -590,7 +699,7 @@ pub async fn resource(
             let options = DeleteOptions::parse(
                 &body,
                 ctx.q.get("propagationPolicy").map(String::as_str),
-                dry_run(ctx.q)?,
+                dry_run(ctx.q, "DeleteOptions")?,
             )?;
             let filter = Filter::from_query(ctx.q, &rt, rp.namespace.as_deref(), None)?;
             let mut state = shared.lock();
@@ -793,15 +902,21 @@ mod tests {
 
     #[test]
     fn field_selectors_match_names_and_reject_unknown_fields_on_custom_resources() {
-        let f = FieldSelector::parse("metadata.name=w1,metadata.namespace!=kube-system", true).unwrap();
+        let registry = crate::registry::Registry::builtin();
+        let custom = ResourceType {
+            crd: Some("widgets.example.com".into()),
+            ..(*registry.get("", "v1", "configmaps").unwrap()).clone()
+        };
+        let pods = registry.get("", "v1", "pods").unwrap();
+        let f = FieldSelector::parse("metadata.name=w1,metadata.namespace!=kube-system", &custom).unwrap();
         assert!(f.matches(&json!({"metadata": {"name": "w1", "namespace": "default"}})));
         assert!(!f.matches(&json!({"metadata": {"name": "w2", "namespace": "default"}})));
         assert_eq!(
-            FieldSelector::parse("spec.x=1", true).unwrap_err().message,
+            FieldSelector::parse("spec.x=1", &custom).unwrap_err().message,
             "field label not supported: spec.x"
         );
         assert!(
-            FieldSelector::parse("status.phase=Running", false)
+            FieldSelector::parse("status.phase=Running", &pods)
                 .unwrap()
                 .matches(&json!({"status": {"phase": "Running"}}))
         );

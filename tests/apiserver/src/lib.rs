@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod columns;
 pub mod controllers;
 pub mod crd;
 pub mod decode;

@@ -103,6 +103,9 @@ pub fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Bo
 
 /// An error reply.
 pub fn error_response(e: &ApiError) -> Response<Body> {
+    if e.details.plain {
+        return bytes_response(e.code, "text/plain; charset=utf-8", Bytes::from(format!("{}\n", e.message)));
+    }
     let mut r = json_response(e.code, &e.to_status());
     if let Some(s) = e.details.retry_after
         && let Ok(v) = HeaderValue::from_str(&s.to_string())
@@ -158,7 +161,11 @@ pub fn verb(
 pub fn field_manager(q: &std::collections::HashMap<String, String>, user_agent: &str) -> String {
     match q.get("fieldManager").filter(|m| !m.is_empty()) {
         Some(m) => m.clone(),
-        None => user_agent.split('/').next().unwrap_or_default().to_string(),
+        // The real server names a writer without a user agent `unknown`.
+        None => match user_agent.split('/').next().unwrap_or_default() {
+            "" => "unknown".to_string(),
+            m => m.to_string(),
+        },
     }
 }
 
@@ -292,12 +299,11 @@ async fn dispatch(
             }
         }
         Route::Group(g) => {
-            let doc = discovery::group(&shared.lock().registry, g).ok_or_else(|| ApiError::no_route(path))?;
+            let doc = discovery::group(&shared.lock().registry, g).ok_or_else(ApiError::page_not_found)?;
             json_response(200, &doc)
         }
         Route::Resources(g, v) => {
-            let doc = discovery::resource_list(&shared.lock().registry, g, v)
-                .ok_or_else(|| ApiError::no_route(path))?;
+            let doc = discovery::resource_list(&shared.lock().registry, g, v).ok_or_else(ApiError::page_not_found)?;
             json_response(200, &doc)
         }
         Route::OpenApiIndex => json_response(200, &openapi::index(&shared.lock().registry)),

@@ -160,13 +160,13 @@ impl DeleteOptions {
             && !matches!(p.as_str(), "Background" | "Foreground" | "Orphan")
         {
             return Err(ApiError::invalid(
-                "",
+                "meta.k8s.io",
                 "DeleteOptions",
                 "",
                 vec![Cause {
                     reason: "FieldValueNotSupported".into(),
                     message: format!(
-                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+                        "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
                     ),
                     field: "propagationPolicy".into(),
                 }],
@@ -393,9 +393,13 @@ impl State {
         let api_version = body.get("apiVersion").and_then(Value::as_str);
         let kind = body.get("kind").and_then(Value::as_str);
         if apply && (api_version.is_none() || kind.is_none()) {
-            return Err(ApiError::bad_request(
-                "invalid object type: apiVersion and kind must be set for server-side apply",
-            ));
+            // Go prints the group-version-kind it could not type: `/v1, Kind=`.
+            let av = api_version.unwrap_or_default();
+            let gv = if av.contains('/') { av.to_string() } else { format!("/{av}") };
+            return Err(ApiError::bad_request(format!(
+                "invalid object type: {gv}, Kind={}",
+                kind.unwrap_or_default()
+            )));
         }
         if !rt.is_custom()
             && let Some(av) = api_version
@@ -604,16 +608,8 @@ impl State {
                 };
                 result.map_err(|e| match e {
                     PatchError::Malformed(m) => ApiError::bad_request(m),
-                    PatchError::Failed(m) => ApiError::invalid(
-                        &rt.group,
-                        &rt.kind,
-                        &name,
-                        vec![Cause {
-                            reason: "FieldValueInvalid".into(),
-                            message: m,
-                            field: String::new(),
-                        }],
-                    ),
+                    // The real server words every patch that cannot apply the same way.
+                    PatchError::Failed(_) => ApiError::rejected_patch(),
                 })?;
                 if let Some(root) = root {
                     match decode::decode(&mut doc, root, strict) {
@@ -654,6 +650,12 @@ impl State {
                 let name = name.unwrap_or_default().to_string();
                 Self::check_identity(rt, &body, ns, Some(&name), true)?;
                 let live = self.store.get(&key, ns, &name).cloned();
+                // A resourceVersion in an applied configuration is a precondition.
+                if let Some(rv) = meta_str(&body, "resourceVersion").filter(|r| !r.is_empty())
+                    && live.as_deref().and_then(|l| meta_str(l, "resourceVersion")) != Some(rv)
+                {
+                    return Err(ApiError::modified(&rt.group, &rt.plural, &name));
+                }
                 let creating = live.is_none();
                 (name, Value::Null, live, creating, Some((body, force)))
             }
@@ -663,10 +665,17 @@ impl State {
             match self.namespace(ns) {
                 None => return Err(ApiError::not_found("", "namespaces", ns)),
                 Some(n) if is_deleting(n) => {
-                    return Err(ApiError::forbidden(format!(
+                    let mut e = ApiError::forbidden(format!(
                         "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                         crate::error::qualified(&rt.plural, &rt.group)
-                    )));
+                    ))
+                    .naming(&rt.group, &rt.plural, &name);
+                    e.details.causes.push(Cause {
+                        reason: "NamespaceTerminating".into(),
+                        message: format!("namespace {ns} is being terminated"),
+                        field: "metadata.namespace".into(),
+                    });
+                    return Err(e);
                 }
                 _ => {}
             }
@@ -765,10 +774,10 @@ impl State {
             });
         }
         if is_deleting(&new) && !held(&new) {
-            let gone = self
-                .store
-                .remove(&key, ns, &name)
-                .unwrap_or_else(|| Arc::new(new));
+            let gone = match self.store.get(&key, ns, &name) {
+                Some(_) => self.store.remove_written(&key, ns, &name, new).expect("present"),
+                None => Arc::new(new),
+            };
             self.after_change(rt, &name, now);
             return Ok(Written {
                 object: gone,
@@ -779,6 +788,9 @@ impl State {
         }
         let stored = self.store.put(&key, ns, &name, new);
         self.after_change(rt, &name, now);
+        if creating && rt.kind == "Namespace" && !rt.is_custom() {
+            self.populate_namespace(&name, now);
+        }
         Ok(Written {
             object: stored,
             created: creating,
@@ -979,18 +991,20 @@ impl State {
                 .filter(|f| !old.contains(f))
                 .collect();
             if !added.is_empty() {
-                return Err(ApiError::invalid(
-                    &rt.group,
-                    &rt.kind,
-                    name,
-                    vec![Cause {
-                        reason: "FieldValueForbidden".into(),
-                        message: format!(
-                            "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"
-                        ),
-                        field: "metadata.finalizers".into(),
-                    }],
-                ));
+                // Go's %#v of a string slice; the real server reports the cause twice (once
+                // from metadata validation, once from the deletion check) and its message once.
+                let shown: Vec<String> = added.iter().map(|f| format!("{f:?}")).collect();
+                let cause = Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                        shown.join(", ")
+                    ),
+                    field: "metadata.finalizers".into(),
+                };
+                let mut e = ApiError::invalid(&rt.group, &rt.kind, name, vec![cause.clone()]);
+                e.details.causes.push(cause);
+                return Err(e);
             }
         }
 
@@ -1043,7 +1057,13 @@ impl State {
                 events::fill_core(&mut new);
             }
             match live {
-                None => defaults::created(&rt.kind, &mut new),
+                None => {
+                    defaults::created(&rt.kind, &mut new);
+                    if rt.kind == "Pod" {
+                        let volume = self.generated_name("kube-api-access-");
+                        defaults::pod_admitted(&mut new, &volume);
+                    }
+                }
                 Some(old) => defaults::template_changed(&rt.kind, old, &mut new),
             }
             if rt.kind == "Job" && live.is_none() {
@@ -1100,10 +1120,10 @@ impl State {
         {
             return Err(ApiError::conflict(
                 &rt.group,
-                &rt.plural,
+                &rt.kind,
                 name,
                 &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
                     meta_str(&live, "uid").unwrap_or_default()
                 ),
             ));
@@ -1113,10 +1133,10 @@ impl State {
         {
             return Err(ApiError::conflict(
                 &rt.group,
-                &rt.plural,
+                &rt.kind,
                 name,
                 &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
                     meta_str(&live, "resourceVersion").unwrap_or_default()
                 ),
             ));
@@ -1141,7 +1161,8 @@ impl State {
         if namespace_pending && matches!(name, "default" | "kube-system" | "kube-public") {
             return Err(ApiError::forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-            )));
+            ))
+            .naming("", "namespaces", name));
         }
         if fins.is_empty() && !namespace_pending {
             if options.dry_run {
@@ -1178,6 +1199,18 @@ impl State {
         let stored = self.store.put(&key, ns, name, marked);
         self.after_change(rt, name, now);
         Ok(Deleted::Pending(stored))
+    }
+
+    /// Creates what the real control plane's controllers put in a new namespace.
+    fn populate_namespace(&mut self, ns: &str, now: DateTime<Utc>) {
+        for (key, object) in defaults::namespace_contents() {
+            let Some(rt) = self.registry.versions_of(key).into_iter().next() else {
+                continue;
+            };
+            let opts = WriteOptions::system("kube-controller-manager", None);
+            // Cannot fail: the namespace was just created and these names are valid.
+            let _ = self.write(&rt, ns, None, Op::Create(object), &opts, now);
+        }
     }
 
     fn after_change(&mut self, rt: &ResourceType, name: &str, now: DateTime<Utc>) {

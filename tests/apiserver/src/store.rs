@@ -204,6 +204,16 @@ impl Store {
 
     /// Removes an object; the DELETED event carries its last state at a new resourceVersion.
     pub fn remove(&mut self, key: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.remove_as(key, namespace, name, None)
+    }
+
+    /// Removes an object whose last write is `last` (the write that removed its last
+    /// finalizer): one DELETED event carrying that state, as the real server sends it.
+    pub fn remove_written(&mut self, key: &str, namespace: &str, name: &str, last: Value) -> Option<Arc<Value>> {
+        self.remove_as(key, namespace, name, Some(last))
+    }
+
+    fn remove_as(&mut self, key: &str, namespace: &str, name: &str, written: Option<Value>) -> Option<Arc<Value>> {
         let k = self.intern(key);
         let previous = self
             .objects
@@ -214,7 +224,7 @@ impl Store {
         }
         self.rv += 1;
         let rv = self.rv;
-        let mut last = (*previous).clone();
+        let mut last = written.unwrap_or_else(|| (*previous).clone());
         if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
         }

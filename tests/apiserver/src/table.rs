@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::{
+    columns,
     jsonpath::JsonPath,
     registry::{PrinterColumn, ResourceType},
 };
@@ -53,7 +54,8 @@ pub fn human_duration(seconds: i64) -> String {
     }
 }
 
-fn age(timestamp: Option<&Value>, now: DateTime<Utc>) -> Value {
+/// An age cell: the time since `timestamp`, as kubectl prints it.
+pub fn age(timestamp: Option<&Value>, now: DateTime<Utc>) -> Value {
     match timestamp
         .and_then(Value::as_str)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
@@ -85,161 +87,6 @@ fn age_column() -> Value {
         "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
         0,
     )
-}
-
-type Cells = fn(&Value) -> Vec<Value>;
-
-fn int(v: &Value, ptr: &str) -> i64 {
-    v.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn builtin_columns(kind: &str) -> Option<(Vec<Value>, Cells)> {
-    let c = |n: &str, t: &str, p: i64| column(n, t, "", "", p);
-    Some(match kind {
-        "Deployment" => (
-            vec![
-                c("Ready", "string", 0),
-                c("Up-to-date", "string", 0),
-                c("Available", "string", 0),
-            ],
-            |o| {
-                vec![
-                    json!(format!(
-                        "{}/{}",
-                        int(o, "/status/readyReplicas"),
-                        int(o, "/spec/replicas")
-                    )),
-                    json!(int(o, "/status/updatedReplicas")),
-                    json!(int(o, "/status/availableReplicas")),
-                ]
-            },
-        ),
-        "StatefulSet" => (vec![c("Ready", "string", 0)], |o| {
-            vec![json!(format!(
-                "{}/{}",
-                int(o, "/status/readyReplicas"),
-                int(o, "/spec/replicas")
-            ))]
-        }),
-        "ReplicaSet" => (
-            vec![
-                c("Desired", "integer", 0),
-                c("Current", "integer", 0),
-                c("Ready", "integer", 0),
-            ],
-            |o| {
-                vec![
-                    json!(int(o, "/spec/replicas")),
-                    json!(int(o, "/status/replicas")),
-                    json!(int(o, "/status/readyReplicas")),
-                ]
-            },
-        ),
-        "Service" => (
-            vec![
-                c("Type", "string", 0),
-                c("Cluster-IP", "string", 0),
-                c("External-IP", "string", 0),
-                c("Port(s)", "string", 0),
-            ],
-            |o| {
-                let ty = o
-                    .pointer("/spec/type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("ClusterIP");
-                let external: Vec<String> = o
-                    .pointer("/status/loadBalancer/ingress")
-                    .and_then(Value::as_array)
-                    .map(|i| {
-                        i.iter()
-                            .filter_map(|x| x.get("ip").and_then(Value::as_str).map(String::from))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let external = match (ty, external.is_empty()) {
-                    ("LoadBalancer", true) => "<pending>".to_string(),
-                    (_, true) => "<none>".to_string(),
-                    _ => external.join(","),
-                };
-                let ports: Vec<String> = o
-                    .pointer("/spec/ports")
-                    .and_then(Value::as_array)
-                    .map(|ps| {
-                        ps.iter()
-                            .map(|p| {
-                                let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
-                                match p.get("nodePort") {
-                                    Some(n) => format!("{}:{}/{proto}", p["port"], n),
-                                    None => format!("{}/{proto}", p["port"]),
-                                }
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                vec![
-                    json!(ty),
-                    o.pointer("/spec/clusterIP").cloned().unwrap_or(json!("<none>")),
-                    json!(external),
-                    json!(if ports.is_empty() {
-                        "<none>".to_string()
-                    } else {
-                        ports.join(",")
-                    }),
-                ]
-            },
-        ),
-        "ConfigMap" => (vec![c("Data", "integer", 0)], |o| {
-            let n = ["data", "binaryData"]
-                .iter()
-                .map(|k| o.get(*k).and_then(Value::as_object).map_or(0, |m| m.len()))
-                .sum::<usize>();
-            vec![json!(n)]
-        }),
-        "Secret" => (vec![c("Type", "string", 0), c("Data", "integer", 0)], |o| {
-            vec![
-                o.get("type").cloned().unwrap_or(json!("Opaque")),
-                json!(o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())),
-            ]
-        }),
-        "Namespace" => (vec![c("Status", "string", 0)], |o| {
-            vec![o.pointer("/status/phase").cloned().unwrap_or(json!("Active"))]
-        }),
-        "Job" => (
-            vec![c("Status", "string", 0), c("Completions", "string", 0)],
-            |o| {
-                let complete = o
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c["type"] == "Complete" && c["status"] == "True")
-                    });
-                vec![
-                    json!(if complete { "Complete" } else { "Running" }),
-                    json!(format!(
-                        "{}/{}",
-                        int(o, "/status/succeeded"),
-                        o.pointer("/spec/completions")
-                            .and_then(Value::as_i64)
-                            .unwrap_or(1)
-                    )),
-                ]
-            },
-        ),
-        "PersistentVolumeClaim" => (vec![c("Status", "string", 0), c("Volume", "string", 0)], |o| {
-            vec![
-                o.pointer("/status/phase").cloned().unwrap_or(json!("Pending")),
-                o.pointer("/spec/volumeName").cloned().unwrap_or(json!("")),
-            ]
-        }),
-        "Lease" => (vec![c("Holder", "string", 0)], |o| {
-            vec![o.pointer("/spec/holderIdentity").cloned().unwrap_or(json!(""))]
-        }),
-        "CustomResourceDefinition" => {
-            return Some((vec![column("Created At", "date", "", "", 0)], |_| vec![]));
-        }
-        _ => return None,
-    })
 }
 
 /// How much of each object a row carries (`includeObject`).
@@ -275,7 +122,8 @@ pub struct Printer {
 #[derive(Debug)]
 enum Columns {
     Custom(Vec<(PrinterColumn, Option<JsonPath>)>),
-    Builtin(Cells, bool),
+    /// A built-in kind: every cell, Name and Age included, from [`columns::cell`].
+    Builtin(String),
     Default,
 }
 
@@ -292,10 +140,19 @@ impl Printer {
     /// The printer for `rt`.
     pub fn new(rt: &ResourceType, include: Include) -> Self {
         let mut definitions = vec![name_column()];
-        let columns = match (&rt.columns, builtin_columns(&rt.kind)) {
+        let builtin = (!rt.is_custom())
+            .then(|| columns::definitions(&rt.group, &rt.plural))
+            .flatten();
+        let columns = match (&rt.columns, builtin) {
             (Some(custom), _) if !custom.is_empty() => {
                 for c in custom {
-                    definitions.push(column(&c.name, &c.type_, &c.format, &c.description, c.priority));
+                    // The real server describes an undocumented column by its path.
+                    let description = if c.description.is_empty() {
+                        format!("Custom resource definition column (in JSONPath format): {}", c.json_path)
+                    } else {
+                        c.description.clone()
+                    };
+                    definitions.push(column(&c.name, &c.type_, &c.format, &description, c.priority));
                 }
                 Columns::Custom(
                     custom
@@ -304,13 +161,9 @@ impl Printer {
                         .collect(),
                 )
             }
-            (None, Some((defs, cells))) => {
-                let created_at = rt.kind == "CustomResourceDefinition";
-                definitions.extend(defs);
-                if !created_at {
-                    definitions.push(age_column());
-                }
-                Columns::Builtin(cells, created_at)
+            (None, Some(defs)) => {
+                definitions = defs.to_vec();
+                Columns::Builtin(rt.kind.clone())
             }
             _ => {
                 definitions.push(age_column());
@@ -347,13 +200,12 @@ impl Printer {
                     cells.push(cell);
                 }
             }
-            Columns::Builtin(f, created_at) => {
-                cells.extend(f(object));
-                if *created_at {
-                    cells.push(created.cloned().unwrap_or(Value::Null));
-                } else {
-                    cells.push(age(created, now));
-                }
+            Columns::Builtin(kind) => {
+                cells = self
+                    .definitions
+                    .iter()
+                    .map(|d| columns::cell(kind, d["name"].as_str().unwrap_or_default(), object, now))
+                    .collect();
             }
             Columns::Default => cells.push(age(created, now)),
         }

@@ -118,6 +118,22 @@ fn translate(e: &Event, key: &str, filter: &Filter) -> Option<&'static str> {
     }
 }
 
+/// Encodes `e` as `kind`. An object that stops matching the watch's selectors is DELETED as
+/// it last matched (its previous state), at the change's resourceVersion, as the real
+/// server's watch cache sends it.
+fn encode(encoder: &mut Encoder, present: &impl Fn(&Value) -> Value, kind: &str, e: &Event) -> Bytes {
+    match (&e.kind, kind, &e.previous) {
+        (EventType::Modified, "DELETED", Some(previous)) => {
+            let mut last = (**previous).clone();
+            if let Some(m) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("resourceVersion".into(), Value::String(e.rv.to_string()));
+            }
+            encoder.event(present, kind, &last, None)
+        }
+        _ => encoder.event(present, kind, &e.object, Some(e.encoded())),
+    }
+}
+
 /// Starts a watch and returns the streaming response.
 pub fn serve(
     shared: Arc<Shared>,
@@ -211,10 +227,7 @@ pub fn serve(
         for e in &replay {
             seen = e.rv;
             if let Some(kind) = translate(e, &key, &filter)
-                && tx
-                    .send(encoder.event(&present, kind, &e.object, Some(e.encoded())))
-                    .await
-                    .is_err()
+                && tx.send(encode(&mut encoder, &present, kind, e)).await.is_err()
             {
                 return;
             }
@@ -232,7 +245,7 @@ pub fn serve(
                         }
                         seen = e.rv;
                         if let Some(kind) = translate(&e, &key, &filter)
-                            && tx.send(encoder.event(&present, kind, &e.object, Some(e.encoded()))).await.is_err()
+                            && tx.send(encode(&mut encoder, &present, kind, &e)).await.is_err()
                         {
                             return;
                         }

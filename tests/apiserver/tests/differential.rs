@@ -245,7 +245,10 @@ fn normalise(v: &mut Value, generate_name: Option<&str>) {
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 let set = !x.is_null() && x != "None" && x != "";
-                if set && (TIMES.contains(&k.as_str()) || GENERATED.contains(&k.as_str())) {
+                // Each server has its own certificate authority.
+                if k == "ca.crt" && x.is_string() {
+                    *x = json!("<ca>");
+                } else if set && (TIMES.contains(&k.as_str()) || GENERATED.contains(&k.as_str())) {
                     *x = json!("<set>");
                 } else if k == "clusterIPs" && x.is_array() {
                     *x = json!(["<set>"]);
@@ -263,6 +266,11 @@ fn normalise(v: &mut Value, generate_name: Option<&str>) {
         Value::String(s) => {
             if UUID.is_match(s) {
                 *s = UUID.replace_all(s, "<uid>").into_owned();
+            }
+            static TOKEN_VOLUME: std::sync::LazyLock<regex::Regex> =
+                std::sync::LazyLock::new(|| regex::Regex::new(r"kube-api-access-[a-z0-9]{5}").unwrap());
+            if TOKEN_VOLUME.is_match(s) {
+                *s = TOKEN_VOLUME.replace_all(s, "kube-api-access-<generated>").into_owned();
             }
             if let Some(g) = generate_name
                 && s.contains(g)
@@ -307,6 +315,7 @@ fn project(a: &Answer, step: &Step, generate_name: Option<&str>) -> Answer {
     }
     if !step.managed_fields {
         remove(&mut body, "/metadata/managedFields");
+        remove(&mut body, "/object/metadata/managedFields");
         // Lists and watch events carry objects too.
         for list in ["/items", ""] {
             if let Some(items) = body.pointer_mut(list).and_then(Value::as_array_mut) {
