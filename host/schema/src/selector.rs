@@ -53,7 +53,11 @@ fn values(list: &str) -> Result<Vec<String>, Error> {
         .trim()
         .strip_prefix('(')
         .and_then(|l| l.strip_suffix(')'))
-        .ok_or_else(|| Error(format!("expected (values), got {list:?}")))?;
+        .ok_or_else(|| {
+            // The API server's words: the token it found where `(` belongs.
+            let found = list.trim().split([' ', ',', ')']).next().unwrap_or_default();
+            Error(format!("found '{found}' expected: '('"))
+        })?;
     Ok(inner
         .split(',')
         .map(|v| v.trim().to_string())

@@ -169,10 +169,58 @@ impl RuleEvaluator for BuiltinRules {
 
 /// Validates `value` (the new object) against `schema`; `old` is the stored object on updates,
 /// for transition rules. Returns every violation found.
+///
+/// As the API server does, `x-kubernetes-validations` rules do not run on an object with a
+/// missing, mistyped or unsupported value: one cause (at field `<nil>`) says so instead.
 pub fn validate(value: &Value, old: Option<&Value>, schema: &Value, rules: &dyn RuleEvaluator) -> Vec<Cause> {
     let mut causes = Vec::new();
+    check(value, old, schema, "", true, &Skipped, &mut causes);
+    // A missing, mistyped or unsupported value blocks the rules; other errors do not.
+    let blocking = causes
+        .iter()
+        .any(|c| matches!(c.reason, "FieldValueRequired" | "FieldValueTypeInvalid" | "FieldValueNotSupported"));
+    if blocking {
+        if has_rules(schema) {
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                message: "Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation".into(),
+                field: "<nil>".into(),
+            });
+        }
+        return causes;
+    }
+    causes.clear();
     check(value, old, schema, "", true, rules, &mut causes);
     causes
+}
+
+/// Whether any `x-kubernetes-validations` rule is in `schema`.
+fn has_rules(schema: &Value) -> bool {
+    match schema {
+        Value::Object(m) => m.contains_key("x-kubernetes-validations") || m.values().any(has_rules),
+        Value::Array(a) => a.iter().any(has_rules),
+        _ => false,
+    }
+}
+
+/// Skips every rule: the schema pass.
+struct Skipped;
+
+impl RuleEvaluator for Skipped {
+    fn evaluate(&self, _rule: &str, _this: &Value, _old: Option<&Value>) -> Result<Option<bool>, String> {
+        Ok(None)
+    }
+}
+
+/// A value of the wrong type, as the API server words it: the value shown is its JSON type.
+fn wrong_type(causes: &mut Vec<Cause>, path: &str, value: &Value, expected: &str) {
+    let at = if path.is_empty() { "<root>" } else { path };
+    let actual = json_type_name(value);
+    causes.push(Cause {
+        reason: "FieldValueTypeInvalid",
+        message: format!("Invalid value: \"{actual}\": {at} in body must be of type {expected}: \"{actual}\""),
+        field: path.to_string(),
+    });
 }
 
 fn invalid(causes: &mut Vec<Cause>, path: &str, value: &Value, detail: String) {
@@ -218,38 +266,20 @@ fn check(
             return;
         }
         if let Some(ty) = schema.get("type").and_then(Value::as_str) {
-            invalid(
-                causes,
-                path,
-                value,
-                format!("{at} in body must be of type {ty}: \"null\""),
-            );
+            wrong_type(causes, path, value, ty);
         }
         return;
     }
     let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
     if int_or_string {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            invalid(
-                causes,
-                path,
-                value,
-                format!(
-                    "{at} in body must be of type integer or string: \"{}\"",
-                    json_type_name(value)
-                ),
-            );
+            wrong_type(causes, path, value, "integer or string");
             return;
         }
     } else if let Some(ty) = schema.get("type").and_then(Value::as_str)
         && !type_matches(ty, value)
     {
-        invalid(
-            causes,
-            path,
-            value,
-            format!("{at} in body must be of type {ty}: \"{}\"", json_type_name(value)),
-        );
+        wrong_type(causes, path, value, ty);
         return;
     }
     if let Some(Value::Array(allowed)) = schema.get("enum")
@@ -482,12 +512,15 @@ fn check(
             };
             match outcome {
                 Ok(Some(true) | None) => {}
-                Ok(Some(false)) => invalid(
-                    causes,
-                    path,
-                    value,
-                    message.unwrap_or_else(|| format!("failed rule: {text}")),
-                ),
+                // The API server shows a failed rule's message without the value.
+                Ok(Some(false)) => causes.push(Cause {
+                    reason: "FieldValueInvalid",
+                    message: format!(
+                        "Invalid value: {}",
+                        message.unwrap_or_else(|| format!("failed rule: {text}"))
+                    ),
+                    field: path.to_string(),
+                }),
                 Err(e) => invalid(causes, path, value, format!("rule evaluation error: {e}")),
             }
         }
@@ -586,10 +619,11 @@ mod tests {
             causes,
             [
                 "spec.name: Required value",
-                "spec.labels.x: Invalid value: 1: spec.labels.x in body must be of type string: \"integer\"",
+                "spec.labels.x: Invalid value: \"integer\": spec.labels.x in body must be of type string: \"integer\"",
                 "spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10",
                 "spec.size: Unsupported value: \"huge\": supported values: \"small\", \"large\"",
                 "spec.tags[1]: Duplicate value: \"a\"",
+                "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ]
         );
         let v = json!({ "spec": { "name": "Abcdefg", "replicas": "3" } });
@@ -602,7 +636,8 @@ mod tests {
             [
                 "spec.name: Too long: may not be more than 5 bytes",
                 "spec.name: Invalid value: \"Abcdefg\": spec.name in body should match '^[a-z]+$'",
-                "spec.replicas: Invalid value: \"3\": spec.replicas in body must be of type integer: \"string\"",
+                "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
+                "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
             ]
         );
     }
@@ -615,7 +650,7 @@ mod tests {
         let causes = validate(&new, Some(&old), &schema(), &BuiltinRules);
         assert_eq!(
             causes[0].to_string(),
-            "spec.replicas: Invalid value: 3: field is immutable"
+            "spec.replicas: Invalid value: field is immutable"
         );
     }
 }

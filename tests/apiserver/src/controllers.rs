@@ -240,8 +240,11 @@ pub fn collect(state: &mut State) -> bool {
             continue;
         }
         if has_finalizer(&o.object, "foregroundDeletion") {
+            // As the real garbage collector: a dependent goes in the foreground only when it
+            // has dependents of its own.
             for d in deps.iter().filter(|d| !deleting(&d.object)) {
-                delete(state, &d.key, &d.object, "Foreground");
+                let has_own = uid_of(&d.object).is_some_and(|u| dependents.get(u).is_some_and(|v| !v.is_empty()));
+                delete(state, &d.key, &d.object, if has_own { "Foreground" } else { "Background" });
             }
             let blocking = deps.iter().any(|d| {
                 state

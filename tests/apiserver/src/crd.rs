@@ -167,11 +167,34 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
             .filter(|v| v.get("storage") == Some(&json!(true)))
             .count();
         if storage != 1 {
-            out.push(invalid(
-                "spec.versions",
-                &json!(versions.iter().map(|v| v["name"].clone()).collect::<Vec<_>>()),
-                "must have exactly one version marked as storage version",
-            ));
+            // The real server shows its internal versions, Go field names and all.
+            let shown: Vec<String> = versions
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{{\"Name\":{},\"Served\":{},\"Storage\":{},\"Deprecated\":{},\"DeprecationWarning\":null,\"Schema\":null,\"Subresources\":null,\"AdditionalPrinterColumns\":null,\"SelectableFields\":null}}",
+                        v["name"],
+                        v.get("served").cloned().unwrap_or(json!(false)),
+                        v.get("storage").cloned().unwrap_or(json!(false)),
+                        v.get("deprecated").cloned().unwrap_or(json!(false)),
+                    )
+                })
+                .collect();
+            out.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: [{}]: must have exactly one version marked as storage version",
+                    shown.join(",")
+                ),
+                field: "spec.versions".into(),
+            });
+            if storage == 0 && strings(crd, "/status/storedVersions").is_empty() {
+                out.push(invalid(
+                    "status.storedVersions",
+                    &Value::Null,
+                    "must have at least one stored version",
+                ));
+            }
         }
         if !versions.iter().any(|v| v.get("served") == Some(&json!(true))) {
             out.push(invalid(
@@ -180,13 +203,35 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
                 "must have at least one served version",
             ));
         }
+        // One schema (and one column list) for every version is kept, and reported, at the top
+        // of the internal type: `spec.validation`, `spec.additionalPrinterColumns`.
+        let shared = |ptr: &str| versions.iter().all(|v| v.pointer(ptr) == versions[0].pointer(ptr));
+        let shared_schema = shared("/schema");
+        let shared_columns = shared("/additionalPrinterColumns");
         for (i, v) in versions.iter().enumerate() {
             let base = format!("spec.versions[{i}]");
             if s(v, "/name").is_empty() {
                 out.push(required(&format!("{base}.name"), ""));
             }
+            if i == 0 || !shared_columns {
+                let columns = if shared_columns { "spec".to_string() } else { base.clone() };
+                for (j, c) in v.get("additionalPrinterColumns").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                    let path = s(c, "/jsonPath");
+                    if !path.starts_with('.') {
+                        out.push(invalid(
+                            &format!("{columns}.additionalPrinterColumns[{j}].JSONPath"),
+                            &json!(path),
+                            "must be a simple json path starting with .",
+                        ));
+                    }
+                }
+            }
+            if shared_schema && i > 0 {
+                continue;
+            }
+            let schema_base = if shared_schema { "spec.validation".to_string() } else { format!("{base}.schema") };
             match v.pointer("/schema/openAPIV3Schema") {
-                Some(schema) => structural(schema, &format!("{base}.schema.openAPIV3Schema"), true, &mut out),
+                Some(schema) => structural(schema, &format!("{schema_base}.openAPIV3Schema"), true, &mut out),
                 None => out.push(required(
                     &format!("{base}.schema.openAPIV3Schema"),
                     "schemas are required",
@@ -300,8 +345,47 @@ fn set_conditions(old: &[Value], new: Vec<Value>) -> Vec<Value> {
     out
 }
 
-/// The status a CRD should have: `conflict` is a names conflict message, if any.
-pub fn status(crd: &Value, conflict: Option<&str>, established: bool, terminating: bool, now: &str) -> Value {
+/// The names of `crd` another CRD of its group (`others`: their served types) already has, as
+/// the real naming controller reports them: (reason, message) of the last conflict found in
+/// its order — plural, singular, short names, kind, list kind.
+pub fn name_conflict(crd: &Value, others: &[Arc<ResourceType>]) -> Option<(&'static str, String)> {
+    let plural = s(crd, "/spec/names/plural");
+    let singular = s(crd, "/spec/names/singular");
+    let kind = s(crd, "/spec/names/kind");
+    let list_kind = match s(crd, "/spec/names/listKind") {
+        "" => format!("{kind}List"),
+        l => l.to_string(),
+    };
+    let used = |f: &dyn Fn(&ResourceType) -> bool| others.iter().any(|t| f(t));
+    let mut found = None;
+    if used(&|t| t.plural == plural || t.singular == plural) {
+        found = Some(("PluralConflict", format!("{plural:?} is already in use")));
+    }
+    if !singular.is_empty() && used(&|t| t.plural == singular || t.singular == singular) {
+        found = Some(("SingularConflict", format!("{singular:?} is already in use")));
+    }
+    for short in strings(crd, "/spec/names/shortNames") {
+        if used(&|t| t.short_names.contains(&short)) {
+            found = Some(("ShortNamesConflict", format!("{short:?} is already in use")));
+        }
+    }
+    if used(&|t| t.kind == kind) {
+        found = Some(("KindConflict", format!("{kind:?} is already in use")));
+    }
+    if used(&|t| t.list_kind == list_kind) {
+        found = Some(("ListKindConflict", format!("{list_kind:?} is already in use")));
+    }
+    found
+}
+
+/// The status a CRD should have: `conflict` is a names conflict (reason, message), if any.
+pub fn status(
+    crd: &Value,
+    conflict: Option<&(&'static str, String)>,
+    established: bool,
+    terminating: bool,
+    now: &str,
+) -> Value {
     let old = crd.get("status").cloned().unwrap_or(json!({}));
     let old_conditions = old
         .get("conditions")
@@ -339,8 +423,22 @@ pub fn status(crd: &Value, conflict: Option<&str>, established: bool, terminatin
                 ));
             }
         }
-        Some(message) => {
-            conditions.push(condition("NamesAccepted", "False", "NameConflict", message, now));
+        Some((reason, message)) if *reason == "ShortNamesConflict" => {
+            conditions.push(condition("NamesAccepted", "False", reason, message, now));
+            let mut names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+            if let Some(n) = names.as_object_mut() {
+                n.remove("shortNames");
+            }
+            status["acceptedNames"] = names;
+            let (st, why, text) = if established {
+                ("True", "InitialNamesAccepted", "the initial names have been accepted")
+            } else {
+                ("False", "Installing", "the initial names have been accepted")
+            };
+            conditions.push(condition("Established", st, why, text, now));
+        }
+        Some((reason, message)) => {
+            conditions.push(condition("NamesAccepted", "False", reason, message, now));
             conditions.push(condition(
                 "Established",
                 "False",
@@ -453,7 +551,7 @@ mod tests {
             fields,
             [
                 "metadata.name",
-                "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[x].type"
+                "spec.validation.openAPIV3Schema.properties[spec].properties[x].type"
             ]
         );
     }

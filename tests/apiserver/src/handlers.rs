@@ -185,7 +185,8 @@ impl Filter {
         let labels = Selector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?;
         label_values(&labels)?;
-        if q.contains_key("resourceVersionMatch") && q.get("resourceVersion").is_none_or(String::is_empty) {
+        let watching = matches!(q.get("watch").map(String::as_str), Some("1" | "true"));
+        if !watching && q.contains_key("resourceVersionMatch") && q.get("resourceVersion").is_none_or(String::is_empty) {
             return Err(ApiError::invalid(
                 "meta.k8s.io",
                 "ListOptions",
@@ -289,10 +290,16 @@ fn object_response(code: u16, object: &Value, warnings: &[String]) -> Response<B
 }
 
 fn list_kind_object(rt: &ResourceType, rv: u64, items: Vec<Value>) -> Value {
+    // Lists of custom resources are unstructured: their metadata always says `continue`.
+    let metadata = if rt.is_custom() {
+        json!({"continue": "", "resourceVersion": rv.to_string()})
+    } else {
+        json!({"resourceVersion": rv.to_string()})
+    };
     json!({
         "kind": rt.list_kind,
         "apiVersion": rt.api_version(),
-        "metadata": {"resourceVersion": rv.to_string()},
+        "metadata": metadata,
         "items": items,
     })
 }
@@ -336,7 +343,13 @@ fn page<'a>(
     compacted: u64,
 ) -> Result<Page<'a>, ApiError> {
     use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // Go's RawURLEncoding accepts trailing bits; only then does the JSON inside fail.
+    let b64 = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
     let invalid = |why: &str| ApiError::bad_request(format!("invalid continue token: continue key is not valid: {why}"));
     // Go's JSON decoder names the first byte it cannot start a value with.
     let not_json = |raw: &[u8]| {

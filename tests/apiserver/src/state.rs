@@ -440,10 +440,17 @@ impl State {
         if let Some(k) = kind
             && k != rt.kind
         {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                rt.kind
-            )));
+            // A custom resource of another kind is refused as invalid, naming that kind.
+            return Err(ApiError::invalid(
+                &rt.group,
+                k,
+                meta_str(body, "name").unwrap_or_default(),
+                vec![Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!("Invalid value: {k:?}: must be {}", rt.kind),
+                    field: "kind".into(),
+                }],
+            ));
         }
         if rt.namespaced
             && let Some(bns) = meta_str(body, "namespace")
@@ -1027,10 +1034,7 @@ impl State {
                 let shown: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
                 match validation {
                     FieldValidation::Strict => {
-                        return Err(ApiError::bad_request(format!(
-                            "strict decoding error: {}",
-                            shown.join(", ")
-                        )));
+                        return Err(Self::undecodable(rt, &format!("strict decoding error: {}", shown.join(", "))));
                     }
                     FieldValidation::Warn => warnings.extend(shown),
                     FieldValidation::Ignore => {}
@@ -1266,32 +1270,27 @@ impl State {
             .pointer("/spec/names/kind")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let conflict = self
+        let others: Vec<Arc<ResourceType>> = self
             .registry
             .all()
-            .iter()
-            .find(|t| {
-                t.crd.as_deref() != Some(name) && t.group == group && (t.plural == plural || t.kind == kind)
-            })
-            .map(|t| {
-                if t.plural == plural {
-                    format!("\"{plural}\" is already in use")
-                } else {
-                    format!("\"{kind}\" is already in use")
-                }
-            });
+            .into_iter()
+            .filter(|t| t.crd.as_deref() != Some(name) && t.group == group)
+            .cloned()
+            .collect();
+        let conflict = crd::name_conflict(&obj, &others);
+        // Only a shortName conflict leaves the CRD served (without those short names).
+        let blocking = conflict.as_ref().filter(|c| c.0 != "ShortNamesConflict");
         let established =
-            conflict.is_none() && (crd::is_established(&obj) || self.establish_at_once || establish);
-        let status = crd::status(
-            &obj,
-            conflict.as_deref(),
-            established,
-            is_deleting(&obj),
-            &timestamp(now),
-        );
-        if conflict.is_none() {
-            self.registry.set_crd_types(name, crd::types(&obj, established));
+            blocking.is_none() && (crd::is_established(&obj) || self.establish_at_once || establish);
+        let status = crd::status(&obj, conflict.as_ref(), established, is_deleting(&obj), &timestamp(now));
+        if blocking.is_none() {
+            let mut types = crd::types(&obj, established);
+            if conflict.is_some() {
+                types.iter_mut().for_each(|t| t.short_names.clear());
+            }
+            self.registry.set_crd_types(name, types);
         }
+        let _ = (plural, kind);
         if obj.get("status") != Some(&status)
             && let Some(rt) = self
                 .registry

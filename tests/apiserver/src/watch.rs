@@ -75,7 +75,7 @@ impl Encoder {
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
-        let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
+        let mut meta = json!({"resourceVersion": rv.to_string()});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
@@ -236,6 +236,10 @@ pub fn serve(
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(bookmark_interval);
         ticker.tick().await;
+        let before_end = timeout.checked_sub(Duration::from_secs(2));
+        let pretimeout = tokio::time::sleep(before_end.unwrap_or(timeout));
+        tokio::pin!(pretimeout);
+        let mut warned = before_end.is_none();
         loop {
             tokio::select! {
                 received = events.recv() => match received {
@@ -258,12 +262,15 @@ pub fn serve(
                         return;
                     }
                 }
-                _ = &mut deadline => {
-                    if bookmarks {
-                        let _ = tx.send(encoder.bookmark(seen, false)).await;
+                // As the real watch cache: one bookmark 2 s before the watch times out (none
+                // for watches shorter than that), none at the end itself.
+                _ = &mut pretimeout, if bookmarks && !warned => {
+                    warned = true;
+                    if tx.send(encoder.bookmark(seen, false)).await.is_err() {
+                        return;
                     }
-                    return;
                 }
+                _ = &mut deadline => return,
                 _ = epoch.changed() => return,
                 _ = stopping.changed() => return,
             }

@@ -430,7 +430,16 @@ async fn create_namespace(side: &Side, ns: &str) {
 async fn the_embedded_server_answers_as_the_real_one_does() {
     let only = std::env::var("KROXIDE_DIFF_ONLY").ok();
     let files = load();
-    let embedded = Target::start(Server::Embedded).await;
+    // The shared helper's server sends bookmarks every 300 ms; the real server about once a
+    // minute. This one keeps the default interval so that watches compare.
+    let embedded = Target::Embedded(
+        kroxide_apiserver::ApiServer::start(kroxide_apiserver::Config {
+            workload_delay: Duration::from_millis(100),
+            ..kroxide_apiserver::Config::default()
+        })
+        .await
+        .expect("the API server starts"),
+    );
     let real = Target::start(Server::Real).await;
     let mut sides = [
         Side {
