@@ -301,6 +301,31 @@ fn fill_value(snapshot: &Snapshot, value: &mut Value, schema: &Value) {
     }
 }
 
+/// Whether the real server's Update entries record the field at `names` (field names, `[]`
+/// for list items) of the built-in schema `root` as a member of its own when a write creates
+/// it: maps, lists and pointer structs do; a Go struct that is not a pointer (OpenAPI `default:
+/// {}`) always exists and does not.
+pub fn created_as_member(root: &str, names: &[String]) -> bool {
+    let snapshot = &*SNAPSHOT;
+    let Some(mut schema) = snapshot.schemas.get(root) else {
+        return true;
+    };
+    for n in names {
+        let (_, s) = snapshot.resolve(schema);
+        let next = if n == crate::shape::ITEMS {
+            s.get("items")
+        } else {
+            s["properties"].get(n).or_else(|| s.get("additionalProperties"))
+        };
+        match next {
+            Some(next) => schema = next,
+            None => return true,
+        }
+    }
+    let (_, s) = snapshot.resolve(schema);
+    !(s.get("properties").is_some() && schema.get("default").is_some())
+}
+
 /// Fields given twice in a JSON body, as dotted paths (`data`, `metadata.labels.a`), in the
 /// order met; empty for bodies that are not JSON.
 pub fn duplicate_fields(body: &[u8]) -> Vec<String> {

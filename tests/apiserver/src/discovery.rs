@@ -143,15 +143,14 @@ pub fn aggregated(registry: &Registry, core: bool, version: &str) -> Value {
             let versions: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = registry
-                        .resources(&g, v)
-                        .iter()
-                        .map(|t| aggregated_resource(t))
-                        .collect();
+                    // Sorted by resource name, as the real server lists them.
+                    let mut types = registry.resources(&g, v);
+                    types.sort_by(|a, b| a.plural.cmp(&b.plural));
+                    let resources: Vec<Value> = types.iter().map(|t| aggregated_resource(t)).collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();
-            let mut metadata = json!({"creationTimestamp": null});
+            let mut metadata = json!({});
             if !g.is_empty() {
                 metadata["name"] = json!(g);
             }

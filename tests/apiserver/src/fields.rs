@@ -106,6 +106,81 @@ pub fn leaves<'v>(object: &'v Value, shape: &Shape<'_>, scope: Scope) -> Leaves<
     out
 }
 
+/// Every map and list of `object` within `scope` that has members (field names along its
+/// path, and the path), for the `.` member an Update entry gets for what it created.
+pub fn nodes(object: &Value, shape: &Shape<'_>, scope: Scope) -> Vec<(Path, Vec<String>)> {
+    let mut out = Vec::new();
+    let Some(map) = object.as_object() else { return out };
+    for (key, value) in map {
+        if !scope.includes(key) {
+            continue;
+        }
+        let mut path = vec![format!("f:{key}")];
+        let mut names = vec![key.as_str()];
+        if key == "metadata" {
+            let Some(meta) = value.as_object() else { continue };
+            for tracked in TRACKED_METADATA {
+                if let Some(v) = meta.get(tracked) {
+                    path.push(format!("f:{tracked}"));
+                    names.push(tracked);
+                    walk_nodes(v, shape, &mut names, &mut path, &mut out);
+                    path.pop();
+                    names.pop();
+                }
+            }
+            continue;
+        }
+        walk_nodes(value, shape, &mut names, &mut path, &mut out);
+    }
+    out
+}
+
+fn walk_nodes<'v>(
+    value: &'v Value,
+    shape: &Shape<'_>,
+    names: &mut Vec<&'v str>,
+    path: &mut Path,
+    out: &mut Vec<(Path, Vec<String>)>,
+) {
+    let record = |out: &mut Vec<(Path, Vec<String>)>, path: &Path, names: &[&str]| {
+        out.push((path.clone(), names.iter().map(|n| n.to_string()).collect()));
+    };
+    match value {
+        Value::Object(map) if !map.is_empty() && !shape.atomic_map(names) => {
+            record(out, path, names);
+            for (k, v) in map {
+                names.push(k);
+                path.push(format!("f:{k}"));
+                walk_nodes(v, shape, names, path, out);
+                path.pop();
+                names.pop();
+            }
+        }
+        Value::Array(items) if !items.is_empty() => match shape.list_type(names) {
+            ListType::Atomic => {}
+            ListType::Set => record(out, path, names),
+            ListType::Map(keys) => {
+                record(out, path, names);
+                for item in items {
+                    let Value::Object(fields) = item else { continue };
+                    path.push(key_element(item, &keys));
+                    names.push(ITEMS);
+                    for (k, v) in fields {
+                        names.push(k);
+                        path.push(format!("f:{k}"));
+                        walk_nodes(v, shape, names, path, out);
+                        path.pop();
+                        names.pop();
+                    }
+                    names.pop();
+                    path.pop();
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
 fn walk<'v>(
     value: &'v Value,
     shape: &Shape<'_>,

@@ -18,7 +18,8 @@ pub struct Entry {
     pub operation: String,
     /// apiVersion the manager wrote with.
     pub api_version: String,
-    /// RFC 3339 time of the last change of this entry's set.
+    /// RFC 3339 time of the last write of this manager that changed the object (`""`: none,
+    /// as for a manager whose first apply changed nothing).
     pub time: String,
     /// `""` for the main resource, else e.g. `status`.
     pub subresource: String,
@@ -87,19 +88,30 @@ pub fn read(object: &Value) -> Vec<Entry> {
 }
 
 /// Writes `entries` (those with an empty set are dropped) to `metadata.managedFields`.
+///
+/// In the real server's order: Apply entries before Update entries, then by time (entries
+/// without one first), then by manager.
 pub fn write(object: &mut Value, entries: &[Entry]) {
-    let list: Vec<Value> = entries
-        .iter()
-        .filter(|e| !e.set.is_empty())
+    let mut sorted: Vec<&Entry> = entries.iter().filter(|e| !e.set.is_empty()).collect();
+    sorted.sort_by(|a, b| {
+        a.operation
+            .cmp(&b.operation)
+            .then_with(|| a.time.cmp(&b.time))
+            .then_with(|| a.manager.cmp(&b.manager))
+    });
+    let list: Vec<Value> = sorted
+        .into_iter()
         .map(|e| {
             let mut v = json!({
                 "manager": e.manager,
                 "operation": e.operation,
                 "apiVersion": e.api_version,
-                "time": e.time,
                 "fieldsType": "FieldsV1",
                 "fieldsV1": e.set.to_fields_v1(),
             });
+            if !e.time.is_empty() {
+                v["time"] = json!(e.time);
+            }
             if !e.subresource.is_empty() {
                 v["subresource"] = json!(e.subresource);
             }
@@ -138,7 +150,7 @@ fn upsert(entries: &mut Vec<Entry>, w: &Writer<'_>, operation: &str, set: FieldS
         .find(|e| e.same_manager(w.manager, operation, w.subresource))
     {
         Some(e) => {
-            if e.set != set || touched {
+            if touched {
                 e.time = w.now.to_string();
             }
             e.set = set;
@@ -148,7 +160,7 @@ fn upsert(entries: &mut Vec<Entry>, w: &Writer<'_>, operation: &str, set: FieldS
             manager: w.manager.to_string(),
             operation: operation.to_string(),
             api_version: w.api_version.to_string(),
-            time: w.now.to_string(),
+            time: if touched { w.now.to_string() } else { String::new() },
             subresource: w.subresource.to_string(),
             set,
         }),
@@ -160,10 +172,18 @@ fn upsert(entries: &mut Vec<Entry>, w: &Writer<'_>, operation: &str, set: FieldS
 /// Records an ordinary write (create, update, patch): the writer takes every field it changed,
 /// from every other manager; removed fields leave every set.
 pub fn track_update(entries: &mut Vec<Entry>, old: Option<&Value>, new: &Value, w: &Writer<'_>) {
-    let (changed, removed) = match old {
+    let (mut changed, mut removed) = match old {
         Some(old) => FieldSet::diff(old, new, &w.shape, w.scope),
         None => (FieldSet::of(new, &w.shape, w.scope), FieldSet::default()),
     };
+    // Maps and lists the write created are the writer's own members (`.`); those it removed
+    // leave every set.
+    let before: std::collections::BTreeSet<Path> = old
+        .map(|o| member_nodes(o, w).into_iter().collect())
+        .unwrap_or_default();
+    let after: std::collections::BTreeSet<Path> = member_nodes(new, w).into_iter().collect();
+    changed.extend(&FieldSet(after.difference(&before).cloned().collect()));
+    removed.extend(&FieldSet(before.difference(&after).cloned().collect()));
     if changed.is_empty() && removed.is_empty() {
         return;
     }
@@ -181,6 +201,38 @@ pub fn track_update(entries: &mut Vec<Entry>, old: Option<&Value>, new: &Value, 
     own.extend(&changed);
     own.remove_all(&removed);
     upsert(entries, w, "Update", own, !changed.is_empty());
+}
+
+/// `object` without what every write changes (resourceVersion, managedFields).
+fn without_bookkeeping(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+        m.remove("managedFields");
+    }
+    o
+}
+
+/// The maps and lists of `object` an Update entry records as members when it creates them.
+fn member_nodes(object: &Value, w: &Writer<'_>) -> Vec<Path> {
+    let root = match w.shape {
+        Shape::Builtin(kind) => kroxide_schema::kinds::BUILTIN_KINDS
+            .iter()
+            .find(|k| k.kind == kind)
+            .and_then(|k| crate::decode::SNAPSHOT.root(k.group, k.version, kind)),
+        Shape::Schema(_) => None,
+    };
+    let meta = crate::decode::SNAPSHOT.root("", "v1", "ConfigMap");
+    fields::nodes(object, &w.shape, w.scope)
+        .into_iter()
+        .filter(|(_, names)| match (root, names.first().map(String::as_str)) {
+            (Some(root), _) => crate::decode::created_as_member(root, names),
+            // Custom resources: metadata is typed (ObjectMeta), the rest is unstructured.
+            (None, Some("metadata")) => meta.is_none_or(|m| crate::decode::created_as_member(m, names)),
+            (None, _) => true,
+        })
+        .map(|(p, _)| p)
+        .collect()
 }
 
 /// A failed apply: the conflicting fields, with who owns them.
@@ -250,7 +302,9 @@ pub fn apply(
             e.set.remove_all(&changed);
         }
     }
-    upsert(entries, w, "Apply", new_set, false);
+    // Its time moves only when the apply changed the object.
+    let changed_object = without_bookkeeping(&merged) != without_bookkeeping(live);
+    upsert(entries, w, "Apply", new_set, changed_object);
     Ok(merged)
 }
 
@@ -318,6 +372,35 @@ mod tests {
             v2["spec"]["template"]["spec"]["containers"][0]["ports"],
             json!([{"containerPort": 443, "name": "https", "protocol": "TCP"}])
         );
+    }
+
+    #[test]
+    fn an_update_that_creates_a_map_owns_it_as_a_member() {
+        let mut entries = Vec::new();
+        let created = cm(json!({"a": "1"}));
+        track_update(&mut entries, None, &created, &writer("creator"));
+        let mut editor = writer("editor");
+        editor.now = "2026-11-25T00:00:01Z";
+        track_update(&mut entries, Some(&created), &cm(json!({"a": "1", "b": "2"})), &editor);
+        let mut o = cm(json!({}));
+        write(&mut o, &entries);
+        let fields = &o["metadata"]["managedFields"];
+        assert_eq!(fields[0]["manager"], "creator");
+        assert_eq!(fields[0]["fieldsV1"], json!({"f:data": {".": {}, "f:a": {}}}));
+        assert_eq!(fields[1]["fieldsV1"], json!({"f:data": {"f:b": {}}}));
+    }
+
+    #[test]
+    fn an_apply_that_changes_nothing_records_no_time_and_is_listed_first() {
+        let mut entries = Vec::new();
+        let v1 = apply_cm(&mut entries, &json!({}), json!({"a": "1"}), false, "alice").unwrap();
+        apply_cm(&mut entries, &v1, json!({"a": "1"}), false, "bob").unwrap();
+        let mut o = cm(json!({}));
+        write(&mut o, &entries);
+        let fields = &o["metadata"]["managedFields"];
+        assert_eq!(fields[0]["manager"], "bob");
+        assert!(fields[0].get("time").is_none());
+        assert_eq!(fields[1]["manager"], "alice");
     }
 
     #[test]

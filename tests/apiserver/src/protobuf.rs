@@ -223,6 +223,63 @@ fn object(kind: &str, b: &[u8]) -> Result<Value, Error> {
     Ok(Value::Object(o))
 }
 
+fn strings_by_number(b: &[u8], names: &[(u64, &str)]) -> Result<Value, Error> {
+    let mut o = Map::new();
+    for (n, f) in fields(b)? {
+        if let (Some((_, name)), Field::Bytes(v)) = (names.iter().find(|(k, _)| *k == n), f) {
+            o.insert((*name).into(), string(v));
+        }
+    }
+    Ok(Value::Object(o))
+}
+
+/// `authorization.k8s.io/v1` reviews, as `kubectl auth can-i` sends them.
+fn review(kind: &str, b: &[u8]) -> Result<Value, Error> {
+    let mut o = Map::new();
+    for (n, f) in fields(b)? {
+        let Field::Bytes(v) = f else { continue };
+        match n {
+            1 => {
+                o.insert("metadata".into(), object_meta(v)?);
+            }
+            2 => {
+                let mut spec = Map::new();
+                for (sn, sf) in fields(v)? {
+                    let Field::Bytes(sv) = sf else { continue };
+                    match (kind, sn) {
+                        ("SelfSubjectAccessReview", 1) => {
+                            let attrs = strings_by_number(
+                                sv,
+                                &[
+                                    (1, "namespace"),
+                                    (2, "verb"),
+                                    (3, "group"),
+                                    (4, "version"),
+                                    (5, "resource"),
+                                    (6, "subresource"),
+                                    (7, "name"),
+                                ],
+                            )?;
+                            spec.insert("resourceAttributes".into(), attrs);
+                        }
+                        ("SelfSubjectAccessReview", 2) => {
+                            let attrs = strings_by_number(sv, &[(1, "path"), (2, "verb")])?;
+                            spec.insert("nonResourceAttributes".into(), attrs);
+                        }
+                        ("SelfSubjectRulesReview", 1) => {
+                            spec.insert("namespace".into(), string(sv));
+                        }
+                        _ => {}
+                    }
+                }
+                o.insert("spec".into(), Value::Object(spec));
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(o))
+}
+
 fn envelope(body: &[u8]) -> Result<(String, String, &[u8]), Error> {
     let rest = body
         .strip_prefix(b"k8s\0")
@@ -292,9 +349,17 @@ pub fn decode_delete_options(body: &[u8]) -> Result<Value, Error> {
 ///
 /// # Errors
 /// [`Error::Malformed`] for a bad envelope; [`Error::Unsupported`] for kinds other than
-/// ConfigMap, Secret, Namespace and ServiceAccount.
+/// ConfigMap, Secret, Namespace, ServiceAccount and the self access reviews.
 pub fn decode(body: &[u8]) -> Result<Value, Error> {
     let (api_version, kind, raw) = envelope(body)?;
+    if api_version == "authorization.k8s.io/v1"
+        && matches!(kind.as_str(), "SelfSubjectAccessReview" | "SelfSubjectRulesReview")
+    {
+        let mut obj = review(&kind, raw)?;
+        obj["apiVersion"] = json!(api_version);
+        obj["kind"] = json!(kind);
+        return Ok(obj);
+    }
     if api_version != "v1"
         || !matches!(
             kind.as_str(),
@@ -332,6 +397,17 @@ mod tests {
         assert_eq!(v["data"]["k"], "v");
         assert_eq!(v["binaryData"]["bin"], "AJ+Slg==");
         assert_eq!(v["kind"], "ConfigMap");
+    }
+
+    #[test]
+    fn an_access_review_from_kubectl_decodes() {
+        let attrs = [field(1, b"apps-ns"), field(2, b"create"), field(3, b"apps"), field(5, b"deployments")].concat();
+        let raw = [field(2, &field(1, &attrs))].concat();
+        let type_meta = [field(1, b"authorization.k8s.io/v1"), field(2, b"SelfSubjectAccessReview")].concat();
+        let body = [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &raw)].concat();
+        let v = decode(&body).unwrap();
+        assert_eq!(v["spec"]["resourceAttributes"]["resource"], "deployments");
+        assert_eq!(v["spec"]["resourceAttributes"]["namespace"], "apps-ns");
     }
 
     #[test]

@@ -254,6 +254,47 @@ fn finalizers(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// An object as the real server prints an unstructured one: keys sorted, but `metadata` in
+/// the field order of Go's ObjectMeta, without managedFields.
+fn go_order(object: &Value) -> String {
+    const META: &[&str] = &[
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+    ];
+    let Some(m) = object.as_object() else {
+        return object.to_string();
+    };
+    let parts: Vec<String> = m
+        .iter()
+        .map(|(k, v)| {
+            let value = match (k.as_str(), v.as_object()) {
+                ("metadata", Some(meta)) => {
+                    let fields: Vec<String> = META
+                        .iter()
+                        .filter_map(|f| meta.get(*f).map(|x| format!("{}:{x}", Value::String((*f).into()))))
+                        .collect();
+                    format!("{{{}}}", fields.join(","))
+                }
+                _ => v.to_string(),
+            };
+            format!("{}:{value}", Value::String(k.clone()))
+        })
+        .collect();
+    format!("{{{}}}", parts.join(","))
+}
+
 fn is_deleting(v: &Value) -> bool {
     v.pointer("/metadata/deletionTimestamp")
         .is_some_and(|t| !t.is_null())
@@ -631,7 +672,7 @@ impl State {
                                     reason: "FieldValueInvalid".into(),
                                     message: format!(
                                         "Invalid value: {}: strict decoding error: {}",
-                                        serde_json::to_string(&doc.to_string()).unwrap_or_default(),
+                                        serde_json::to_string(&go_order(&doc)).unwrap_or_default(),
                                         fields.join(", ")
                                     ),
                                     field: "patch".into(),

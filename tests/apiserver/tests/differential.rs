@@ -17,7 +17,8 @@
 //!   `metadata.managedFields` is compared only where a step says `managedFields: true` (the
 //!   server-side apply cases), so that each case compares the behaviour it is about;
 //! - `save: {name: /pointer}` for later steps (per server, so each server gets its own values);
-//! - `pick: {at: /list, key: name, value: apps}` compares only that item of a list.
+//! - `pick: {at: /list, key: name, value: apps}` compares only that item of a list (`key` may be
+//!   a JSON pointer into the item).
 //!
 //! Set `KROXIDE_DIFF_ONLY=<substring>` to run the cases whose name or group contains it.
 
@@ -309,7 +310,12 @@ fn project(a: &Answer, step: &Step, generate_name: Option<&str>) -> Answer {
         let found = body
             .pointer(&pick.at)
             .and_then(Value::as_array)
-            .and_then(|items| items.iter().find(|i| i.get(&pick.key) == Some(&pick.value)))
+            .and_then(|items| {
+                items.iter().find(|i| {
+                    let v = if pick.key.starts_with('/') { i.pointer(&pick.key) } else { i.get(&pick.key) };
+                    v == Some(&pick.value)
+                })
+            })
             .cloned();
         body = found.unwrap_or(Value::Null);
     }

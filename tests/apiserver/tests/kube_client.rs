@@ -290,7 +290,9 @@ async fn a_controller_reconciles_again_when_an_owned_object_changes(server: Serv
         secrets: secrets.clone(),
         count: count.clone(),
     });
-    let controller = Controller::new(cms.clone(), watcher::Config::default())
+    // Only the test's ConfigMap: every namespace also holds kube-root-ca.crt, whose reconciles
+    // would otherwise interleave with the ones this test counts.
+    let controller = Controller::new(cms.clone(), watcher::Config::default().labels("kroxide-test=owner"))
         .owns(secrets.clone(), watcher::Config::default())
         .run(
             reconcile,
@@ -299,9 +301,9 @@ async fn a_controller_reconciles_again_when_an_owned_object_changes(server: Serv
         )
         .for_each(|_| async {});
     let task = tokio::spawn(controller);
-    cms.create(&PostParams::default(), &cm("app", json!({})))
-        .await
-        .unwrap();
+    let mut owner = cm("app", json!({}));
+    owner.metadata.labels = Some([("kroxide-test".to_string(), "owner".to_string())].into());
+    cms.create(&PostParams::default(), &owner).await.unwrap();
     let made = eventually(Duration::from_secs(30), async || {
         secrets.get_opt("app-secret").await.ok().flatten()
     })
