@@ -135,10 +135,14 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family(server: Serv
     // The controller records Events through events.k8s.io; `kubectl describe` reads core
     // Events: both servers serve one resource under both groups.
     let kubectl = env.kubectl();
-    let described = eventually("the instance's events in describe", Duration::from_secs(10), async || {
-        let out = env.ok(&kubectl, &["describe", "ops", "m1", "-n", "apps"], None);
-        out.contains("StateChanged").then_some(out)
-    })
+    let described = eventually(
+        "the instance's events in describe",
+        Duration::from_secs(10),
+        async || {
+            let out = env.ok(&kubectl, &["describe", "ops", "m1", "-n", "apps"], None);
+            out.contains("StateChanged").then_some(out)
+        },
+    )
     .await;
     assert!(described.contains("Events:"), "{described}");
     // The instance's reconcile is counted when it returns, just after its status write made it

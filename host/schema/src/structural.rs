@@ -176,9 +176,12 @@ pub fn validate(value: &Value, old: Option<&Value>, schema: &Value, rules: &dyn 
     let mut causes = Vec::new();
     check(value, old, schema, "", true, &Skipped, &mut causes);
     // A missing, mistyped or unsupported value blocks the rules; other errors do not.
-    let blocking = causes
-        .iter()
-        .any(|c| matches!(c.reason, "FieldValueRequired" | "FieldValueTypeInvalid" | "FieldValueNotSupported"));
+    let blocking = causes.iter().any(|c| {
+        matches!(
+            c.reason,
+            "FieldValueRequired" | "FieldValueTypeInvalid" | "FieldValueNotSupported"
+        )
+    });
     if blocking {
         if has_rules(schema) {
             causes.push(Cause {
@@ -218,7 +221,9 @@ fn wrong_type(causes: &mut Vec<Cause>, path: &str, value: &Value, expected: &str
     let actual = json_type_name(value);
     causes.push(Cause {
         reason: "FieldValueTypeInvalid",
-        message: format!("Invalid value: \"{actual}\": {at} in body must be of type {expected}: \"{actual}\""),
+        message: format!(
+            "Invalid value: \"{actual}\": {at} in body must be of type {expected}: \"{actual}\""
+        ),
         field: path.to_string(),
     });
 }

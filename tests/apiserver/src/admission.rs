@@ -55,7 +55,10 @@ fn label_named(kind: &str) -> bool {
 
 /// Kinds whose names are only URL path segments (RBAC: `system:controller:x` is valid).
 fn path_segment_named(kind: &str) -> bool {
-    matches!(kind, "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding")
+    matches!(
+        kind,
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+    )
 }
 
 const SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
@@ -118,7 +121,9 @@ pub fn generate_name(kind: &str, prefix: &str) -> Option<Cause> {
     let trimmed = prefix.strip_suffix('-').unwrap_or(prefix);
     let mut c = name(kind, trimmed)?;
     c.field = "metadata.generateName".into();
-    c.message = c.message.replacen(&format!("{trimmed:?}"), &format!("{prefix:?}"), 1);
+    c.message = c
+        .message
+        .replacen(&format!("{trimmed:?}"), &format!("{prefix:?}"), 1);
     Some(c)
 }
 
@@ -131,7 +136,11 @@ fn qualified_name(field: &str, key: &str, out: &mut Vec<Cause>) {
             if prefix.is_empty() {
                 out.push(invalid(field, &v, "prefix part must be non-empty"));
             } else if prefix.len() > 253 {
-                out.push(invalid(field, &v, "prefix part must be no more than 253 characters"));
+                out.push(invalid(
+                    field,
+                    &v,
+                    "prefix part must be no more than 253 characters",
+                ));
             } else if !SUBDOMAIN.is_match(prefix) {
                 out.push(invalid(field, &v, &format!("prefix part {SUBDOMAIN_MESSAGE}")));
             }
@@ -161,7 +170,11 @@ fn qualified_name(field: &str, key: &str, out: &mut Vec<Cause>) {
 fn standard_finalizers(object: &Value, out: &mut Vec<Cause>) {
     let list = object.pointer("/metadata/finalizers").and_then(Value::as_array);
     for (i, f) in list.into_iter().flatten().enumerate() {
-        standard_finalizer(&format!("metadata.finalizers[{i}]"), f.as_str().unwrap_or_default(), out);
+        standard_finalizer(
+            &format!("metadata.finalizers[{i}]"),
+            f.as_str().unwrap_or_default(),
+            out,
+        );
     }
 }
 
@@ -215,7 +228,11 @@ pub fn metadata(object: &Value, out: &mut Vec<Cause>) {
     }
     if let Some(list) = object.pointer("/metadata/finalizers").and_then(Value::as_array) {
         for (i, f) in list.iter().enumerate() {
-            qualified_name(&format!("metadata.finalizers[{i}]"), f.as_str().unwrap_or_default(), out);
+            qualified_name(
+                &format!("metadata.finalizers[{i}]"),
+                f.as_str().unwrap_or_default(),
+                out,
+            );
         }
     }
     if let Some(ann) = object.pointer("/metadata/annotations").and_then(Value::as_object) {
@@ -393,7 +410,11 @@ pub fn builtin(kind: &str, object: &Value, old: Option<&Value>) -> Vec<Cause> {
                 && let Some(now) = spec.get("clusterIP")
                 && was != now
             {
-                out.push(invalid("spec.clusterIPs[0]", &json!([now]), "may not change once set"));
+                out.push(invalid(
+                    "spec.clusterIPs[0]",
+                    &json!([now]),
+                    "may not change once set",
+                ));
             }
         }
         "ConfigMap" | "Secret" => {

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 static TABLES: LazyLock<HashMap<String, Vec<Value>>> = LazyLock::new(|| {
-    let v: Value = serde_json::from_str(include_str!("../openapi/tables.json")).expect("the committed tables are JSON");
+    let v: Value =
+        serde_json::from_str(include_str!("../openapi/tables.json")).expect("the committed tables are JSON");
     v["columns"]
         .as_object()
         .map(|m| {
@@ -50,10 +51,23 @@ fn labels(o: Option<&Value>) -> String {
 /// A label selector as `kubectl` prints it.
 fn selector(o: Option<&Value>) -> String {
     let Some(sel) = o else { return String::new() };
-    let mut parts = vec![labels(sel.get("matchLabels"))].into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>();
-    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    let mut parts = vec![labels(sel.get("matchLabels"))]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>();
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = e["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         parts.push(match e["operator"].as_str().unwrap_or_default() {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -76,7 +90,10 @@ fn containers(o: &Value, spec: &str, field: &str) -> Value {
 }
 
 fn pod_ready(o: &Value) -> String {
-    let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+    let total = o
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let ready = o
         .pointer("/status/containerStatuses")
         .and_then(Value::as_array)
@@ -88,7 +105,9 @@ fn pod_ready(o: &Value) -> String {
 }
 
 fn pod_status(o: &Value) -> String {
-    if o.pointer("/metadata/deletionTimestamp").is_some_and(|d| !d.is_null()) {
+    if o.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|d| !d.is_null())
+    {
         return "Terminating".into();
     }
     s(o, "/status/reason")
@@ -120,7 +139,12 @@ fn external_ip(o: &Value) -> Value {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|i| i["ip"].as_str().or_else(|| i["hostname"].as_str()).map(String::from))
+        .filter_map(|i| {
+            i["ip"]
+                .as_str()
+                .or_else(|| i["hostname"].as_str())
+                .map(String::from)
+        })
         .collect();
     match (ty, ingress.is_empty()) {
         ("LoadBalancer", true) => json!("<pending>"),
@@ -154,7 +178,10 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
     match (kind, column) {
         (_, "Name") => o.pointer("/metadata/name").cloned().unwrap_or(json!("")),
         (_, "Age") => age("/metadata/creationTimestamp"),
-        (_, "Created At") => o.pointer("/metadata/creationTimestamp").cloned().unwrap_or(Value::Null),
+        (_, "Created At") => o
+            .pointer("/metadata/creationTimestamp")
+            .cloned()
+            .unwrap_or(Value::Null),
         ("Pod", "Ready") => json!(pod_ready(o)),
         ("Pod", "Status") => json!(pod_status(o)),
         ("Pod", "Restarts") => {
@@ -176,13 +203,17 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
             int(o, "/status/readyReplicas"),
             o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)
         )),
-        ("Deployment" | "DaemonSet", "Up-to-date") => json!(int(o, "/status/updatedReplicas").max(int(o, "/status/updatedNumberScheduled"))),
+        ("Deployment" | "DaemonSet", "Up-to-date") => {
+            json!(int(o, "/status/updatedReplicas").max(int(o, "/status/updatedNumberScheduled")))
+        }
         ("Deployment", "Available") => json!(int(o, "/status/availableReplicas")),
         ("DaemonSet", "Desired") => json!(int(o, "/status/desiredNumberScheduled")),
         ("DaemonSet", "Current") => json!(int(o, "/status/currentNumberScheduled")),
         ("DaemonSet", "Ready") => json!(int(o, "/status/numberReady")),
         ("DaemonSet", "Available") => json!(int(o, "/status/numberAvailable")),
-        ("DaemonSet", "Node Selector") => none_if_empty(labels(o.pointer("/spec/template/spec/nodeSelector"))),
+        ("DaemonSet", "Node Selector") => {
+            none_if_empty(labels(o.pointer("/spec/template/spec/nodeSelector")))
+        }
         ("ReplicaSet", "Desired") => json!(o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)),
         ("ReplicaSet", "Current") => json!(int(o, "/status/replicas")),
         ("ReplicaSet", "Ready") => json!(int(o, "/status/readyReplicas")),
@@ -198,14 +229,21 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
         ("Job", "Completions") => json!(format!(
             "{}/{}",
             int(o, "/status/succeeded"),
-            o.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1)
+            o.pointer("/spec/completions")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
         )),
-        ("Job", "Duration") => match (o.pointer("/status/startTime"), o.pointer("/status/completionTime")) {
+        ("Job", "Duration") => match (
+            o.pointer("/status/startTime"),
+            o.pointer("/status/completionTime"),
+        ) {
             (Some(start), end) if !start.is_null() => {
                 let parse = |v: &Value| v.as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
                 let end = end.and_then(parse).map_or(now, |e| e.with_timezone(&Utc));
                 match parse(start) {
-                    Some(st) => json!(crate::table::human_duration((end - st.with_timezone(&Utc)).num_seconds())),
+                    Some(st) => json!(crate::table::human_duration(
+                        (end - st.with_timezone(&Utc)).num_seconds()
+                    )),
                     None => json!(""),
                 }
             }
@@ -213,8 +251,16 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
         },
         ("CronJob", "Schedule") => json!(s(o, "/spec/schedule").unwrap_or_default()),
         ("CronJob", "Timezone") => json!(s(o, "/spec/timeZone").unwrap_or("<none>")),
-        ("CronJob", "Suspend") => json!(o.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false)),
-        ("CronJob", "Active") => json!(o.pointer("/status/active").and_then(Value::as_array).map_or(0, Vec::len)),
+        ("CronJob", "Suspend") => json!(
+            o.pointer("/spec/suspend")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        ),
+        ("CronJob", "Active") => json!(
+            o.pointer("/status/active")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len)
+        ),
         ("CronJob", "Last Schedule") => match o.pointer("/status/lastScheduleTime") {
             Some(t) if !t.is_null() => age("/status/lastScheduleTime"),
             _ => json!("<none>"),
@@ -237,7 +283,9 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
         ("PersistentVolumeClaim", "Volume") => json!(s(o, "/spec/volumeName").unwrap_or_default()),
         ("PersistentVolumeClaim", "Capacity") => json!(s(o, "/status/capacity/storage").unwrap_or_default()),
         ("PersistentVolumeClaim", "Access Modes") => json!(""),
-        ("PersistentVolumeClaim", "StorageClass") => json!(s(o, "/spec/storageClassName").unwrap_or("<unset>")),
+        ("PersistentVolumeClaim", "StorageClass") => {
+            json!(s(o, "/spec/storageClassName").unwrap_or("<unset>"))
+        }
         ("PersistentVolumeClaim", "VolumeAttributesClass") => {
             json!(s(o, "/spec/volumeAttributesClassName").unwrap_or("<unset>"))
         }
@@ -254,7 +302,9 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
         ("Event", "Reason") => json!(s(o, "/reason").unwrap_or_default()),
         ("Event", "Object") => json!(format!(
             "{}/{}",
-            s(o, "/involvedObject/kind").unwrap_or_default().to_ascii_lowercase(),
+            s(o, "/involvedObject/kind")
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
             s(o, "/involvedObject/name").unwrap_or_default()
         )),
         ("Event", "Subobject") => json!(s(o, "/involvedObject/fieldPath").unwrap_or_default()),
@@ -275,24 +325,43 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
                 .flatten()
                 .filter_map(|r| r["host"].as_str())
                 .collect();
-            json!(if hosts.is_empty() { "*".to_string() } else { hosts.join(",") })
+            json!(if hosts.is_empty() {
+                "*".to_string()
+            } else {
+                hosts.join(",")
+            })
         }
         ("Ingress", "Address") => json!(""),
-        ("Ingress", "Ports") => json!(if o.pointer("/spec/tls").is_some() { "80, 443" } else { "80" }),
+        ("Ingress", "Ports") => json!(if o.pointer("/spec/tls").is_some() {
+            "80, 443"
+        } else {
+            "80"
+        }),
         ("HorizontalPodAutoscaler", "Reference") => json!(format!(
             "{}/{}",
             s(o, "/spec/scaleTargetRef/kind").unwrap_or_default(),
             s(o, "/spec/scaleTargetRef/name").unwrap_or_default()
         )),
         ("HorizontalPodAutoscaler", "Targets") => json!("<unknown>"),
-        ("HorizontalPodAutoscaler", "MinPods") => json!(o.pointer("/spec/minReplicas").and_then(Value::as_i64).unwrap_or(1).to_string()),
+        ("HorizontalPodAutoscaler", "MinPods") => json!(
+            o.pointer("/spec/minReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+                .to_string()
+        ),
         ("HorizontalPodAutoscaler", "MaxPods") => json!(int(o, "/spec/maxReplicas").to_string()),
         ("HorizontalPodAutoscaler", "Replicas") => json!(int(o, "/status/currentReplicas").to_string()),
         ("PodDisruptionBudget", "Min Available") => {
-            json!(o.pointer("/spec/minAvailable").map_or("N/A".into(), |v| v.as_str().map_or(v.to_string(), String::from)))
+            json!(
+                o.pointer("/spec/minAvailable")
+                    .map_or("N/A".into(), |v| v.as_str().map_or(v.to_string(), String::from))
+            )
         }
         ("PodDisruptionBudget", "Max Unavailable") => {
-            json!(o.pointer("/spec/maxUnavailable").map_or("N/A".into(), |v| v.as_str().map_or(v.to_string(), String::from)))
+            json!(
+                o.pointer("/spec/maxUnavailable")
+                    .map_or("N/A".into(), |v| v.as_str().map_or(v.to_string(), String::from))
+            )
         }
         ("PodDisruptionBudget", "Allowed Disruptions") => json!(int(o, "/status/disruptionsAllowed")),
         ("RoleBinding" | "ClusterRoleBinding", "Role") => json!(format!(
@@ -313,7 +382,9 @@ pub fn cell(kind: &str, column: &str, o: &Value, now: DateTime<Utc>) -> Value {
                 .flatten()
                 .filter(|x| x["kind"] == want)
                 .map(|x| match (want, x["namespace"].as_str()) {
-                    ("ServiceAccount", Some(ns)) => format!("{ns}/{}", x["name"].as_str().unwrap_or_default()),
+                    ("ServiceAccount", Some(ns)) => {
+                        format!("{ns}/{}", x["name"].as_str().unwrap_or_default())
+                    }
                     _ => x["name"].as_str().unwrap_or_default().to_string(),
                 })
                 .collect();
@@ -336,7 +407,10 @@ mod tests {
             .iter()
             .map(|c| cell("Pod", c, &pod, now))
             .collect();
-        assert_eq!(cells, [json!("1/2"), json!("Running"), json!("3"), json!("<none>")]);
+        assert_eq!(
+            cells,
+            [json!("1/2"), json!("Running"), json!("3"), json!("<none>")]
+        );
         let defs = definitions("", "pods").expect("the snapshot has pods");
         assert_eq!(defs[1]["name"], "Ready");
     }

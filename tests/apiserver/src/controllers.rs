@@ -128,20 +128,40 @@ fn aggregate_cluster_roles(state: &mut State, all: &[Obj]) {
         let mut sources: Vec<&&Obj> = roles
             .iter()
             .filter(|r| meta(&r.object, "name") != meta(&agg.object, "name"))
-            .filter(|r| selectors.iter().any(|s| !s.0.is_empty() && s.matches_object(&r.object)))
+            .filter(|r| {
+                selectors
+                    .iter()
+                    .any(|s| !s.0.is_empty() && s.matches_object(&r.object))
+            })
             .collect();
         sources.sort_by(|a, b| meta(&a.object, "name").cmp(meta(&b.object, "name")));
         let mut rules: Vec<Value> = Vec::new();
         for r in sources {
-            for rule in r.object.get("rules").and_then(Value::as_array).into_iter().flatten() {
+            for rule in r
+                .object
+                .get("rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if !rules.contains(rule) {
                     rules.push(rule.clone());
                 }
             }
         }
-        let want = if rules.is_empty() { Value::Null } else { Value::Array(rules) };
+        let want = if rules.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(rules)
+        };
         if agg.object.get("rules").unwrap_or(&Value::Null) != &want {
-            patch(state, KEY, &agg.object, "clusterrole-aggregation-controller", json!({"rules": want}));
+            patch(
+                state,
+                KEY,
+                &agg.object,
+                "clusterrole-aggregation-controller",
+                json!({"rules": want}),
+            );
         }
     }
 }
@@ -243,8 +263,14 @@ pub fn collect(state: &mut State) -> bool {
             // As the real garbage collector: a dependent goes in the foreground only when it
             // has dependents of its own.
             for d in deps.iter().filter(|d| !deleting(&d.object)) {
-                let has_own = uid_of(&d.object).is_some_and(|u| dependents.get(u).is_some_and(|v| !v.is_empty()));
-                delete(state, &d.key, &d.object, if has_own { "Foreground" } else { "Background" });
+                let has_own =
+                    uid_of(&d.object).is_some_and(|u| dependents.get(u).is_some_and(|v| !v.is_empty()));
+                delete(
+                    state,
+                    &d.key,
+                    &d.object,
+                    if has_own { "Foreground" } else { "Background" },
+                );
             }
             let blocking = deps.iter().any(|d| {
                 state

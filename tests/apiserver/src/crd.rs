@@ -122,8 +122,15 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
         ));
     }
     // Groups Kubernetes owns need an approval annotation naming the API review.
-    let protected = group == "k8s.io" || group == "kubernetes.io" || group.ends_with(".k8s.io") || group.ends_with(".kubernetes.io");
-    if protected && crd.pointer("/metadata/annotations/api-approved.kubernetes.io").is_none() {
+    let protected = group == "k8s.io"
+        || group == "kubernetes.io"
+        || group.ends_with(".k8s.io")
+        || group.ends_with(".kubernetes.io");
+    if protected
+        && crd
+            .pointer("/metadata/annotations/api-approved.kubernetes.io")
+            .is_none()
+    {
         out.push(required(
             "metadata.annotations[api-approved.kubernetes.io]",
             "protected groups must have approval annotation \"api-approved.kubernetes.io\", see https://github.com/kubernetes/enhancements/pull/1111",
@@ -205,7 +212,11 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
         }
         // One schema (and one column list) for every version is kept, and reported, at the top
         // of the internal type: `spec.validation`, `spec.additionalPrinterColumns`.
-        let shared = |ptr: &str| versions.iter().all(|v| v.pointer(ptr) == versions[0].pointer(ptr));
+        let shared = |ptr: &str| {
+            versions
+                .iter()
+                .all(|v| v.pointer(ptr) == versions[0].pointer(ptr))
+        };
         let shared_schema = shared("/schema");
         let shared_columns = shared("/additionalPrinterColumns");
         for (i, v) in versions.iter().enumerate() {
@@ -214,8 +225,18 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
                 out.push(required(&format!("{base}.name"), ""));
             }
             if i == 0 || !shared_columns {
-                let columns = if shared_columns { "spec".to_string() } else { base.clone() };
-                for (j, c) in v.get("additionalPrinterColumns").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let columns = if shared_columns {
+                    "spec".to_string()
+                } else {
+                    base.clone()
+                };
+                for (j, c) in v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
                     let path = s(c, "/jsonPath");
                     if !path.starts_with('.') {
                         out.push(invalid(
@@ -229,7 +250,11 @@ pub fn validate(crd: &Value, old: Option<&Value>) -> Vec<Cause> {
             if shared_schema && i > 0 {
                 continue;
             }
-            let schema_base = if shared_schema { "spec.validation".to_string() } else { format!("{base}.schema") };
+            let schema_base = if shared_schema {
+                "spec.validation".to_string()
+            } else {
+                format!("{base}.schema")
+            };
             match v.pointer("/schema/openAPIV3Schema") {
                 Some(schema) => structural(schema, &format!("{schema_base}.openAPIV3Schema"), true, &mut out),
                 None => out.push(required(
@@ -431,7 +456,11 @@ pub fn status(
             }
             status["acceptedNames"] = names;
             let (st, why, text) = if established {
-                ("True", "InitialNamesAccepted", "the initial names have been accepted")
+                (
+                    "True",
+                    "InitialNamesAccepted",
+                    "the initial names have been accepted",
+                )
             } else {
                 ("False", "Installing", "the initial names have been accepted")
             };

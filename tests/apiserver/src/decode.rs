@@ -20,12 +20,17 @@ pub struct Snapshot {
 
 /// The committed snapshot, parsed on first use.
 pub static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
-    let v: Value = serde_json::from_str(include_str!("../openapi/kubernetes.json")).expect("the committed snapshot is JSON");
+    let v: Value = serde_json::from_str(include_str!("../openapi/kubernetes.json"))
+        .expect("the committed snapshot is JSON");
     let kubernetes_version = v["kubernetesVersion"].as_str().unwrap_or_default().to_string();
     let schemas = v["schemas"].as_object().cloned().unwrap_or_default();
     let mut roots = HashMap::new();
     for (name, s) in &schemas {
-        for gvk in s["x-kubernetes-group-version-kind"].as_array().into_iter().flatten() {
+        for gvk in s["x-kubernetes-group-version-kind"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let part = |k: &str| gvk[k].as_str().unwrap_or_default().to_string();
             roots.insert((part("group"), part("version"), part("kind")), name.clone());
         }
@@ -78,7 +83,11 @@ impl Snapshot {
 fn refs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
-            if let Some(r) = m.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/")) {
+            if let Some(r) = m
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            {
                 out.push(r.to_string());
             }
             m.values().for_each(|x| refs(x, out));
@@ -215,8 +224,16 @@ impl Walk<'_> {
                     let inner = name.map_or(strukt, |n| n.rsplit('.').next().unwrap_or(n));
                     let keys: Vec<String> = m.keys().cloned().collect();
                     for k in keys {
-                        let f = if field.is_empty() { k.clone() } else { format!("{field}.{k}") };
-                        let sh = if shown.is_empty() { k.clone() } else { format!("{shown}.{k}") };
+                        let f = if field.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{field}.{k}")
+                        };
+                        let sh = if shown.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{shown}.{k}")
+                        };
                         match props.get(&k) {
                             Some(p) => {
                                 let v = m.get_mut(&k).expect("listed");
@@ -257,8 +274,12 @@ fn base64_problem(text: &str) -> Option<usize> {
         return Some(data + i);
     }
     // Without padding the length must be a multiple of four; padding fills the last quantum.
-    if bytes.len() % 4 != 0 || padding.len() > 2 || (padding.len() > 0 && data % 4 < 2) {
-        return Some(if bytes.len() % 4 != 0 { bytes.len() - bytes.len() % 4 } else { data });
+    if !bytes.len().is_multiple_of(4) || padding.len() > 2 || (!padding.is_empty() && data % 4 < 2) {
+        return Some(if !bytes.len().is_multiple_of(4) {
+            bytes.len() - bytes.len() % 4
+        } else {
+            data
+        });
     }
     None
 }
@@ -296,7 +317,9 @@ fn fill_value(snapshot: &Snapshot, value: &mut Value, schema: &Value) {
                 m.values_mut().for_each(|v| fill_value(snapshot, v, elem));
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| fill_value(snapshot, v, &s["items"])),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| fill_value(snapshot, v, &s["items"])),
         _ => {}
     }
 }
@@ -380,7 +403,11 @@ pub fn duplicate_fields(body: &[u8]) -> Vec<String> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
             let mut seen = std::collections::HashSet::new();
             while let Some(k) = map.next_key::<String>()? {
-                let path = if self.path.is_empty() { k.clone() } else { format!("{}.{k}", self.path) };
+                let path = if self.path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{}.{k}", self.path)
+                };
                 if !seen.insert(k) {
                     self.out.push(path.clone());
                 }
@@ -424,7 +451,11 @@ pub fn decode(object: &mut Value, root: &str, strict: bool) -> Result<Vec<String
     if let Some(w) = walk.wrong {
         return Err(DecodeError::WrongType(w));
     }
-    let unknown: Vec<String> = walk.unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+    let unknown: Vec<String> = walk
+        .unknown
+        .iter()
+        .map(|p| format!("unknown field \"{p}\""))
+        .collect();
     if strict && !unknown.is_empty() {
         return Err(DecodeError::Unknown(unknown));
     }
@@ -438,7 +469,9 @@ mod tests {
     use super::*;
 
     fn deployment_root() -> &'static str {
-        SNAPSHOT.root("apps", "v1", "Deployment").expect("the snapshot has Deployment")
+        SNAPSHOT
+            .root("apps", "v1", "Deployment")
+            .expect("the snapshot has Deployment")
     }
 
     #[test]
@@ -458,15 +491,24 @@ mod tests {
         let unknown = decode(&mut d, deployment_root(), false).unwrap();
         assert_eq!(
             unknown,
-            ["unknown field \"spec.replica\"", "unknown field \"spec.template.spec.containers[0].imag\""]
+            [
+                "unknown field \"spec.replica\"",
+                "unknown field \"spec.template.spec.containers[0].imag\""
+            ]
         );
-        assert_eq!(d, json!({"spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}}));
+        assert_eq!(
+            d,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "c"}]}}}})
+        );
     }
 
     #[test]
     fn strict_decoding_keeps_the_object_and_refuses_unknown_fields() {
         let mut d = json!({"spec": {"replica": 2}});
-        assert!(matches!(decode(&mut d, deployment_root(), true), Err(DecodeError::Unknown(_))));
+        assert!(matches!(
+            decode(&mut d, deployment_root(), true),
+            Err(DecodeError::Unknown(_))
+        ));
         assert_eq!(d, json!({"spec": {"replica": 2}}));
     }
 

@@ -332,9 +332,11 @@ fn qos_class(spec: &Map<String, Value>) -> &'static str {
         .collect();
     let resources = |c: &Value, k: &str, r: &str| c.pointer(&format!("/resources/{k}/{r}")).cloned();
     let any = containers.iter().any(|c| {
-        ["requests", "limits"]
-            .iter()
-            .any(|k| c.pointer(&format!("/resources/{k}")).and_then(Value::as_object).is_some_and(|m| !m.is_empty()))
+        ["requests", "limits"].iter().any(|k| {
+            c.pointer(&format!("/resources/{k}"))
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty())
+        })
     });
     if !any {
         return "BestEffort";
@@ -356,7 +358,10 @@ pub const ROOT_CA_CONFIGMAP: &str = "kube-root-ca.crt";
 /// placeholder that is not a certificate, which no client here reads.
 pub fn namespace_contents() -> [(&'static str, Value); 2] {
     [
-        ("/serviceaccounts", json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})),
+        (
+            "/serviceaccounts",
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+        ),
         (
             "/configmaps",
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ROOT_CA_CONFIGMAP,
@@ -385,7 +390,10 @@ pub fn template_changed(kind: &str, old: &Value, object: &mut Value) {
     if let Some(meta) = obj(object, "metadata") {
         let ann = meta.entry("annotations").or_insert_with(|| json!({}));
         if let Some(a) = ann.as_object_mut() {
-            a.insert(DAEMONSET_TEMPLATE_GENERATION.into(), json!((n + changed).to_string()));
+            a.insert(
+                DAEMONSET_TEMPLATE_GENERATION.into(),
+                json!((n + changed).to_string()),
+            );
         }
     }
 }
@@ -449,7 +457,9 @@ pub fn job_identity(object: &mut Value) {
     // A Job without labels gets its Pod template's.
     let template_labels = object.pointer("/spec/template/metadata/labels").cloned();
     if let (Some(labels), Some(meta)) = (template_labels, obj(object, "metadata"))
-        && meta.get("labels").is_none_or(|l| l.as_object().is_none_or(Map::is_empty))
+        && meta
+            .get("labels")
+            .is_none_or(|l| l.as_object().is_none_or(Map::is_empty))
     {
         meta.insert("labels".into(), labels);
     }

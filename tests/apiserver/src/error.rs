@@ -93,7 +93,11 @@ impl ApiError {
     /// 404 for a path that names no resource type.
     pub fn no_route(path: &str) -> Self {
         let _ = path;
-        let mut e = Self::new(404, "NotFound", "the server could not find the requested resource");
+        let mut e = Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
         e.details.empty = true;
         e
     }
@@ -118,7 +122,11 @@ impl ApiError {
 
     /// 422 with no causes: a JSON patch that cannot be applied.
     pub fn rejected_patch() -> Self {
-        let mut e = Self::new(422, "Invalid", "the server rejected our request due to an error in our request");
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request",
+        );
         e.details.empty = true;
         e
     }

@@ -66,7 +66,9 @@ impl FieldSelector {
             if !matches!(field, "metadata.name" | "metadata.namespace") && !extra.contains(&field) {
                 // Kinds with their own selectable fields answer in the older words.
                 return Err(ApiError::bad_request(if extra.is_empty() && !rt.is_custom() {
-                    format!("{field:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")
+                    format!(
+                        "{field:?} is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    )
                 } else {
                     format!("field label not supported: {field}")
                 }));
@@ -186,14 +188,19 @@ impl Filter {
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {}", e.0)))?;
         label_values(&labels)?;
         let watching = matches!(q.get("watch").map(String::as_str), Some("1" | "true"));
-        if !watching && q.contains_key("resourceVersionMatch") && q.get("resourceVersion").is_none_or(String::is_empty) {
+        if !watching
+            && q.contains_key("resourceVersionMatch")
+            && q.get("resourceVersion").is_none_or(String::is_empty)
+        {
             return Err(ApiError::invalid(
                 "meta.k8s.io",
                 "ListOptions",
                 "",
                 vec![crate::error::Cause {
                     reason: "FieldValueForbidden".into(),
-                    message: "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+                    message:
+                        "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"
+                            .into(),
                     field: "resourceVersionMatch".into(),
                 }],
             ));
@@ -239,15 +246,19 @@ fn decode_body(ctx: &Ctx<'_>) -> Result<Value, ApiError> {
         | "application/strategic-merge-patch+json"
         | "*/*" => serde_json::from_slice(&ctx.body).map_err(|e| {
             // Go's wording for the one error every client provokes: a body cut short.
-            let why = if e.is_eof() { "unexpected end of JSON input".to_string() } else { e.to_string() };
+            let why = if e.is_eof() {
+                "unexpected end of JSON input".to_string()
+            } else {
+                e.to_string()
+            };
             ApiError::bad_request(format!(
                 "couldn't get version/kind; json parse error: {why} ({})",
                 String::from_utf8_lossy(&ctx.body)
             ))
         }),
-        _ => Err(ApiError::unsupported_media_type(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
-        ))),
+        _ => Err(ApiError::unsupported_media_type(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )),
     }
 }
 
@@ -350,12 +361,26 @@ fn page<'a>(
             .with_decode_allow_trailing_bits(true)
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
-    let invalid = |why: &str| ApiError::bad_request(format!("invalid continue token: continue key is not valid: {why}"));
+    let invalid = |why: &str| {
+        ApiError::bad_request(format!(
+            "invalid continue token: continue key is not valid: {why}"
+        ))
+    };
     // Go's JSON decoder names the first byte it cannot start a value with.
     let not_json = |raw: &[u8]| {
-        let b = raw.iter().copied().find(|b| !b.is_ascii_whitespace()).unwrap_or(b' ');
-        let shown = if b.is_ascii_graphic() { format!("'{}'", b as char) } else { format!("'\\u{b:04x}'") };
-        invalid(&format!("invalid character {shown} looking for beginning of value"))
+        let b = raw
+            .iter()
+            .copied()
+            .find(|b| !b.is_ascii_whitespace())
+            .unwrap_or(b' ');
+        let shown = if b.is_ascii_graphic() {
+            format!("'{}'", b as char)
+        } else {
+            format!("'\\u{b:04x}'")
+        };
+        invalid(&format!(
+            "invalid character {shown} looking for beginning of value"
+        ))
     };
     let (rv, start) = match q.get("continue").filter(|c| !c.is_empty()) {
         None => (current, None),
@@ -550,13 +575,17 @@ pub async fn resource(
                 _ => "PatchOptions",
             };
             let dry = dry_run(ctx.q, options)?;
-            let validation = FieldValidation::from_param(ctx.q.get("fieldValidation").map(String::as_str), options)?;
+            let validation =
+                FieldValidation::from_param(ctx.q.get("fieldValidation").map(String::as_str), options)?;
             let body = decode_body(ctx).map_err(|mut e| {
                 if e.code == 415 && info.verb == "patch" {
                     return ApiError::unsupported_patch_type();
                 }
                 if e.code == 400 && info.verb != "patch" {
-                    e.message = format!("the object provided is unrecognized (must be of type {}): {}", rt.kind, e.message);
+                    e.message = format!(
+                        "the object provided is unrecognized (must be of type {}): {}",
+                        rt.kind, e.message
+                    );
                 }
                 e
             })?;

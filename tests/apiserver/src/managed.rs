@@ -276,7 +276,10 @@ pub fn apply(
         }
         let key_of_kept_item = match p.as_slice() {
             [.., item, field] => {
-                item.starts_with("k:") && field.strip_prefix("f:").is_some_and(|f| item.contains(&format!("\"{f}\":")))
+                item.starts_with("k:")
+                    && field
+                        .strip_prefix("f:")
+                        .is_some_and(|f| item.contains(&format!("\"{f}\":")))
             }
             _ => false,
         };
@@ -362,12 +365,32 @@ mod tests {
         };
         // The server defaults `protocol`, a key field nobody applied.
         let default_protocol = |o: &mut Value| {
-            for p in o["spec"]["template"]["spec"]["containers"][0]["ports"].as_array_mut().into_iter().flatten() {
+            for p in o["spec"]["template"]["spec"]["containers"][0]["ports"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
                 p["protocol"] = json!("TCP");
             }
         };
-        let v1 = apply(&mut entries, &json!({}), &deploy(80, "http"), false, &w, default_protocol).unwrap();
-        let v2 = apply(&mut entries, &v1, &deploy(443, "https"), false, &w, default_protocol).unwrap();
+        let v1 = apply(
+            &mut entries,
+            &json!({}),
+            &deploy(80, "http"),
+            false,
+            &w,
+            default_protocol,
+        )
+        .unwrap();
+        let v2 = apply(
+            &mut entries,
+            &v1,
+            &deploy(443, "https"),
+            false,
+            &w,
+            default_protocol,
+        )
+        .unwrap();
         assert_eq!(
             v2["spec"]["template"]["spec"]["containers"][0]["ports"],
             json!([{"containerPort": 443, "name": "https", "protocol": "TCP"}])
@@ -381,7 +404,12 @@ mod tests {
         track_update(&mut entries, None, &created, &writer("creator"));
         let mut editor = writer("editor");
         editor.now = "2026-11-25T00:00:01Z";
-        track_update(&mut entries, Some(&created), &cm(json!({"a": "1", "b": "2"})), &editor);
+        track_update(
+            &mut entries,
+            Some(&created),
+            &cm(json!({"a": "1", "b": "2"})),
+            &editor,
+        );
         let mut o = cm(json!({}));
         write(&mut o, &entries);
         let fields = &o["metadata"]["managedFields"];

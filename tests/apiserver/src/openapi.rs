@@ -139,7 +139,10 @@ mod tests {
                 .any(|p| p["name"] == "fieldValidation")
         );
         let deployment = &doc["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"];
-        assert_eq!(deployment["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
+        assert_eq!(
+            deployment["x-kubernetes-group-version-kind"][0]["kind"],
+            "Deployment"
+        );
         assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"].is_object());
         let idx = index(&r);
         assert!(

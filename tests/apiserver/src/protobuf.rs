@@ -233,6 +233,73 @@ fn strings_by_number(b: &[u8], names: &[(u64, &str)]) -> Result<Value, Error> {
     Ok(Value::Object(o))
 }
 
+fn repeated_strings(b: &[u8], names: &[(u64, &str)]) -> Result<Value, Error> {
+    let mut o = Map::new();
+    for (n, f) in fields(b)? {
+        if let (Some((_, name)), Field::Bytes(v)) = (names.iter().find(|(k, _)| *k == n), f) {
+            push(&mut o, name, string(v));
+        }
+    }
+    Ok(Value::Object(o))
+}
+
+fn label_selector(b: &[u8]) -> Result<Value, Error> {
+    let mut o = Map::new();
+    for (n, f) in fields(b)? {
+        if let (1, Field::Bytes(v)) = (n, f) {
+            insert_map(&mut o, "matchLabels", map_entry(v, string)?);
+        }
+    }
+    Ok(Value::Object(o))
+}
+
+/// `rbac.authorization.k8s.io/v1` roles and bindings, as `kubectl create role|clusterrole|
+/// rolebinding|clusterrolebinding` sends them.
+fn rbac(kind: &str, b: &[u8]) -> Result<Value, Error> {
+    let mut o = Map::new();
+    for (n, f) in fields(b)? {
+        let Field::Bytes(v) = f else { continue };
+        match (kind, n) {
+            (_, 1) => {
+                o.insert("metadata".into(), object_meta(v)?);
+            }
+            ("Role" | "ClusterRole", 2) => {
+                let rule = repeated_strings(
+                    v,
+                    &[
+                        (1, "verbs"),
+                        (2, "apiGroups"),
+                        (3, "resources"),
+                        (4, "resourceNames"),
+                        (5, "nonResourceURLs"),
+                    ],
+                )?;
+                push(&mut o, "rules", rule);
+            }
+            ("ClusterRole", 3) => {
+                let mut agg = Map::new();
+                for (an, af) in fields(v)? {
+                    if let (1, Field::Bytes(sel)) = (an, af) {
+                        push(&mut agg, "clusterRoleSelectors", label_selector(sel)?);
+                    }
+                }
+                o.insert("aggregationRule".into(), Value::Object(agg));
+            }
+            ("RoleBinding" | "ClusterRoleBinding", 2) => {
+                let subject =
+                    strings_by_number(v, &[(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")])?;
+                push(&mut o, "subjects", subject);
+            }
+            ("RoleBinding" | "ClusterRoleBinding", 3) => {
+                let role = strings_by_number(v, &[(1, "apiGroup"), (2, "kind"), (3, "name")])?;
+                o.insert("roleRef".into(), role);
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(o))
+}
+
 /// `authorization.k8s.io/v1` reviews, as `kubectl auth can-i` sends them.
 fn review(kind: &str, b: &[u8]) -> Result<Value, Error> {
     let mut o = Map::new();
@@ -349,13 +416,28 @@ pub fn decode_delete_options(body: &[u8]) -> Result<Value, Error> {
 ///
 /// # Errors
 /// [`Error::Malformed`] for a bad envelope; [`Error::Unsupported`] for kinds other than
-/// ConfigMap, Secret, Namespace, ServiceAccount and the self access reviews.
+/// ConfigMap, Secret, Namespace, ServiceAccount, RBAC roles and bindings and the self access
+/// reviews.
 pub fn decode(body: &[u8]) -> Result<Value, Error> {
     let (api_version, kind, raw) = envelope(body)?;
     if api_version == "authorization.k8s.io/v1"
-        && matches!(kind.as_str(), "SelfSubjectAccessReview" | "SelfSubjectRulesReview")
+        && matches!(
+            kind.as_str(),
+            "SelfSubjectAccessReview" | "SelfSubjectRulesReview"
+        )
     {
         let mut obj = review(&kind, raw)?;
+        obj["apiVersion"] = json!(api_version);
+        obj["kind"] = json!(kind);
+        return Ok(obj);
+    }
+    if api_version == "rbac.authorization.k8s.io/v1"
+        && matches!(
+            kind.as_str(),
+            "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding"
+        )
+    {
+        let mut obj = rbac(&kind, raw)?;
         obj["apiVersion"] = json!(api_version);
         obj["kind"] = json!(kind);
         return Ok(obj);
@@ -401,13 +483,41 @@ mod tests {
 
     #[test]
     fn an_access_review_from_kubectl_decodes() {
-        let attrs = [field(1, b"apps-ns"), field(2, b"create"), field(3, b"apps"), field(5, b"deployments")].concat();
+        let attrs = [
+            field(1, b"apps-ns"),
+            field(2, b"create"),
+            field(3, b"apps"),
+            field(5, b"deployments"),
+        ]
+        .concat();
         let raw = [field(2, &field(1, &attrs))].concat();
-        let type_meta = [field(1, b"authorization.k8s.io/v1"), field(2, b"SelfSubjectAccessReview")].concat();
+        let type_meta = [
+            field(1, b"authorization.k8s.io/v1"),
+            field(2, b"SelfSubjectAccessReview"),
+        ]
+        .concat();
         let body = [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &raw)].concat();
         let v = decode(&body).unwrap();
         assert_eq!(v["spec"]["resourceAttributes"]["resource"], "deployments");
         assert_eq!(v["spec"]["resourceAttributes"]["namespace"], "apps-ns");
+    }
+
+    #[test]
+    fn a_cluster_role_from_kubectl_create_decodes() {
+        let rule = [field(1, b"get"), field(2, b""), field(3, b"configmaps")].concat();
+        let raw = [field(1, &field(1, b"kro:controller:demo")), field(2, &rule)].concat();
+        let type_meta = [
+            field(1, b"rbac.authorization.k8s.io/v1"),
+            field(2, b"ClusterRole"),
+        ]
+        .concat();
+        let body = [b"k8s\0".to_vec(), field(1, &type_meta), field(2, &raw)].concat();
+        let v = decode(&body).unwrap();
+        assert_eq!(v["metadata"]["name"], "kro:controller:demo");
+        assert_eq!(
+            v["rules"],
+            json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["configmaps"]}])
+        );
     }
 
     #[test]

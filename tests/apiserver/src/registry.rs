@@ -101,7 +101,16 @@ impl ResourceType {
     /// The verbs discovery lists (custom resources in the order the real server lists them).
     pub fn verbs(&self) -> &'static [&'static str] {
         if self.is_custom() {
-            return &["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
+            return &[
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "create",
+                "update",
+                "watch",
+            ];
         }
         if self.group == "authorization.k8s.io" {
             return &["create"];

@@ -104,7 +104,11 @@ pub fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Bo
 /// An error reply.
 pub fn error_response(e: &ApiError) -> Response<Body> {
     if e.details.plain {
-        return bytes_response(e.code, "text/plain; charset=utf-8", Bytes::from(format!("{}\n", e.message)));
+        return bytes_response(
+            e.code,
+            "text/plain; charset=utf-8",
+            Bytes::from(format!("{}\n", e.message)),
+        );
     }
     let mut r = json_response(e.code, &e.to_status());
     if let Some(s) = e.details.retry_after
@@ -303,7 +307,8 @@ async fn dispatch(
             json_response(200, &doc)
         }
         Route::Resources(g, v) => {
-            let doc = discovery::resource_list(&shared.lock().registry, g, v).ok_or_else(ApiError::page_not_found)?;
+            let doc = discovery::resource_list(&shared.lock().registry, g, v)
+                .ok_or_else(ApiError::page_not_found)?;
             json_response(200, &doc)
         }
         Route::OpenApiIndex => json_response(200, &openapi::index(&shared.lock().registry)),

@@ -10,9 +10,10 @@ use kroxide_schema::structural;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    admission, crd, decode, events,
+    admission, crd, decode,
     defaults::{self, Allocator},
     error::{ApiError, Cause},
+    events,
     fields::Scope,
     managed::{self, Writer},
     patch::{self, PatchError},
@@ -283,7 +284,10 @@ fn go_order(object: &Value) -> String {
                 ("metadata", Some(meta)) => {
                     let fields: Vec<String> = META
                         .iter()
-                        .filter_map(|f| meta.get(*f).map(|x| format!("{}:{x}", Value::String((*f).into()))))
+                        .filter_map(|f| {
+                            meta.get(*f)
+                                .map(|x| format!("{}:{x}", Value::String((*f).into())))
+                        })
                         .collect();
                     format!("{{{}}}", fields.join(","))
                 }
@@ -436,7 +440,11 @@ impl State {
         if apply && (api_version.is_none() || kind.is_none()) {
             // Go prints the group-version-kind it could not type: `/v1, Kind=`.
             let av = api_version.unwrap_or_default();
-            let gv = if av.contains('/') { av.to_string() } else { format!("/{av}") };
+            let gv = if av.contains('/') {
+                av.to_string()
+            } else {
+                format!("/{av}")
+            };
             return Err(ApiError::bad_request(format!(
                 "invalid object type: {gv}, Kind={}",
                 kind.unwrap_or_default()
@@ -452,7 +460,13 @@ impl State {
             let registered = kroxide_schema::kinds::builtin_by_group_kind(known.0, k)
                 .is_some_and(|b| b.version == known.1);
             let why = if registered {
-                let package = |g: &str| if g.is_empty() { "core".to_string() } else { g.split('.').next().unwrap_or(g).to_string() };
+                let package = |g: &str| {
+                    if g.is_empty() {
+                        "core".to_string()
+                    } else {
+                        g.split('.').next().unwrap_or(g).to_string()
+                    }
+                };
                 format!(
                     "converting ({}.{k}) to ({}.{}): unknown conversion",
                     known.1,
@@ -571,9 +585,17 @@ impl State {
                             .collect();
                         return Err(ApiError::untyped_apply(format!(
                             "failed to create typed patch object ({}/{}; {}, Kind={}): {}",
-                            if rt.namespaced { meta_str(&body, "namespace").unwrap_or_default() } else { "" },
+                            if rt.namespaced {
+                                meta_str(&body, "namespace").unwrap_or_default()
+                            } else {
+                                ""
+                            },
                             name.or_else(|| meta_str(&body, "name")).unwrap_or_default(),
-                            if rt.group.is_empty() { format!("/{}", rt.version) } else { rt.api_version() },
+                            if rt.group.is_empty() {
+                                format!("/{}", rt.version)
+                            } else {
+                                rt.api_version()
+                            },
                             rt.kind,
                             shown.join("\n")
                         )));
@@ -847,9 +869,6 @@ impl State {
         })
     }
 
-    /// Turns the client's object into what would be stored: status split, system metadata,
-    /// defaults, pruning and validation, generation.
-    #[allow(clippy::too_many_arguments)]
     /// A write through `events.k8s.io/v1`: the body (or, for a patch, the patched object in
     /// that form) is converted to the core Event it is stored as. The written object stays in
     /// core form; serving it through the group presents it back.
@@ -909,7 +928,12 @@ impl State {
     }
 
     /// Decodes the body of a create or update of a built-in kind.
-    fn decode_body(rt: &ResourceType, body: &mut Value, root: &str, strict: bool) -> Result<Vec<String>, ApiError> {
+    fn decode_body(
+        rt: &ResourceType,
+        body: &mut Value,
+        root: &str,
+        strict: bool,
+    ) -> Result<Vec<String>, ApiError> {
         match decode::decode(body, root, strict) {
             Ok(w) => Ok(w),
             Err(decode::DecodeError::WrongType(m)) => Err(Self::undecodable(rt, &m)),
@@ -928,6 +952,9 @@ impl State {
         ))
     }
 
+    /// Turns the client's object into what would be stored: status split, system metadata,
+    /// defaults, pruning and validation, generation.
+    #[allow(clippy::too_many_arguments)]
     fn prepare(
         &mut self,
         rt: &ResourceType,
@@ -1075,7 +1102,10 @@ impl State {
                 let shown: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
                 match validation {
                     FieldValidation::Strict => {
-                        return Err(Self::undecodable(rt, &format!("strict decoding error: {}", shown.join(", "))));
+                        return Err(Self::undecodable(
+                            rt,
+                            &format!("strict decoding error: {}", shown.join(", ")),
+                        ));
                     }
                     FieldValidation::Warn => warnings.extend(shown),
                     FieldValidation::Ignore => {}
@@ -1198,7 +1228,10 @@ impl State {
             }
             // A CRD gets its cleanup finalizer when it is deleted, so that its custom
             // resources go first.
-            if rt.kind == "CustomResourceDefinition" && !rt.is_custom() && !fins.iter().any(|f| f == crd::CLEANUP_FINALIZER) {
+            if rt.kind == "CustomResourceDefinition"
+                && !rt.is_custom()
+                && !fins.iter().any(|f| f == crd::CLEANUP_FINALIZER)
+            {
                 fins.push(crd::CLEANUP_FINALIZER.into());
             }
         }
@@ -1314,7 +1347,7 @@ impl State {
         let others: Vec<Arc<ResourceType>> = self
             .registry
             .all()
-            .into_iter()
+            .iter()
             .filter(|t| t.crd.as_deref() != Some(name) && t.group == group)
             .cloned()
             .collect();
@@ -1323,7 +1356,13 @@ impl State {
         let blocking = conflict.as_ref().filter(|c| c.0 != "ShortNamesConflict");
         let established =
             blocking.is_none() && (crd::is_established(&obj) || self.establish_at_once || establish);
-        let status = crd::status(&obj, conflict.as_ref(), established, is_deleting(&obj), &timestamp(now));
+        let status = crd::status(
+            &obj,
+            conflict.as_ref(),
+            established,
+            is_deleting(&obj),
+            &timestamp(now),
+        );
         if blocking.is_none() {
             let mut types = crd::types(&obj, established);
             if conflict.is_some() {

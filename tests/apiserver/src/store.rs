@@ -209,11 +209,23 @@ impl Store {
 
     /// Removes an object whose last write is `last` (the write that removed its last
     /// finalizer): one DELETED event carrying that state, as the real server sends it.
-    pub fn remove_written(&mut self, key: &str, namespace: &str, name: &str, last: Value) -> Option<Arc<Value>> {
+    pub fn remove_written(
+        &mut self,
+        key: &str,
+        namespace: &str,
+        name: &str,
+        last: Value,
+    ) -> Option<Arc<Value>> {
         self.remove_as(key, namespace, name, Some(last))
     }
 
-    fn remove_as(&mut self, key: &str, namespace: &str, name: &str, written: Option<Value>) -> Option<Arc<Value>> {
+    fn remove_as(
+        &mut self,
+        key: &str,
+        namespace: &str,
+        name: &str,
+        written: Option<Value>,
+    ) -> Option<Arc<Value>> {
         let k = self.intern(key);
         let previous = self
             .objects

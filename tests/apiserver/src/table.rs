@@ -148,7 +148,10 @@ impl Printer {
                 for c in custom {
                     // The real server describes an undocumented column by its path.
                     let description = if c.description.is_empty() {
-                        format!("Custom resource definition column (in JSONPath format): {}", c.json_path)
+                        format!(
+                            "Custom resource definition column (in JSONPath format): {}",
+                            c.json_path
+                        )
                     } else {
                         c.description.clone()
                     };

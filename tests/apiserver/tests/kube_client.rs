@@ -292,14 +292,17 @@ async fn a_controller_reconciles_again_when_an_owned_object_changes(server: Serv
     });
     // Only the test's ConfigMap: every namespace also holds kube-root-ca.crt, whose reconciles
     // would otherwise interleave with the ones this test counts.
-    let controller = Controller::new(cms.clone(), watcher::Config::default().labels("kroxide-test=owner"))
-        .owns(secrets.clone(), watcher::Config::default())
-        .run(
-            reconcile,
-            |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(1)),
-            ctx,
-        )
-        .for_each(|_| async {});
+    let controller = Controller::new(
+        cms.clone(),
+        watcher::Config::default().labels("kroxide-test=owner"),
+    )
+    .owns(secrets.clone(), watcher::Config::default())
+    .run(
+        reconcile,
+        |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(1)),
+        ctx,
+    )
+    .for_each(|_| async {});
     let task = tokio::spawn(controller);
     let mut owner = cm("app", json!({}));
     owner.metadata.labels = Some([("kroxide-test".to_string(), "owner".to_string())].into());

@@ -345,16 +345,27 @@ async fn scale_create_and_discovery_commands_work(server: Server) {
     }
     // Built-in kinds' OpenAPI v3 schemas: both servers publish the real server's.
     let explain = k.ok(&["explain", "deployment.spec.replicas"]);
-    assert!(explain.contains("replicas") && explain.contains("<integer>"), "{explain}");
+    assert!(
+        explain.contains("replicas") && explain.contains("<integer>"),
+        "{explain}"
+    );
     assert!(explain.contains("Number of desired pods"), "{explain}");
     // Access reviews, and RBAC names that are path segments rather than DNS names.
     assert_eq!(k.ok(&["auth", "can-i", "create", "deployments"]).trim(), "yes");
     assert_eq!(
-        k.ok(&["create", "clusterrole", "kro:controller:demo", "--verb=get", "--resource=configmaps"]).trim(),
+        k.ok(&[
+            "create",
+            "clusterrole",
+            "kro:controller:demo",
+            "--verb=get",
+            "--resource=configmaps"
+        ])
+        .trim(),
         "clusterrole.rbac.authorization.k8s.io/kro:controller:demo created"
     );
     assert_eq!(
-        k.ok(&["create", "role", "a:b", "--verb=get", "--resource=pods"]).trim(),
+        k.ok(&["create", "role", "a:b", "--verb=get", "--resource=pods"])
+            .trim(),
         "role.rbac.authorization.k8s.io/a:b created"
     );
     // An Event recorded through events.k8s.io (as kube-rs records them) shows in describe.
@@ -365,11 +376,70 @@ async fn scale_create_and_discovery_commands_work(server: Server) {
     let e = k.file("event.yaml", event.as_bytes());
     k.ok(&["create", "-f", &e]);
     let described = k.ok(&["describe", "configmap", "plugin"]);
-    assert!(described.contains("Checked") && described.contains("looked at it"), "{described}");
+    assert!(
+        described.contains("Checked") && described.contains("looked at it"),
+        "{described}"
+    );
+    s.shutdown().await;
+}
+
+/// `kubectl apply --validate` with an unknown field and a mistyped one on a built-in kind: both
+/// servers refuse, warn or drop alike.
+async fn validation_modes_treat_unknown_fields_alike(server: Server) {
+    let s = Target::start(server).await;
+    let k = Kubectl::for_target(&s);
+    let deployment = |name: &str, replicas: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  bogus: 1\n  selector: {{matchLabels: {{app: w}}}}\n  template:\n    metadata: {{labels: {{app: w}}}}\n    spec: {{containers: [{{name: c, image: nginx}}]}}\n"
+        )
+    };
+    let strict = k.file("strict.yaml", deployment("strict", "1").as_bytes());
+    let refused = k.run(&["apply", "--validate=strict", "-f", &strict]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        refused.stderr
+    );
+    let warn = k.file("warn.yaml", deployment("warn", "1").as_bytes());
+    let warned = k.run(&["apply", "--validate=warn", "-f", &warn]);
+    assert!(warned.ok, "{}", warned.stderr);
+    assert!(
+        warned.stderr.contains("unknown field \"spec.bogus\""),
+        "{}",
+        warned.stderr
+    );
+    let ignore = k.file("ignore.yaml", deployment("ignore", "1").as_bytes());
+    let ignored = k.run(&["apply", "--validate=ignore", "-f", &ignore]);
+    assert!(
+        ignored.ok && !ignored.stderr.contains("bogus"),
+        "{}",
+        ignored.stderr
+    );
+    for name in ["warn", "ignore"] {
+        let spec = k.ok(&["get", "deployment", name, "-o", "jsonpath={.spec}"]);
+        assert!(!spec.contains("bogus"), "pruned: {spec}");
+    }
+    let mistyped = k.file(
+        "abc.yaml",
+        deployment("abc", "\"abc\"")
+            .replace("  bogus: 1\n", "")
+            .as_bytes(),
+    );
+    let bad = k.run(&["apply", "-f", &mistyped]);
+    assert!(!bad.ok);
+    assert!(
+        bad.stderr.contains(
+            "cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"
+        ),
+        "{}",
+        bad.stderr
+    );
     s.shutdown().await;
 }
 
 on_both_servers!(
+    validation_modes_treat_unknown_fields_alike,
     apply_creates_and_updates_custom_resources_and_deployments,
     server_side_apply_reports_conflicts_until_forced,
     get_prints_columns_yaml_and_watches,
