@@ -100,7 +100,9 @@ pub enum PluginCommand {
         /// ConfigMap name.
         #[arg(long)]
         name: String,
-        /// ConfigMap namespace (the controller's namespace when omitted).
+        /// ConfigMap namespace: where the controller reads plugins (its own namespace, or
+        /// `--plugin-namespaces`). Without it, `kroxide-system`, where docs/operations.md
+        /// installs the chart, and the note on stderr says so.
         #[arg(long)]
         namespace: Option<String>,
         /// Key in binaryData.
@@ -113,6 +115,10 @@ pub enum PluginCommand {
         file: PathBuf,
     },
 }
+
+/// The namespace `kroxide plugin pack` writes a ConfigMap for when `--namespace` is not given:
+/// the one docs/operations.md installs the chart (and so the controller) into.
+pub const DEFAULT_PLUGIN_NAMESPACE: &str = "kroxide-system";
 
 /// What a command printed and whether it succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,9 +189,20 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
             namespace,
             key,
         }) => {
-            let packed = commands::plugin::pack(&file, &name, namespace.as_deref(), Some(&key))?;
+            // A ConfigMap without a namespace lands in kubectl's current one, where the
+            // controller never looks: name one, and say which when it was not given.
+            let defaulted = namespace.is_none();
+            let namespace = namespace.unwrap_or_else(|| DEFAULT_PLUGIN_NAMESPACE.to_string());
+            let packed = commands::plugin::pack(&file, &name, Some(&namespace), Some(&key))?;
+            let where_note = if defaulted {
+                format!(
+                    "# no --namespace: the ConfigMap is for {namespace}, where the chart installs the controller; pass --namespace if yours runs elsewhere\n"
+                )
+            } else {
+                String::new()
+            };
             let note = format!(
-                "# {} bytes stored{}; add to the RGD's spec:\n{}",
+                "{where_note}# {} bytes stored{}; add to the RGD's spec:\n{}",
                 packed.stored_size,
                 if packed.compressed { " (gzip)" } else { "" },
                 packed.rgd_snippet
@@ -202,5 +219,29 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
             crate::yaml::to_string(&commands::plugin::inspect(&file)?),
             String::new(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    fn pack(extra: &[&str]) -> Outcome {
+        let wasm = concat!(env!("KROXIDE_PLUGIN_DIR"), "/webapp.wasm");
+        let mut argv = vec!["kroxide", "plugin", "pack", wasm, "--name", "webapp"];
+        argv.extend_from_slice(extra);
+        run(Cli::try_parse_from(argv).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_plugin_packed_without_a_namespace_is_for_the_charts_namespace_and_says_so() {
+        let out = pack(&[]);
+        assert!(out.stdout.contains("namespace: kroxide-system"), "{}", out.stdout);
+        assert!(out.stderr.contains("no --namespace"), "{}", out.stderr);
+        let out = pack(&["--namespace", "plugins"]);
+        assert!(out.stdout.contains("namespace: plugins"), "{}", out.stdout);
+        assert!(!out.stderr.contains("no --namespace"), "{}", out.stderr);
     }
 }
