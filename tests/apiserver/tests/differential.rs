@@ -13,7 +13,8 @@
 //!   servers), `$name` a value saved by an earlier step, `$MEBIBYTE` 1 MiB and one byte of `a`;
 //! - `body:` (YAML, sent as JSON) or `raw:` (sent as is); `type:` `apply`, `merge`, `json`,
 //!   `strategic` or a content type; `accept:` `table` or a media type;
-//! - `until:` poll (both servers, 60 s deadline) until `{code: N}` or `{at: /ptr, is: value}` holds;
+//! - `until:` poll (both servers, 60 s deadline) until `{code: N}`, `{at: /ptr, is: value}` or
+//!   `{present: /ptr}` holds (the garbage collector and other controllers act asynchronously);
 //! - `compare:` JSON pointers to compare instead of the whole body; `ignore:` pointers to drop;
 //!   `metadata.managedFields` is compared only where a step says `managedFields: true` (the
 //!   server-side apply cases), so that each case compares the behaviour it is about;
@@ -91,6 +92,8 @@ struct Until {
     code: Option<u16>,
     at: Option<String>,
     is: Option<Value>,
+    /// A pointer that must be set (not absent, not null), whatever its value.
+    present: Option<String>,
 }
 
 impl Step {
@@ -196,6 +199,11 @@ async fn send(side: &Side, step: &Step, ns: &str) -> Answer {
 fn holds(until: &Until, a: &Answer) -> bool {
     if let Some(code) = until.code
         && a.code != code
+    {
+        return false;
+    }
+    if let Some(p) = &until.present
+        && a.body.pointer(p).is_none_or(Value::is_null)
     {
         return false;
     }
@@ -472,6 +480,7 @@ async fn create_namespace(side: &Side, ns: &str) {
                 code: Some(200),
                 at: None,
                 is: None,
+                present: None,
             }),
             ..Step::default()
         };
