@@ -91,8 +91,7 @@ impl ApiError {
     }
 
     /// 404 for a path that names no resource type.
-    pub fn no_route(path: &str) -> Self {
-        let _ = path;
+    pub fn no_route() -> Self {
         let mut e = Self::new(
             404,
             "NotFound",
@@ -188,7 +187,7 @@ impl ApiError {
     /// 409 from server-side apply, one cause per conflicting field. `conflicts` holds
     /// (manager as shown, e.g. `"kubectl" using apps/v1`, field path such as `.spec.replicas`);
     /// the message follows upstream's wording for one and for several conflicts.
-    pub fn apply_conflicts(group: &str, kind: &str, name: &str, conflicts: Vec<(String, String)>) -> Self {
+    pub fn apply_conflicts(conflicts: Vec<(String, String)>) -> Self {
         let message = if let [(manager, field)] = conflicts.as_slice() {
             format!("Apply failed with 1 conflict: conflict with {manager}: {field}")
         } else {
@@ -207,8 +206,7 @@ impl ApiError {
                 lines.join("\n")
             )
         };
-        // The real server's apply conflicts name only the fields.
-        let _ = (group, kind, name);
+        // The real server's apply conflicts name only the fields, not the object.
         let mut e = Self::new(409, "Conflict", message);
         e.details.causes = conflicts
             .into_iter()
@@ -394,7 +392,7 @@ mod tests {
 
     #[test]
     fn apply_conflicts_are_counted_and_listed() {
-        let e = ApiError::apply_conflicts("", "ConfigMap", "c", vec![("\"alice\"".into(), ".data.k".into())]);
+        let e = ApiError::apply_conflicts(vec![("\"alice\"".into(), ".data.k".into())]);
         assert_eq!(
             e.message,
             "Apply failed with 1 conflict: conflict with \"alice\": .data.k"
@@ -403,7 +401,7 @@ mod tests {
             ("\"a\"".into(), ".data.x".into()),
             ("\"a\"".into(), ".data.y".into()),
         ];
-        let e2 = ApiError::apply_conflicts("", "ConfigMap", "c", two);
+        let e2 = ApiError::apply_conflicts(two);
         assert_eq!(
             e2.message,
             "Apply failed with 2 conflicts: conflicts with \"a\":\n- .data.x\n- .data.y"

@@ -107,8 +107,6 @@ fn label_values(selector: &Selector) -> Result<(), ApiError> {
             R::Equals(k, v) | R::NotEquals(k, v) => (k, vec![v.clone()]),
             R::In(k, vs) | R::NotIn(k, vs) => (k, vs.clone()),
             R::Exists(k) | R::DoesNotExist(k) => (k, Vec::new()),
-            #[allow(unreachable_patterns, reason = "the selector crate may grow operators")]
-            _ => continue,
         };
         if let Some(p) = crate::admission::selector_problem(key, &values) {
             return Err(ApiError::bad_request(format!("unable to parse requirement: {p}")));
@@ -456,7 +454,6 @@ pub async fn resource(
     info: &Info,
     repr: Representation,
 ) -> Result<Response<Body>, ApiError> {
-    let no_route = || ApiError::no_route(&format!("{} {}", ctx.method, rp.resource));
     let found = {
         let state = shared.lock();
         let found = state.registry.get(&rp.group, &rp.version, &rp.resource);
@@ -469,14 +466,14 @@ pub async fn resource(
     };
     let rt = match found {
         (Some(rt), _) => rt,
-        (None, true) => return Err(no_route()),
+        (None, true) => return Err(ApiError::no_route()),
         (None, false) => return Err(ApiError::page_not_found()),
     };
     if !rt.namespaced && rp.namespace.is_some() {
-        return Err(no_route());
+        return Err(ApiError::no_route());
     }
     if rt.namespaced && rp.namespace.is_none() && (rp.name.is_some() || *ctx.method != Method::GET) {
-        return Err(no_route());
+        return Err(ApiError::no_route());
     }
     let ns = rp.namespace.clone().unwrap_or_default();
     let sub = rp.subresource.as_deref();
@@ -484,7 +481,7 @@ pub async fn resource(
         None | Some("status") if sub.is_none() || rt.status => {}
         Some("scale") if rt.scale.is_some() => {}
         Some("finalize") if rt.kind == "Namespace" && !rt.is_custom() => {}
-        _ => return Err(no_route()),
+        _ => return Err(ApiError::no_route()),
     }
     let now = Utc::now();
     match info.verb.as_str() {

@@ -313,8 +313,7 @@ async fn dispatch(
         }
         Route::OpenApiIndex => json_response(200, &openapi::index(&shared.lock().registry)),
         Route::OpenApi(g, v) => {
-            let doc =
-                openapi::document(&shared.lock().registry, g, v).ok_or_else(|| ApiError::no_route(path))?;
+            let doc = openapi::document(&shared.lock().registry, g, v).ok_or_else(ApiError::no_route)?;
             json_response(200, &doc)
         }
         Route::DebugRequests => {
@@ -327,7 +326,7 @@ async fn dispatch(
             json_response(200, &json!({"requests": records}))
         }
         Route::Resource(rp) => handlers::resource(shared, rp, ctx, info, repr).await?,
-        Route::Unknown => return Err(ApiError::no_route(path)),
+        Route::Unknown => return Err(ApiError::no_route()),
     })
 }
 

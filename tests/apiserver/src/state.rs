@@ -799,7 +799,7 @@ impl State {
                     return Err(e);
                 }
                 warnings = [std::mem::take(&mut decode_warnings), prepared_warnings].concat();
-                result.map_err(|c| ApiError::apply_conflicts(&rt.group, &rt.kind, &name, c.0))?
+                result.map_err(|c| ApiError::apply_conflicts(c.0))?
             }
             None => {
                 let (prepared, w) = self.prepare(
@@ -1336,14 +1336,6 @@ impl State {
             .pointer("/spec/group")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let plural = obj
-            .pointer("/spec/names/plural")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let kind = obj
-            .pointer("/spec/names/kind")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
         let others: Vec<Arc<ResourceType>> = self
             .registry
             .all()
@@ -1370,7 +1362,6 @@ impl State {
             }
             self.registry.set_crd_types(name, types);
         }
-        let _ = (plural, kind);
         if obj.get("status") != Some(&status)
             && let Some(rt) = self
                 .registry
