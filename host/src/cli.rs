@@ -88,6 +88,10 @@ pub struct RenderArgs {
     /// Run every plugin call several times and fail on any byte difference.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Exit 0 even when resources are left out because they need live data (they are still
+    /// listed on stderr).
+    #[arg(long)]
+    pub allow_pending: bool,
 }
 
 /// `kroxide plugin ...`.
@@ -127,16 +131,20 @@ pub struct Outcome {
     pub stdout: String,
     /// Text for stderr.
     pub stderr: String,
-    /// Exit status 0 when true.
-    pub success: bool,
+    /// Exit status: 0 success, 1 failure, [`EXIT_PENDING`] when `render` left resources out.
+    pub code: u8,
 }
+
+/// The exit status of `kroxide render` when resources were left out (and `--allow-pending`
+/// was not given).
+pub const EXIT_PENDING: u8 = 2;
 
 impl Outcome {
     fn ok(stdout: String, stderr: String) -> Self {
         Self {
             stdout,
             stderr,
-            success: true,
+            code: 0,
         }
     }
 }
@@ -160,12 +168,27 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
                 check_determinism: args.check_determinism,
             };
             let out = commands::render::render(&options)?;
-            let note = if options.check_determinism {
-                "determinism: 3 runs, identical output\n".to_string()
+            let mut note = String::new();
+            if options.check_determinism {
+                note.push_str("determinism: 3 runs, identical output\n");
+            }
+            for pending in &out.pending {
+                note.push_str(&format!("pending: {pending}\n"));
+            }
+            let code = if out.pending.is_empty() || args.allow_pending {
+                0
             } else {
-                String::new()
+                note.push_str(&format!(
+                    "render: {} resource(s) left out (exit {EXIT_PENDING}; --allow-pending exits 0)\n",
+                    out.pending.len()
+                ));
+                EXIT_PENDING
             };
-            Ok(Outcome::ok(out, note))
+            Ok(Outcome {
+                stdout: out.text,
+                stderr: note,
+                code,
+            })
         }
         Command::Validate { files } => {
             let (text, valid) = commands::validate::validate(&files);
@@ -175,7 +198,7 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
                 Outcome {
                     stdout: String::new(),
                     stderr: text,
-                    success: false,
+                    code: 1,
                 }
             })
         }
@@ -233,6 +256,34 @@ mod tests {
         let mut argv = vec!["kroxide", "plugin", "pack", wasm, "--name", "webapp"];
         argv.extend_from_slice(extra);
         run(Cli::try_parse_from(argv).unwrap()).unwrap()
+    }
+
+    fn render(extra: &[&str]) -> Outcome {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/render/reads-status");
+        let (rgd, instance) = (format!("{dir}/rgd.yaml"), format!("{dir}/instance.yaml"));
+        let mut argv = vec!["kroxide", "render", "--rgd", &rgd, "--instance", &instance];
+        argv.extend_from_slice(extra);
+        run(Cli::try_parse_from(argv).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_render_that_leaves_resources_out_lists_them_and_exits_2_unless_pending_is_allowed() {
+        let out = render(&[]);
+        assert_eq!(out.code, EXIT_PENDING);
+        assert!(
+            out.stderr.contains("pending: resource report not rendered"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stdout.contains("kind: Deployment"), "{}", out.stdout);
+        let allowed = render(&["--allow-pending"]);
+        assert_eq!(allowed.code, 0);
+        assert_eq!(allowed.stdout, out.stdout);
+        assert!(
+            allowed.stderr.contains("pending: resource report"),
+            "{}",
+            allowed.stderr
+        );
     }
 
     #[test]

@@ -6,11 +6,7 @@ fn main() -> std::process::ExitCode {
         Ok(outcome) => {
             print!("{}", outcome.stdout);
             eprint!("{}", outcome.stderr);
-            if outcome.success {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::FAILURE
-            }
+            std::process::ExitCode::from(outcome.code)
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -23,7 +23,13 @@ fn options(dir: &Path) -> Options {
 }
 
 fn compare(name: &str, dir: &Path, options: &Options) {
-    let out = render(options).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let rendered = render(options).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(
+        rendered.pending.is_empty(),
+        "{name}: left out {:?}",
+        rendered.pending
+    );
+    let out = rendered.text;
     let golden = dir.join("golden.yaml");
     if std::env::var_os("KROXIDE_UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &out).unwrap();

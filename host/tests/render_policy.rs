@@ -1,6 +1,7 @@
 //! What `kroxide render` (and the controller, which shares the stage) refuses or limits in a
 //! graph's output: a plugin smuggling another kind under a template's id past
-//! `spec.plugin.allowedKinds`, and instance labels reaching cluster-scoped children.
+//! `spec.plugin.allowedKinds`, and instance labels reaching cluster-scoped children; and how it
+//! renders a whole graph with no cluster, listing what needs live data.
 #![cfg(feature = "demo")]
 
 mod support;
@@ -132,6 +133,7 @@ spec: {}
             ..Options::default()
         })
         .unwrap()
+        .text
     };
     let out = run("");
     assert_eq!(labels_of(&out, "ConfigMap", Some("apps"))["team"], "blue");
@@ -158,4 +160,92 @@ spec: {}
     );
     let out = run("annotations: {kroxide.dev/propagate-labels: \"false\"}");
     assert!(labels_of(&out, "ConfigMap", Some("apps")).get("team").is_none());
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/render")
+        .join(name)
+}
+
+fn kinds_and_names(text: &str) -> Vec<(String, String)> {
+    kroxide::yaml::parse_documents(text, Path::new("out"))
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_string(),
+                d["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Regression: for a graph shaped like kro's webapp example, `render` printed the Deployment
+/// only and exited 0: the Service and Ingress read `deployment.metadata.name`, and with no
+/// `--observed` file there was no Deployment to read. They now read it as it would be applied.
+#[test]
+fn a_graph_whose_resources_read_each_others_names_renders_whole_without_a_cluster() {
+    let dir = fixture("webapp");
+    let out = render(&Options {
+        rgd: dir.join("rgd.yaml"),
+        instance: dir.join("instance.yaml"),
+        ..Options::default()
+    })
+    .unwrap();
+    assert!(out.pending.is_empty(), "{:?}", out.pending);
+    assert_eq!(
+        kinds_and_names(&out.text),
+        [
+            ("Deployment".to_string(), "shop".to_string()),
+            ("Service".to_string(), "shop-svc".to_string()),
+            ("Ingress".to_string(), "shop-ingress".to_string()),
+        ],
+        "in the order they are applied:\n{}",
+        out.text
+    );
+    assert!(
+        out.text.contains("name: shop-svc\n            port:"),
+        "{}",
+        out.text
+    );
+}
+
+#[test]
+fn a_resource_reading_a_status_field_is_pending_until_an_observed_file_gives_it() {
+    let dir = fixture("reads-status");
+    let options = Options {
+        rgd: dir.join("rgd.yaml"),
+        instance: dir.join("instance.yaml"),
+        ..Options::default()
+    };
+    let out = render(&options).unwrap();
+    assert_eq!(
+        kinds_and_names(&out.text),
+        [("Deployment".to_string(), "shop".to_string())]
+    );
+    let [pending] = out.pending.as_slice() else {
+        panic!("{:?}", out.pending)
+    };
+    assert_eq!(pending.resource, "report");
+    assert!(
+        pending.reason.contains("deployment.status.availableReplicas"),
+        "{pending}"
+    );
+    assert_eq!(pending.needs, ["deployment (apps/v1 Deployment default/shop)"]);
+    assert!(pending.to_string().contains("--observed"), "{pending}");
+
+    let scratch = Scratch::new("kroxide-render-observed");
+    let observed = write(
+        scratch.path(),
+        "deployment.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: shop, namespace: default}\nspec: {replicas: 1}\nstatus: {availableReplicas: 1}\n",
+    );
+    let out = render(&Options {
+        observed: Some(observed),
+        ..options
+    })
+    .unwrap();
+    assert!(out.pending.is_empty(), "{:?}", out.pending);
+    assert!(out.text.contains("available: \"1\""), "{}", out.text);
 }

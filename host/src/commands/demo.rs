@@ -420,7 +420,7 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
         return Ok(Outcome {
             stdout: out,
             stderr: String::new(),
-            success: true,
+            code: 0,
         });
     }
     out.push_str(&format!(
@@ -437,6 +437,6 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
     Ok(Outcome {
         stdout: String::new(),
         stderr: String::new(),
-        success: true,
+        code: 0,
     })
 }

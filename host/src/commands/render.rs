@@ -1,12 +1,17 @@
 //! `kroxide render`: the desired children of one instance, exactly as the controller would
 //! apply them, with no cluster; optionally the instance with its derived status.
+//!
+//! A resource that reads another one (`${deployment.metadata.name}`) reads it as it would be
+//! applied: the desired object with the server's defaults of built-in kinds and an empty
+//! status, unless an `--observed` file gives the live object. What still cannot be rendered
+//! (it reads a status field, or waits for a readyWhen) is reported as [`Pending`].
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use kroxide_schema::{selector::Selector, structural};
+use kroxide_schema::{defaults, kinds, selector::Selector, structural};
 use serde_json::{Value, json};
 
 use super::Error;
@@ -59,6 +64,41 @@ pub struct Options {
     pub format: Format,
     /// Run every plugin call several times and fail on any byte difference.
     pub check_determinism: bool,
+}
+
+/// What `render` produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// The documents, in the order the controller applies them.
+    pub text: String,
+    /// Resources left out because rendering them needs a live cluster.
+    pub pending: Vec<Pending>,
+}
+
+/// A resource `render` left out: it needs data only a live object has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The resource id.
+    pub resource: String,
+    /// Why it waits, as the instance's status would say it.
+    pub reason: String,
+    /// The resources it reads that no `--observed` document gives, each as
+    /// `id (apiVersion Kind namespace/name)` where the name is known.
+    pub needs: Vec<String>,
+}
+
+impl std::fmt::Display for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "resource {} not rendered: {}", self.resource, self.reason)?;
+        match self.needs.as_slice() {
+            [] => Ok(()),
+            needs => write!(
+                f,
+                "; pass the live object of {} in an --observed file to render it",
+                needs.join(" and ")
+            ),
+        }
+    }
 }
 
 /// How many times `--check-determinism` runs each call.
@@ -451,44 +491,151 @@ fn instance_with_status(
     out
 }
 
-fn documents(loaded: &Loaded, observed: &[ObservedChild], include_status: bool) -> Result<Vec<Value>, Error> {
+fn documents(
+    loaded: &Loaded,
+    observed: &[ObservedChild],
+    live: &[ObservedChild],
+    include_status: bool,
+) -> Result<(Vec<Value>, Vec<Pending>), Error> {
     let pass = run(loaded, observed)?;
-    let mut docs: Vec<Value> = pass
-        .output
-        .desired
-        .iter()
-        .map(|d| Value::Object(d.object.clone()))
-        .collect();
+    // The order the controller applies them in: by the resource's place in the graph, then
+    // by key (a collection's items in order, a plugin's own children after the templates).
+    let order = loaded.graph.topological_order();
+    let mut desired: Vec<&DesiredChild> = pass.output.desired.iter().collect();
+    desired.sort_by_key(|d| {
+        (
+            order.iter().position(|id| *id == d.key.id).unwrap_or(order.len()),
+            &d.key,
+        )
+    });
+    let mut docs: Vec<Value> = desired.iter().map(|d| Value::Object(d.object.clone())).collect();
     if include_status {
-        docs.push(derive(loaded, &pass, observed)?);
+        // The instance's status reports what exists: simulated children do not.
+        docs.push(derive(loaded, &pass, live)?);
     }
-    Ok(docs)
+    let pending = pending(loaded, &pass, observed, live);
+    Ok((docs, pending))
 }
 
-/// Renders per the options and returns the text to print.
-///
-/// # Errors
-/// Any input, graph, plugin or render error, naming the file and the field; with
-/// `check_determinism`, [`Error::Nondeterministic`] on the first difference.
-pub fn render(options: &Options) -> Result<String, Error> {
-    let loaded = load(options)?;
+/// The children of the last pass: matched `--observed` documents where there is one, else
+/// the desired object as it would be applied. Returns them and the keys simulated.
+fn settle(loaded: &Loaded) -> Result<(Vec<ObservedChild>, Vec<ObservedChild>), Error> {
     // Each pass may render children the previous one could not (a dependency became visible),
-    // so match the simulated objects again until nothing new matches.
-    let mut observed = Vec::new();
+    // so observe again until nothing changes.
+    let mut observed: Vec<ObservedChild> = Vec::new();
+    let mut live = Vec::new();
     for _ in 0..=loaded.graph.nodes.len() + 1 {
-        let pass = run(&loaded, &observed)?;
-        let next = match_observed(&loaded.observed_docs, &pass.output.desired);
+        let pass = run(loaded, &observed)?;
+        live = match_observed(&loaded.observed_docs, &pass.output.desired);
+        let mut next = live.clone();
+        for (n, child) in pass.output.desired.iter().enumerate() {
+            if !live.iter().any(|o| o.key == child.key) {
+                next.push(ObservedChild {
+                    key: child.key.clone(),
+                    object: as_applied(child, n),
+                });
+            }
+        }
+        next.sort_by(|a, b| a.key.cmp(&b.key));
         if next == observed {
             break;
         }
         observed = next;
     }
-    let docs = documents(&loaded, &observed, options.include_status)?;
+    Ok((observed, live))
+}
+
+/// A desired child as the API server would store it on create: uid, resourceVersion,
+/// generation and creation time filled, the defaults of a built-in kind applied, no status.
+fn as_applied(child: &DesiredChild, n: usize) -> Value {
+    let mut object = Value::Object(child.object.clone());
+    if kinds::builtin(child.api_version(), child.kind()).is_some() {
+        defaults::apply(child.kind(), &mut object, &mut defaults::Allocator::default());
+        defaults::created(child.kind(), &mut object);
+    }
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert(
+            "uid".into(),
+            json!(format!("00000000-0000-0000-0000-{:012}", n + 1)),
+        );
+        meta.insert("resourceVersion".into(), json!("1"));
+        meta.insert("generation".into(), json!(1));
+        meta.insert("creationTimestamp".into(), json!(OFFLINE_TIME));
+    }
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    object
+}
+
+/// The resources left out, each with what it reads that no `--observed` document gives.
+fn pending(loaded: &Loaded, pass: &Pass, observed: &[ObservedChild], live: &[ObservedChild]) -> Vec<Pending> {
+    let described = |id: &str| {
+        observed
+            .iter()
+            .find(|o| o.key.id == id)
+            .map(|o| {
+                let s = |p: &str| o.object.pointer(p).and_then(Value::as_str).unwrap_or_default();
+                let ns = s("/metadata/namespace");
+                let name = if ns.is_empty() {
+                    s("/metadata/name").to_string()
+                } else {
+                    format!("{ns}/{}", s("/metadata/name"))
+                };
+                format!("{id} ({} {} {name})", s("/apiVersion"), s("/kind"))
+            })
+            .unwrap_or_else(|| id.to_string())
+    };
+    pass.resolution
+        .pending
+        .iter()
+        .map(|(id, reason)| {
+            let node = loaded.graph.node(id);
+            let needs = node
+                .map(|n| n.dependencies.iter().collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|d| !live.iter().any(|o| &o.key.id == *d))
+                .filter(|d| {
+                    !loaded
+                        .graph
+                        .node(d)
+                        .is_some_and(|n| n.is_external() && external_given(loaded, n))
+                })
+                .map(|d| described(d))
+                .collect();
+            Pending {
+                resource: id.clone(),
+                reason: reason.clone(),
+                needs,
+            }
+        })
+        .collect()
+}
+
+/// Whether an `--observed` document gives the object an external reference reads.
+fn external_given(loaded: &Loaded, node: &graph::Node) -> bool {
+    let s = |p: &str| node.object.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    loaded.observed_docs.iter().any(|d| {
+        let t = |p: &str| d.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        t("/apiVersion") == s("/apiVersion") && t("/kind") == s("/kind")
+    })
+}
+
+/// Renders per the options: the text to print and the resources left out.
+///
+/// # Errors
+/// Any input, graph, plugin or render error, naming the file and the field; with
+/// `check_determinism`, [`Error::Nondeterministic`] on the first difference.
+pub fn render(options: &Options) -> Result<Rendered, Error> {
+    let loaded = load(options)?;
+    let (observed, live) = settle(&loaded)?;
+    let (docs, pending) = documents(&loaded, &observed, &live, options.include_status)?;
     if options.check_determinism {
         let reference = serialize(&docs, Format::Json);
         for run_no in 2..=DETERMINISM_RUNS {
             let text = serialize(
-                &documents(&loaded, &observed, options.include_status)?,
+                &documents(&loaded, &observed, &live, options.include_status)?.0,
                 Format::Json,
             );
             let differs = reference
@@ -511,7 +658,10 @@ pub fn render(options: &Options) -> Result<String, Error> {
             }
         }
     }
-    Ok(serialize(&docs, options.format))
+    Ok(Rendered {
+        text: serialize(&docs, options.format),
+        pending,
+    })
 }
 
 fn serialize(documents: &[Value], format: Format) -> String {

@@ -24,7 +24,6 @@ pub mod columns;
 pub mod controllers;
 pub mod crd;
 pub mod decode;
-pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod events;

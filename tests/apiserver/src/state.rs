@@ -6,12 +6,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use kroxide_schema::structural;
+use kroxide_schema::{
+    defaults::{self, Allocator},
+    structural,
+};
 use serde_json::{Map, Value, json};
 
 use crate::{
     admission, crd, decode,
-    defaults::{self, Allocator},
     error::{ApiError, Cause},
     events,
     fields::Scope,

@@ -1,9 +1,9 @@
 //! Built-in defaulting as the real API server applies it on every write: pod template fields,
-//! workload strategies, Service ports and cluster IPs, and quantities in canonical form. Without
-//! it a client comparing what it sent with what it reads back would never see what a real
-//! cluster returns.
+//! workload strategies, Service ports and cluster IPs, and quantities in canonical form. The
+//! test API server applies them so a client reads back what a real cluster returns, and
+//! `kroxide render` applies them to the children it simulates as applied.
 
-use kroxide_schema::quantity::Quantity;
+use crate::quantity::Quantity;
 use serde_json::{Map, Value, json};
 
 /// Server-assigned values that need state: cluster IPs and node ports.
