@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, render::Format};
+use crate::commands::{self, EXIT_PENDING, Outcome, render::Format};
 
 /// kro-compatible Kubernetes controller with sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -123,31 +123,6 @@ pub enum PluginCommand {
 /// The namespace `kroxide plugin pack` writes a ConfigMap for when `--namespace` is not given:
 /// the one docs/operations.md installs the chart (and so the controller) into.
 pub const DEFAULT_PLUGIN_NAMESPACE: &str = "kroxide-system";
-
-/// What a command printed and whether it succeeded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// Text for stdout.
-    pub stdout: String,
-    /// Text for stderr.
-    pub stderr: String,
-    /// Exit status: 0 success, 1 failure, [`EXIT_PENDING`] when `render` left resources out.
-    pub code: u8,
-}
-
-/// The exit status of `kroxide render` when resources were left out (and `--allow-pending`
-/// was not given).
-pub const EXIT_PENDING: u8 = 2;
-
-impl Outcome {
-    fn ok(stdout: String, stderr: String) -> Self {
-        Self {
-            stdout,
-            stderr,
-            code: 0,
-        }
-    }
-}
 
 /// Runs a parsed command line.
 ///

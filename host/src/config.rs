@@ -5,6 +5,15 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use crate::{graph::Limits, plugin::RuntimeConfig};
 
+/// Backoff of failing keys: `min_delay * 2^failures`, capped at `max_delay`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First retry delay.
+    pub min_delay: Duration,
+    /// Largest retry delay.
+    pub max_delay: Duration,
+}
+
 /// `kroxide controller` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ControllerArgs {
@@ -272,7 +281,7 @@ pub struct ControllerConfig {
     /// Resync period.
     pub resync: Duration,
     /// Retry backoff.
-    pub backoff: crate::controller::queue::Backoff,
+    pub backoff: Backoff,
     /// Client rate.
     pub client_qps: f64,
     /// Client burst.
@@ -429,7 +438,7 @@ impl ControllerConfig {
             requeue_interval: (!args.instance_requeue_interval.is_zero())
                 .then_some(args.instance_requeue_interval),
             resync: Duration::from_secs(args.dynamic_controller_default_resync_period.max(1)),
-            backoff: crate::controller::queue::Backoff {
+            backoff: Backoff {
                 min_delay: args.dynamic_controller_rate_limiter_min_delay,
                 max_delay: args.dynamic_controller_rate_limiter_max_delay,
             },

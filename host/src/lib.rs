@@ -11,7 +11,6 @@
 //! Start with [`render::desired`] for what an instance should have, and
 //! [`plugin::PluginRuntime`] for the sandbox.
 
-pub mod apply;
 pub mod cel;
 pub mod child;
 pub mod cli;
@@ -26,7 +25,6 @@ pub mod metadata;
 pub mod metrics;
 pub mod plugin;
 pub mod probes;
-pub mod prune;
 pub mod render;
 pub mod rgd;
 pub mod status;

@@ -50,6 +50,32 @@ pub const ADOPT: &str = "kroxide.dev/adopt";
 
 /// Value of [`KRO_VERSION`] written by this build.
 pub const CONTROLLER_VERSION: &str = concat!("kroxide-v", env!("CARGO_PKG_VERSION"));
+/// Finalizer on graphs and instances, as kro names it.
+pub const FINALIZER: &str = "kro.run/finalizer";
+/// Annotation allowing schema changes that may invalidate existing instances.
+pub const ALLOW_BREAKING: &str = "kro.run/allow-breaking-changes";
+/// Annotation with the hash of the CRD kroxide last applied.
+pub const CRD_HASH: &str = "kroxide.dev/crd-hash";
+/// Annotation suspending an instance's reconciliation (`suspended`; `disabled` is accepted too).
+pub const RECONCILE: &str = "kro.run/reconcile";
+/// ApplySet parent annotation: the tool that manages the set.
+pub const APPLYSET_TOOLING: &str = "applyset.kubernetes.io/tooling";
+/// ApplySet parent annotation: the group-kinds of its members.
+pub const APPLYSET_CONTAINS: &str = "applyset.kubernetes.io/contains-group-kinds";
+/// ApplySet parent annotation: namespaces of members beyond the parent's.
+pub const APPLYSET_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
+
+/// Field manager of children (server-side apply, forced), as kro names it.
+pub const APPLY_MANAGER: &str = "kro.run/applyset";
+/// Field manager of graph-level writes (CRD, finalizer, status).
+pub const RGD_MANAGER: &str = "kro.run/rgd-controller";
+/// Field manager of an instance's labels and finalizer.
+pub const LABELLER_MANAGER: &str = "kro.run/labeller";
+/// Field manager of an instance's ApplySet parent annotations.
+pub const PARENT_MANAGER: &str = "kro.run/applyset-parent";
+/// Field manager of an instance's status.
+pub const STATUS_MANAGER: &str = "kro.run/status";
+
 /// The uid used for instances rendered offline, so golden files stay stable.
 pub const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
 

@@ -15,17 +15,33 @@ use hyper::{Request, Response, StatusCode, body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::{controller::Context, metrics::Metrics};
+use crate::metrics::Metrics;
+
+/// What the endpoints read from a running controller.
+pub trait Health: Send + Sync {
+    /// Caches synced and every graph reconciled once.
+    fn ready(&self) -> bool;
+    /// Keys waiting in the graph and instance queues, and bytes of compiled plugins cached.
+    fn load(&self) -> (usize, usize, usize);
+}
 
 /// What the endpoints report, shared with the controller.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Probes {
     /// The running controller, while this replica leads (or runs without election).
-    pub current: Mutex<Option<Arc<Context>>>,
+    pub current: Mutex<Option<Arc<dyn Health>>>,
     /// Leader election is on and this replica does not hold the Lease.
     pub standby: std::sync::atomic::AtomicBool,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes")
+            .field("standby", &self.standby)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Probes {
@@ -53,10 +69,9 @@ impl Probes {
     fn metrics_text(&self) -> String {
         let leader = !self.standby.load(std::sync::atomic::Ordering::Acquire);
         match self.current.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            Some(ctx) => {
-                let (_, bytes) = ctx.runtime.cache_usage();
-                self.metrics
-                    .set_gauges(ctx.rgd_queue.len(), ctx.instance_queue.len(), bytes, leader);
+            Some(health) => {
+                let (rgds, instances, bytes) = health.load();
+                self.metrics.set_gauges(rgds, instances, bytes, leader);
             }
             None => self.metrics.set_gauges(0, 0, 0, false),
         }

@@ -96,18 +96,50 @@ pub fn to_json(value: &Value) -> Result<Json, String> {
             Json::Object(out)
         }
         Value::Timestamp(t) => Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-        Value::Duration(d) => Json::String(super::functions::format_duration(d)),
+        Value::Duration(d) => Json::String(format_duration(d)),
         Value::Opaque(o) => match o.downcast_ref::<cel::objects::OptionalValue>() {
             Some(optional) => match optional.value() {
                 Some(v) => to_json(v)?,
                 None => Json::Null,
             },
-            None => super::functions::opaque_to_json(o.as_ref())
+            None => super::kubernetes::opaque_to_json(o.as_ref())
                 .ok_or_else(|| format!("a {} value has no JSON representation", o.runtime_type_name()))?,
         },
         Value::Function(name, _) => return Err(format!("function {name} has no JSON representation")),
         Value::Struct(_) => return Err("a struct value has no JSON representation".to_string()),
     })
+}
+
+/// Go's `time.Duration.String()` form: `1h2m3.5s`, `500ms`, `0s`.
+pub fn format_duration(d: &chrono::Duration) -> String {
+    let nanos = d.num_nanoseconds().unwrap_or(i64::MAX);
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let sign = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    if n < 1_000_000_000 {
+        let (value, unit) = if n < 1_000 {
+            (n as f64, "ns")
+        } else if n < 1_000_000 {
+            (n as f64 / 1e3, "µs")
+        } else {
+            (n as f64 / 1e6, "ms")
+        };
+        return format!("{sign}{value}{unit}");
+    }
+    let hours = n / 3_600_000_000_000;
+    let minutes = (n / 60_000_000_000) % 60;
+    let seconds = (n % 60_000_000_000) as f64 / 1e9;
+    let mut out = sign.to_string();
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    out.push_str(&format!("{seconds}s"));
+    out
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 pub mod convert;
 pub mod functions;
 pub mod inspect;
+mod kubernetes;
+mod native;
 pub mod template;
 
 use std::{
@@ -300,7 +302,7 @@ impl Engine {
             known: KNOWN_FUNCTIONS
                 .iter()
                 .copied()
-                .chain(functions::OPAQUE_MEMBERS.iter().map(|(name, _)| *name))
+                .chain(kubernetes::OPAQUE_MEMBERS.iter().map(|(name, _)| *name))
                 .collect(),
         })
     }

@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use super::Error;
+use super::error::Error;
 use crate::config::{ControllerArgs, ControllerConfig, LogFormat};
 
 /// Sets up logging: `RUST_LOG` when set, else `--log-level`.

@@ -22,8 +22,16 @@ use kube::{
 };
 use serde_json::{Value, json};
 
-use super::Error;
-use crate::{cli::Outcome, config::ControllerConfig, controller, graph::crd::rgd_crd, yaml};
+use super::{
+    error::{DemoError, Error},
+    outcome::Outcome,
+};
+use crate::{
+    config::{ControllerArgs, ControllerConfig},
+    controller,
+    graph::crd::rgd_crd,
+    yaml,
+};
 
 const WEB_SERVICE_RGD: &str = include_str!("../../../examples/web-service/rgd.yaml");
 const WEB_SERVICE_INSTANCE: &str = include_str!("../../../examples/web-service/instance.yaml");
@@ -33,32 +41,11 @@ const WEBAPP_WASM: &[u8] = include_bytes!(concat!(env!("KROXIDE_PLUGIN_DIR"), "/
 
 const NAMESPACE: &str = "kroxide-system";
 
-/// Why the demo failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    /// The embedded API server did not start.
-    #[error("cannot start the embedded API server: {0}")]
-    Server(#[source] std::io::Error),
-    /// A request to it failed.
-    #[error("{what}: {message}")]
-    Api {
-        /// What was being done.
-        what: String,
-        /// The API's answer.
-        message: String,
-    },
-    /// An example did not become ACTIVE in time.
-    #[error("{what} did not become {want} within {seconds} s; last status: {status}")]
-    Timeout {
-        /// The object.
-        what: String,
-        /// The state waited for.
-        want: &'static str,
-        /// The wait.
-        seconds: u64,
-        /// Its status at the end.
-        status: String,
-    },
+/// `kroxide controller`'s flags, parsed as the command line would.
+#[derive(Debug, clap::Parser)]
+struct ControllerFlags {
+    #[command(flatten)]
+    args: ControllerArgs,
 }
 
 fn step(text: &str) {
@@ -318,11 +305,8 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
         "--metrics-bind-address=0".into(),
         "--health-probe-bind-address=0".into(),
     ];
-    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).expect("demo flags are valid");
-    let crate::cli::Command::Controller(args) = cli.command else {
-        unreachable!("parsed as controller")
-    };
-    let config = ControllerConfig::from_args(&args)?;
+    let flags = <ControllerFlags as clap::Parser>::try_parse_from(args).expect("demo flags are valid");
+    let config = ControllerConfig::from_args(&flags.args)?;
     let controller_client = controller::client(&config).await?;
     let (ctx, notices) = controller::context(config, controller_client, Default::default()).await?;
     let running = controller::start(ctx, notices).await;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{Error, render::load_graph};
+use super::{error::Error, render::load_graph};
 use crate::{graph::crd, yaml};
 
 /// The CRD as YAML: the RGD CRD without `rgd`, the instance CRD of the RGD in `rgd` otherwise.

@@ -6,7 +6,7 @@ use std::{path::Path, time::Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::Error;
+use super::error::Error;
 use crate::{
     plugin::{PluginRuntime, RuntimeConfig, WORLD_VERSION, source},
     rgd::DEFAULT_PLUGIN_KEY,

@@ -14,7 +14,7 @@ use std::{
 use kroxide_schema::{defaults, kinds, selector::Selector, structural};
 use serde_json::{Value, json};
 
-use super::Error;
+use super::error::Error;
 use crate::{
     child::{ChildKey, DesiredChild, ObservedChild},
     derive,

@@ -18,7 +18,8 @@ use kube::{
 use serde_json::Value;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::Error;
+use super::error::Error;
+use crate::metadata;
 
 /// What a watch is for, which decides how its events are routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -434,5 +435,39 @@ impl Informers {
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+}
+
+impl WatchKey {
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Rgds => "rgds",
+            Role::Instances => "instances",
+            Role::Children => "children",
+            Role::External => "external",
+            Role::PluginSource => "plugins",
+            Role::Crds => "crds",
+        }
+    }
+}
+
+/// The watch of ResourceGraphDefinitions.
+pub fn rgd_watch() -> WatchKey {
+    WatchKey::all(crate::rgd::API_VERSION, crate::rgd::KIND, Role::Rgds)
+}
+
+/// The watch of the CRDs graphs own.
+pub fn crd_watch() -> WatchKey {
+    WatchKey {
+        labels: Some(format!("{}=true", metadata::OWNED)),
+        ..WatchKey::all("apiextensions.k8s.io/v1", "CustomResourceDefinition", Role::Crds)
+    }
+}
+
+/// The watch of children of one kind.
+pub fn child_watch(api_version: &str, kind: &str) -> WatchKey {
+    WatchKey {
+        labels: Some(format!("{}=true", metadata::OWNED)),
+        ..WatchKey::all(api_version, kind, Role::Children)
     }
 }

@@ -15,35 +15,25 @@ use kube::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    Action, Context, Error, InstanceKey, NOT_SYNCED_RETRY, Revision, child_watch,
-    informers::{Lookup, Role, WatchKey},
-    label, object_id,
-    rgd::FINALIZER,
+    action::{Action, NOT_SYNCED_RETRY},
+    apply::{self, Outcome},
+    children::{label, object_id},
+    context::Context,
+    error::Error,
+    informers::{Lookup, Role, WatchKey, child_watch},
+    key::InstanceKey,
+    prune,
+    revisions::Revision,
 };
 use crate::{
-    apply::{self, Outcome},
     child::{ChildKey, ObservedChild},
     derive::{self, Failure},
     graph::runtime::{self, Externals, Resolution},
     metadata::{self, InstanceIdentity},
     plugin::{CallInput, PluginEvent},
-    prune,
     render::{self, KindScopes, PluginStage},
     status::Mark,
 };
-
-/// Field manager of the instance's labels and finalizer.
-pub const LABELLER: &str = "kro.run/labeller";
-/// Field manager of the instance's ApplySet annotations.
-pub const PARENT: &str = "kro.run/applyset-parent";
-/// Field manager of the instance's status.
-pub const STATUS: &str = "kro.run/status";
-/// Annotation suspending reconciliation (`suspended`; `disabled` is accepted too).
-pub const RECONCILE: &str = "kro.run/reconcile";
-
-const TOOLING: &str = "applyset.kubernetes.io/tooling";
-const CONTAINS: &str = "applyset.kubernetes.io/contains-group-kinds";
-const NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
 
 fn deleting(v: &Value) -> bool {
     v.pointer("/metadata/deletionTimestamp")
@@ -57,7 +47,7 @@ fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn suspended(v: &Value) -> bool {
-    annotation(v, RECONCILE)
+    annotation(v, metadata::RECONCILE)
         .is_some_and(|a| a.eq_ignore_ascii_case("suspended") || a.eq_ignore_ascii_case("disabled"))
 }
 
@@ -154,7 +144,7 @@ async fn ensure_managed(
     let has_finalizer = instance
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
+        .is_some_and(|f| f.iter().any(|x| x == metadata::FINALIZER));
     if has_finalizer && want.iter().all(|(k, v)| label(instance, k) == Some(*v)) {
         return Ok(());
     }
@@ -165,7 +155,7 @@ async fn ensure_managed(
         .cloned()
         .unwrap_or_default();
     if !has_finalizer {
-        finalizers.push(json!(FINALIZER));
+        finalizers.push(json!(metadata::FINALIZER));
     }
     // A merge patch at the resourceVersion we read, never an apply: an apply creates what it
     // does not find, and would bring back an instance deleted before it had our finalizer.
@@ -174,7 +164,16 @@ async fn ensure_managed(
         "labels": labels,
         "finalizers": finalizers,
         "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
-    patch_instance(ctx, rev, key, instance, LABELLER, "label", patch).await
+    patch_instance(
+        ctx,
+        rev,
+        key,
+        instance,
+        metadata::LABELLER_MANAGER,
+        "label",
+        patch,
+    )
+    .await
 }
 
 /// Merges `metadata` (annotations) into the instance as `manager`, and keeps the answer as
@@ -240,10 +239,10 @@ async fn ensure_parent(
         .filter(|n| Some(*n) != key.namespace.as_deref())
         .map(String::from)
         .collect();
-    let current_kinds: BTreeSet<String> = annotation(instance, CONTAINS)
+    let current_kinds: BTreeSet<String> = annotation(instance, metadata::APPLYSET_CONTAINS)
         .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
         .unwrap_or_default();
-    let current_namespaces: BTreeSet<String> = annotation(instance, NAMESPACES)
+    let current_namespaces: BTreeSet<String> = annotation(instance, metadata::APPLYSET_NAMESPACES)
         .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
         .unwrap_or_default();
     if grow {
@@ -253,14 +252,13 @@ async fn ensure_parent(
     let tooling = concat!("kroxide/v", env!("CARGO_PKG_VERSION"));
     if kinds == current_kinds
         && namespaces == current_namespaces
-        && annotation(instance, TOOLING) == Some(tooling)
+        && annotation(instance, metadata::APPLYSET_TOOLING) == Some(tooling)
     {
         return Ok(());
     }
-    let mut annotations =
-        json!({TOOLING: tooling, CONTAINS: kinds.into_iter().collect::<Vec<_>>().join(",")});
+    let mut annotations = json!({(metadata::APPLYSET_TOOLING): tooling, (metadata::APPLYSET_CONTAINS): kinds.into_iter().collect::<Vec<_>>().join(",")});
     // A merge patch: `null` removes the annotation when no namespace is left.
-    annotations[NAMESPACES] = if namespaces.is_empty() {
+    annotations[metadata::APPLYSET_NAMESPACES] = if namespaces.is_empty() {
         Value::Null
     } else {
         json!(namespaces.into_iter().collect::<Vec<_>>().join(","))
@@ -270,7 +268,7 @@ async fn ensure_parent(
         rev,
         key,
         instance,
-        PARENT,
+        metadata::PARENT_MANAGER,
         "annotate",
         json!({"annotations": annotations}),
     )
@@ -458,7 +456,7 @@ async fn write_status(
     let written = api
         .patch_status(
             &key.name,
-            &PatchParams::apply(STATUS).force(),
+            &PatchParams::apply(metadata::STATUS_MANAGER).force(),
             &Patch::Apply(&body),
         )
         .await
@@ -824,7 +822,7 @@ async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) {
             kinds.insert((s("/apiVersion"), s("/kind")));
         }
     }
-    for gk in annotation(instance, CONTAINS)
+    for gk in annotation(instance, metadata::APPLYSET_CONTAINS)
         .unwrap_or_default()
         .split(',')
         .filter(|s| !s.is_empty())
@@ -883,7 +881,7 @@ async fn finalize(
     let has_finalizer = instance
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .is_some_and(|f| f.iter().any(|x| x == FINALIZER));
+        .is_some_and(|f| f.iter().any(|x| x == metadata::FINALIZER));
     if !has_finalizer {
         return Ok(Action::done());
     }
@@ -898,7 +896,7 @@ async fn finalize(
     let rest: Vec<Value> = instance
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|f| f.iter().filter(|x| *x != FINALIZER).cloned().collect())
+        .map(|f| f.iter().filter(|x| *x != metadata::FINALIZER).cloned().collect())
         .unwrap_or_default();
     let patch = json!({
         "finalizers": if rest.is_empty() { Value::Null } else { Value::Array(rest) },
@@ -909,7 +907,7 @@ async fn finalize(
         rev,
         key,
         &mut written,
-        LABELLER,
+        metadata::LABELLER_MANAGER,
         "remove the finalizer of",
         patch,
     )

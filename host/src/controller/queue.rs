@@ -14,14 +14,7 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-/// Backoff of failing keys: `min_delay * 2^failures`, capped at `max_delay`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First retry delay.
-    pub min_delay: Duration,
-    /// Largest retry delay.
-    pub max_delay: Duration,
-}
+use crate::config::Backoff;
 
 /// A queue key, and the group it shares workers with.
 pub trait Key: Clone + Eq + Hash + Ord {

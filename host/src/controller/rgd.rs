@@ -18,9 +18,11 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    Action, Context, Error, NOT_SYNCED_RETRY, PluginBinding, Revision, child_watch,
-    informers::{Lookup, Role, WatchKey},
-    rgd_watch,
+    action::{Action, NOT_SYNCED_RETRY},
+    context::Context,
+    error::Error,
+    informers::{Lookup, Role, WatchKey, child_watch, rgd_watch},
+    revisions::{PluginBinding, Revision},
 };
 use crate::{
     graph::{self, Graph, NodeKind, compat},
@@ -28,15 +30,6 @@ use crate::{
     plugin::Digest,
     rgd::{PluginSpec, ResourceGraphDefinition},
 };
-
-/// Finalizer on graphs (and instances), as kro names it.
-pub const FINALIZER: &str = "kro.run/finalizer";
-/// Field manager of graph-level writes (CRD, finalizer, status).
-pub const MANAGER: &str = "kro.run/rgd-controller";
-/// Annotation allowing schema changes that may invalidate existing instances.
-pub const ALLOW_BREAKING: &str = "kro.run/allow-breaking-changes";
-/// Annotation with the hash of the CRD kroxide last applied.
-pub const CRD_HASH: &str = "kroxide.dev/crd-hash";
 
 /// A condition kroxide sets on a graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +206,11 @@ async fn write_status(ctx: &Context, name: &str, rgd: &Value, report: &Report) -
     let api = ctx.api(&resource, false, None).await;
     let body = json!({"apiVersion": crate::rgd::API_VERSION, "kind": crate::rgd::KIND, "metadata": {"name": name}, "status": status});
     let written = api
-        .patch_status(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&body))
+        .patch_status(
+            name,
+            &PatchParams::apply(metadata::RGD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
         .await
         .map_err(|source| Error::Api {
             action: "update status of",
@@ -246,7 +243,7 @@ async fn set_finalizers(
     let patch =
         json!({"metadata": {"finalizers": value, "resourceVersion": s(rgd, "/metadata/resourceVersion")}});
     let params = PatchParams {
-        field_manager: Some(MANAGER.to_string()),
+        field_manager: Some(metadata::RGD_MANAGER.to_string()),
         ..PatchParams::default()
     };
     let written = api
@@ -398,7 +395,7 @@ async fn ensure_crd(
         crd["metadata"]["labels"][k] = v.clone();
     }
     let hash = hash_of(&crd);
-    crd["metadata"]["annotations"][CRD_HASH] = json!(hash);
+    crd["metadata"]["annotations"][metadata::CRD_HASH] = json!(hash);
     let failed = |message: String| ("Failed".to_string(), message);
     let crds: Api<CustomResourceDefinition> = {
         ctx.limiter.acquire().await;
@@ -431,7 +428,12 @@ async fn ensure_crd(
                 "CustomResourceDefinition {name} belongs to ResourceGraphDefinition {other}"
             )));
         }
-        let unchanged = live.metadata.annotations.as_ref().and_then(|a| a.get(CRD_HASH)) == Some(&hash);
+        let unchanged = live
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(metadata::CRD_HASH))
+            == Some(&hash);
         let established = conditions::is_crd_established().matches_object(Some(live));
         if unchanged && established {
             return Ok(());
@@ -449,7 +451,7 @@ async fn ensure_crd(
             let allowed = raw
                 .pointer(&format!(
                     "/metadata/annotations/{}",
-                    ALLOW_BREAKING.replace('/', "~1")
+                    metadata::ALLOW_BREAKING.replace('/', "~1")
                 ))
                 .and_then(Value::as_str)
                 == Some("true");
@@ -458,23 +460,31 @@ async fn ensure_crd(
                 return Err((
                     "BreakingChanges".into(),
                     format!(
-                        "schema change refused: {}; annotate the ResourceGraphDefinition with {ALLOW_BREAKING}: \"true\" to apply it anyway",
-                        list.join(", ")
+                        "schema change refused: {}; annotate the ResourceGraphDefinition with {}: \"true\" to apply it anyway",
+                        list.join(", "),
+                        metadata::ALLOW_BREAKING
                     ),
                 ));
             }
         }
     }
-    if live
-        .as_ref()
-        .is_none_or(|l| l.metadata.annotations.as_ref().and_then(|a| a.get(CRD_HASH)) != Some(&hash))
-    {
+    if live.as_ref().is_none_or(|l| {
+        l.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(metadata::CRD_HASH))
+            != Some(&hash)
+    }) {
         ctx.limiter.acquire().await;
         let typed: CustomResourceDefinition = serde_json::from_value(crd)
             .map_err(|e| failed(format!("generated CRD {name} is not valid: {e}")))?;
-        crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&typed))
-            .await
-            .map_err(|e| failed(format!("applying CustomResourceDefinition {name}: {e}")))?;
+        crds.patch(
+            &name,
+            &PatchParams::apply(metadata::RGD_MANAGER).force(),
+            &Patch::Apply(&typed),
+        )
+        .await
+        .map_err(|e| failed(format!("applying CustomResourceDefinition {name}: {e}")))?;
     }
     // A new CRD is Established within a moment; one that is not (it may never be) must not
     // hold this worker: report it and come back when the CRD watch sees it change.
@@ -610,9 +620,9 @@ fn forget_graph(ctx: &Context, name: &str) {
 /// (no finalizer is added; the caller deletes once the instances are gone).
 async fn serve(ctx: &Arc<Context>, name: &str, mut raw: Value, deleting: bool) -> Result<Action, Error> {
     let fins = finalizers(&raw);
-    if !deleting && !fins.iter().any(|f| f == FINALIZER) {
+    if !deleting && !fins.iter().any(|f| f == metadata::FINALIZER) {
         let mut next = fins.clone();
-        next.push(FINALIZER.to_string());
+        next.push(metadata::FINALIZER.to_string());
         set_finalizers(ctx, name, &raw, next).await?;
         if let Some(i) = ctx.informers.get(&rgd_watch())
             && let Some(c) = i.get(None, name)
@@ -748,7 +758,7 @@ async fn serve(ctx: &Arc<Context>, name: &str, mut raw: Value, deleting: bool) -
         tracing::info!(revision = number, kind = %graph.names.kind, "serving graph revision");
         if informer.synced() {
             for obj in informer.list() {
-                ctx.instance_queue.add(super::InstanceKey {
+                ctx.instance_queue.add(super::key::InstanceKey {
                     api_version: api_version.clone(),
                     kind: graph.names.kind.clone(),
                     namespace: obj
@@ -869,7 +879,10 @@ async fn delete(ctx: &Arc<Context>, name: &str, raw: &Value) -> Result<Action, E
             }
         }
     }
-    let fins: Vec<String> = finalizers(raw).into_iter().filter(|f| f != FINALIZER).collect();
+    let fins: Vec<String> = finalizers(raw)
+        .into_iter()
+        .filter(|f| f != metadata::FINALIZER)
+        .collect();
     if fins.len() != finalizers(raw).len() {
         set_finalizers(ctx, name, raw, fins).await?;
     }

@@ -10,14 +10,14 @@ use std::hash::{Hash, Hasher};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use crate::{
-    child::DesiredChild,
-    controller::{Applied, Context, Error, ObjectId, label, object_id},
-    metadata,
+use super::{
+    children::{ObjectId, label, object_id, trim},
+    context::Context,
+    error::Error,
+    informers::to_value,
+    memory::Applied,
 };
-
-/// kro's field manager for children.
-pub const MANAGER: &str = "kro.run/applyset";
+use crate::{child::DesiredChild, metadata};
 
 /// A stable hash of what we ask for.
 pub fn intent_hash(child: &DesiredChild) -> u64 {
@@ -32,7 +32,7 @@ pub fn owned_fields(live: &Value) -> Option<&Value> {
         .as_array()?
         .iter()
         .find_map(|e| {
-            let ours = e.get("manager").and_then(Value::as_str) == Some(MANAGER)
+            let ours = e.get("manager").and_then(Value::as_str) == Some(metadata::APPLY_MANAGER)
                 && e.get("operation").and_then(Value::as_str) == Some("Apply")
                 && e.get("subresource")
                     .is_none_or(|s| s.as_str().is_none_or(str::is_empty));
@@ -160,7 +160,7 @@ pub async fn apply(
         match api.get_opt(child.name()).await {
             Ok(None) => {}
             Ok(Some(existing)) => {
-                let existing = crate::controller::informers::to_value(&existing, &resource);
+                let existing = to_value(&existing, &resource);
                 if !may_take_over(&existing, applyset) {
                     return Err(ApplyError::NotOurs {
                         key,
@@ -184,12 +184,12 @@ pub async fn apply(
     let result = api
         .patch(
             child.name(),
-            &PatchParams::apply(MANAGER).force(),
+            &PatchParams::apply(metadata::APPLY_MANAGER).force(),
             &Patch::Apply(&body),
         )
         .await;
     let applied = match result {
-        Ok(o) => crate::controller::informers::to_value(&o, &resource),
+        Ok(o) => to_value(&o, &resource),
         Err(source) => {
             ctx.metrics.apply("error");
             return Err(ApplyError::Api {
@@ -213,7 +213,7 @@ pub async fn apply(
         fields: owned_fields(&applied).cloned().unwrap_or(Value::Null),
     };
     ctx.memory.record_applied(applyset, id, entry);
-    ctx.children.upsert(crate::controller::trim(applied.clone()));
+    ctx.children.upsert(trim(applied.clone()));
     Ok(Outcome::Applied(applied))
 }
 
@@ -237,7 +237,7 @@ mod tests {
     fn live(fields: Value) -> Value {
         json!({"metadata": {"uid": "u1", "managedFields": [
             {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:data": {}}},
-            {"manager": MANAGER, "operation": "Apply", "fieldsV1": fields}]}, "data": {"k": "v", "defaulted": "x"}})
+            {"manager": metadata::APPLY_MANAGER, "operation": "Apply", "fieldsV1": fields}]}, "data": {"k": "v", "defaulted": "x"}})
     }
 
     #[test]

@@ -8,11 +8,13 @@ use std::{collections::BTreeMap, sync::Arc};
 use kube::api::DeleteParams;
 use serde_json::Value;
 
-use crate::{
-    child::DesiredChild,
-    controller::{Context, Error, label, object_id},
-    metadata,
+use super::{
+    children::{label, object_id},
+    context::Context,
+    error::Error,
+    informers::to_value,
 };
+use crate::{child::DesiredChild, metadata};
 
 /// Members of the ApplySet that the desired set no longer holds, except children of pending
 /// nodes (whose template could not be rendered this time).
@@ -90,7 +92,7 @@ pub async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Result<boo
                 Ok(answer) => match answer.left() {
                     // The object itself: still there, held by finalizers.
                     Some(still) => {
-                        let v = crate::controller::informers::to_value(&still, &resource);
+                        let v = to_value(&still, &resource);
                         waiting |= v
                             .pointer("/metadata/deletionTimestamp")
                             .is_some_and(|t| !t.is_null());

@@ -1,0 +1,150 @@
+//! The shared context of every reconcile: client, caches, queues, revisions and memory.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject},
+    runtime::events::{Recorder, Reporter},
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{
+    children::Children,
+    client::Limiter,
+    error::Error,
+    informers::{Informers, Notice, rgd_watch},
+    interest::Interest,
+    key::InstanceKey,
+    memory::Memory,
+    queue::Queue,
+    revisions::Graphs,
+};
+use crate::{config::ControllerConfig, plugin::PluginRuntime};
+
+/// Everything reconciles share.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Settings.
+    pub config: ControllerConfig,
+    /// Watches.
+    pub informers: Informers,
+    /// Plugin sandbox.
+    pub runtime: Arc<PluginRuntime>,
+    /// Live graph revisions.
+    pub graphs: Graphs,
+    /// Graph keys to reconcile.
+    pub rgd_queue: Queue<String>,
+    /// Instance keys to reconcile.
+    pub instance_queue: Queue<InstanceKey>,
+    /// Client-side rate limit.
+    pub limiter: Limiter,
+    /// Kubernetes Events.
+    pub recorder: Recorder,
+    /// Observed children.
+    pub children: Children,
+    /// Remembered writes.
+    pub memory: Memory,
+    /// Who watches what.
+    pub interest: Interest,
+    /// Numbers for /metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Graphs reconciled at least once since start.
+    pub graphs_seen: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Ready: every cache has its initial list, and every graph has been reconciled once (so
+    /// its plugin is loaded, or refused with a condition).
+    pub fn ready(&self) -> bool {
+        let Some(rgds) = self.informers.get(&rgd_watch()) else {
+            return false;
+        };
+        if !rgds.synced() || !self.informers.all_synced() {
+            return false;
+        }
+        let seen = self.graphs_seen.lock().unwrap_or_else(|e| e.into_inner());
+        rgds.list().iter().all(|r| {
+            r.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| seen.contains(n))
+        })
+    }
+
+    /// An API handle for `resource` (in `namespace` when namespaced), after waiting for the
+    /// client's rate limit.
+    pub async fn api(
+        &self,
+        resource: &ApiResource,
+        namespaced: bool,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
+        self.limiter.acquire().await;
+        match (namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, resource),
+            _ => Api::all_with(self.client.clone(), resource),
+        }
+    }
+}
+
+/// Builds the shared context (connects, creates the plugin runtime).
+///
+/// # Errors
+/// No API connection, or the plugin runtime cannot start.
+pub async fn context(
+    config: ControllerConfig,
+    client: Client,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<(Arc<Context>, mpsc::UnboundedReceiver<Notice>), Error> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let runtime = Arc::new(PluginRuntime::new(config.runtime.clone())?);
+    let reporter = Reporter {
+        controller: "kroxide".into(),
+        instance: std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok()),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        informers: Informers::new(client.clone(), tx),
+        limiter: Limiter::new(config.client_qps, config.client_burst),
+        rgd_queue: Queue::new(config.backoff),
+        // One graph holds at most all workers but one: a slow graph (plugin calls running into
+        // their deadline) cannot starve the others.
+        instance_queue: Queue::with_share(config.backoff, config.workers.saturating_sub(1).max(1)),
+        graphs: Graphs::default(),
+        children: Children::default(),
+        memory: Memory::default(),
+        interest: Interest::default(),
+        metrics,
+        graphs_seen: Mutex::new(HashSet::new()),
+        runtime,
+        client,
+        config,
+    });
+    Ok((ctx, rx))
+}
+
+impl crate::probes::Health for Context {
+    fn ready(&self) -> bool {
+        Context::ready(self)
+    }
+
+    fn load(&self) -> (usize, usize, usize) {
+        let (_, bytes) = self.runtime.cache_usage();
+        (self.rgd_queue.len(), self.instance_queue.len(), bytes)
+    }
+}

@@ -1,0 +1,21 @@
+//! Reverse indexes from watched objects to the graphs and instances that read them, and the
+//! fingerprints that tell a change a reconcile reads from one it does not.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
+
+use super::{children::ObjectId, informers::Role, key::InstanceKey};
+
+/// Reverse indexes from watched objects to who needs to hear of them.
+#[derive(Debug, Default)]
+pub struct Interest {
+    /// (apiVersion, kind) of external objects → instances reading them.
+    pub externals: Mutex<HashMap<(String, String), HashSet<InstanceKey>>>,
+    /// (namespace, name) of plugin ConfigMaps → graphs using them.
+    pub plugins: Mutex<HashMap<(String, String), HashSet<String>>>,
+    /// CRD name → graphs refused because another graph owns it.
+    pub crds: Mutex<HashMap<String, HashSet<String>>>,
+    pub(crate) fingerprints: Mutex<HashMap<(Role, ObjectId), u64>>,
+}

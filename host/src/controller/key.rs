@@ -1,0 +1,80 @@
+//! The names of work items: an instance of a graph's kind, and how a child names its owner.
+
+use serde_json::Value;
+
+use super::{children::label, informers::WatchKey, queue};
+use crate::metadata;
+
+/// Names one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    /// apiVersion of the graph's kind.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (`None` for cluster-scoped kinds).
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+}
+
+impl queue::Key for InstanceKey {
+    /// Instances of one graph (kind) share the workers fairly with other graphs'.
+    type Group = (String, String);
+    fn group(&self) -> Self::Group {
+        (self.api_version.clone(), self.kind.clone())
+    }
+}
+
+impl std::fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// The instance a child belongs to, from kro's labels.
+pub fn owner_of(child: &Value) -> Option<InstanceKey> {
+    let group = label(child, metadata::INSTANCE_GROUP)?;
+    let version = label(child, metadata::INSTANCE_VERSION)?;
+    Some(InstanceKey {
+        api_version: if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: label(child, metadata::INSTANCE_KIND)?.to_string(),
+        namespace: label(child, metadata::INSTANCE_NAMESPACE).map(String::from),
+        name: label(child, metadata::INSTANCE_NAME)?.to_string(),
+    })
+}
+
+pub fn instance_key(key: &WatchKey, v: &Value) -> InstanceKey {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
+    InstanceKey {
+        api_version: key.api_version.clone(),
+        kind: key.kind.clone(),
+        namespace: s("/metadata/namespace"),
+        name: s("/metadata/name").unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_child_routes_to_its_instance_by_labels() {
+        let child = json!({"metadata": {"labels": {
+            "kro.run/instance-group": "kro.run", "kro.run/instance-version": "v1alpha1",
+            "kro.run/instance-kind": "WebApp", "kro.run/instance-namespace": "shop", "kro.run/instance-name": "web"}}});
+        let key = owner_of(&child).unwrap();
+        assert_eq!(key.to_string(), "WebApp shop/web");
+        assert_eq!(key.api_version, "kro.run/v1alpha1");
+        assert!(owner_of(&json!({"metadata": {}})).is_none());
+    }
+}

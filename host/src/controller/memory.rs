@@ -1,0 +1,171 @@
+//! What the controller remembers between reconciles: applied intents, the copies its own writes
+//! returned, last reported states and finalized instances.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use serde_json::Value;
+
+use super::{
+    children::{ObjectId, object_id, part_of, resource_version},
+    key::InstanceKey,
+};
+use crate::metadata;
+
+/// What the controller remembers between reconciles.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Per instance (its ApplySet) and child: the hash of the intent last applied, the object's
+    /// uid, and the fields our apply owned afterwards. A child whose intent and owned fields are
+    /// unchanged is not applied again. An instance's entry goes with the instance, a child's
+    /// with the child.
+    pub applied: Mutex<HashMap<String, HashMap<ObjectId, Applied>>>,
+    /// Per graph and instance: the object as our last write returned it. The watch cache may
+    /// lag behind our own writes; reconciles read whichever copy is newer, so they never
+    /// repeat a write because they have not seen it yet.
+    pub fresh: Mutex<HashMap<ObjectId, Value>>,
+    /// Per instance: the state last reported, for transition events.
+    pub states: Mutex<HashMap<InstanceKey, String>>,
+    /// Instances whose finalizer we removed (their uid, and when), until the watch reports
+    /// them gone: a reconcile reading a cache that lags behind must not make their children
+    /// again, nor the instance.
+    pub finalized: Mutex<HashMap<InstanceKey, (String, std::time::Instant)>>,
+}
+
+/// How long a finalized instance is remembered if its watch never reports it gone.
+const FINALIZED_TTL: Duration = Duration::from_secs(300);
+
+impl Memory {
+    /// `cached`, or the copy our last write returned when that one is newer.
+    pub fn freshest(&self, cached: Value) -> Value {
+        let id = object_id(&cached);
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        match fresh.get(&id) {
+            Some(mine) if resource_version(mine) > resource_version(&cached) => mine.clone(),
+            Some(_) => {
+                // The cache caught up: our copy is no longer needed.
+                fresh.remove(&id);
+                cached
+            }
+            None => cached,
+        }
+    }
+
+    /// Remembers what a write returned.
+    pub fn saw(&self, written: Value) {
+        let id = object_id(&written);
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, written);
+    }
+
+    /// What the controller remembers of `applyset`'s child `id`.
+    pub fn applied(&self, applyset: &str, id: &ObjectId) -> Option<Applied> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(applyset)?
+            .get(id)
+            .cloned()
+    }
+
+    /// Remembers an apply of `applyset`'s child `id`.
+    pub fn record_applied(&self, applyset: &str, id: ObjectId, applied: Applied) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(applyset.to_string())
+            .or_default()
+            .insert(id, applied);
+    }
+
+    /// Forgets a deleted child (by its ApplySet label).
+    pub fn forget_child(&self, child: &Value) {
+        let Some(set) = part_of(child) else { return };
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(members) = applied.get_mut(&set) {
+            members.remove(&object_id(child));
+            if members.is_empty() {
+                applied.remove(&set);
+            }
+        }
+    }
+
+    /// Forgets everything about an instance that is gone.
+    pub fn forget_instance(&self, key: &InstanceKey) {
+        let group = key
+            .api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or_default();
+        let set = metadata::applyset_id(&key.name, key.namespace.as_deref(), &key.kind, group);
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&set);
+        let id = (
+            group.to_string(),
+            key.kind.clone(),
+            key.namespace.clone().unwrap_or_default(),
+            key.name.clone(),
+        );
+        self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.states.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Remembers that the instance `key` with `uid` was finalized (our finalizer removed).
+    pub fn mark_finalized(&self, key: &InstanceKey, uid: &str) {
+        let now = std::time::Instant::now();
+        let mut marks = self.finalized.lock().unwrap_or_else(|e| e.into_inner());
+        marks.retain(|_, (_, at)| now.duration_since(*at) < FINALIZED_TTL);
+        marks.insert(key.clone(), (uid.to_string(), now));
+    }
+
+    /// Whether this incarnation (`uid`) of `key` was finalized already.
+    pub fn was_finalized(&self, key: &InstanceKey, uid: &str) -> bool {
+        self.finalized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|(u, at)| u == uid && at.elapsed() < FINALIZED_TTL)
+    }
+
+    /// Forgets a finalized instance once the watch reports it gone.
+    pub fn forget_finalized(&self, key: &InstanceKey) {
+        self.finalized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// How many entries each part holds: (applied instances, applied children, fresh copies,
+    /// instance states). For tests and `/metrics`.
+    pub fn footprint(&self) -> (usize, usize, usize, usize) {
+        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        (
+            applied.len(),
+            applied.values().map(HashMap::len).sum(),
+            self.fresh.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            self.states.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        )
+    }
+
+    /// Forgets an object.
+    pub fn forget(&self, v: &Value) {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&object_id(v));
+    }
+}
+
+/// One remembered apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Hash of the applied intent.
+    pub hash: u64,
+    /// uid of the object it produced.
+    pub uid: String,
+    /// `fieldsV1` of our apply entry afterwards.
+    pub fields: Value,
+}
