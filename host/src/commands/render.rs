@@ -182,7 +182,12 @@ fn load(options: &Options) -> Result<Loaded, Error> {
                 path: path.clone(),
                 source,
             })?;
-            let pin = spec.sha256.as_deref().map(Digest::parse).transpose()?;
+            let pin = spec
+                .sha256
+                .as_deref()
+                .map(Digest::parse)
+                .transpose()
+                .map_err(crate::plugin::Error::from)?;
             let plugin = runtime
                 .load(&bytes, pin.as_ref())
                 .map_err(|source| Error::Plugin {

@@ -340,9 +340,11 @@ async fn load_plugin(ctx: &Context, rgd: &str, spec: &PluginSpec) -> Result<Plug
         ));
     };
     let pin = match &spec.sha256 {
-        Some(p) => {
-            Some(Digest::parse(p).map_err(|e| (e.reason().to_string(), format!("spec.plugin.sha256: {e}")))?)
-        }
+        Some(p) => Some(
+            Digest::parse(p)
+                .map_err(crate::plugin::Error::from)
+                .map_err(|e| (e.reason().to_string(), format!("spec.plugin.sha256: {e}")))?,
+        ),
         None => None,
     };
     let runtime = ctx.runtime.clone();

@@ -5,7 +5,7 @@ use std::{collections::HashSet, time::Duration};
 
 use serde_json::{Map, Value};
 
-use super::{RuntimeConfig, bindings};
+use super::{bindings, settings::RuntimeConfig};
 use crate::child::{ChildKey, DesiredChild, Readiness, is_valid_id};
 
 /// Condition types the host owns.

@@ -1,10 +1,8 @@
 //! Plugin bytes as they arrive: size caps, gzip, sha256 digest, and what kind of wasm they are.
 
-use std::{fmt, io::Read};
+use std::io::Read;
 
-use sha2::{Digest as _, Sha256};
-
-use super::Error;
+use super::{digest::Digest, error::Error};
 
 /// Largest plugin accepted as stored (a ConfigMap holds at most 1 MiB).
 pub const MAX_STORED_BYTES: usize = 1024 * 1024;
@@ -15,54 +13,6 @@ const WASM_MAGIC: &[u8; 4] = b"\0asm";
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 const CORE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// The sha256 of a plugin's decompressed `.wasm` bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest([u8; 32]);
-
-impl Digest {
-    /// The digest of `wasm`.
-    pub fn of(wasm: &[u8]) -> Self {
-        Self(Sha256::digest(wasm).into())
-    }
-
-    /// Parses a pin: 64 hex digits, optionally prefixed `sha256:`, any case.
-    ///
-    /// # Errors
-    /// [`Error::InvalidPin`] when the text is not such a digest.
-    pub fn parse(pin: &str) -> Result<Self, Error> {
-        let hex = pin.trim().strip_prefix("sha256:").unwrap_or(pin.trim());
-        let invalid = || Error::InvalidPin { pin: pin.to_string() };
-        if hex.len() != 64 {
-            return Err(invalid());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| invalid())?;
-        }
-        Ok(Self(out))
-    }
-
-    /// The first 12 hex digits, for logs and names.
-    pub fn short(&self) -> String {
-        self.to_string()[..12].to_string()
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{self}")
-    }
-}
 
 /// Plugin bytes, decompressed and checked to be a WebAssembly component.
 #[derive(Debug, Clone)]
@@ -147,21 +97,6 @@ mod tests {
     use super::*;
 
     const COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00rest";
-
-    #[test]
-    fn a_pin_parses_with_or_without_its_prefix_in_any_case() {
-        let d = Digest::of(b"x");
-        let hex = d.to_string();
-        assert_eq!(Digest::parse(&hex).unwrap(), d);
-        assert_eq!(
-            Digest::parse(&format!("sha256:{}", hex.to_uppercase())).unwrap(),
-            d
-        );
-        assert!(matches!(
-            Digest::parse("sha256:abc"),
-            Err(Error::InvalidPin { .. })
-        ));
-    }
 
     #[test]
     fn gzip_is_undone_and_the_digest_covers_the_decompressed_bytes() {
