@@ -43,18 +43,7 @@ fn main() {
         .unwrap()
         .remove(0);
     let rgd = ResourceGraphDefinition::from_value(&doc, "web-service").unwrap();
-    let expressions: usize = {
-        let g = graph::build(&rgd, Limits::default()).unwrap();
-        g.nodes
-            .iter()
-            .map(|n| {
-                n.fields.iter().map(|f| f.expr.programs().len()).sum::<usize>()
-                    + n.ready_when.len()
-                    + n.include_when.len()
-            })
-            .sum::<usize>()
-            + g.status.iter().map(|f| f.expr.programs().len()).sum::<usize>()
-    };
+    let expressions = graph::build(&rgd, Limits::default()).unwrap().expression_count();
     let (build_p50, build_p99) = timed(200, || {
         graph::build(&rgd, Limits::default()).unwrap();
     });
@@ -77,7 +66,7 @@ fn main() {
     let render_once = || {
         let r = runtime::resolve(&g, &instance, &observed, &runtime::NoExternals);
         let out = render::desired(render::Input {
-            graph: &g.name,
+            graph: g.name(),
             revision: 1,
             instance: &instance,
             observed: &observed,

@@ -24,7 +24,7 @@ impl ChildKey {
     }
 
     /// The key of item `index` of a collection node.
-    pub fn item(id: impl Into<String>, index: u32) -> Self {
+    pub(crate) fn item(id: impl Into<String>, index: u32) -> Self {
         Self {
             id: id.into(),
             index: Some(index),
@@ -42,7 +42,7 @@ impl fmt::Display for ChildKey {
 }
 
 /// Checks a node id against kro's rule `^[a-z][a-zA-Z0-9]*$`.
-pub fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     let mut chars = id.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric())
 }
@@ -72,7 +72,7 @@ pub struct DesiredChild {
 
 impl DesiredChild {
     /// `apiVersion` of the object.
-    pub fn api_version(&self) -> &str {
+    pub(crate) fn api_version(&self) -> &str {
         self.object
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -80,7 +80,7 @@ impl DesiredChild {
     }
 
     /// `kind` of the object.
-    pub fn kind(&self) -> &str {
+    pub(crate) fn kind(&self) -> &str {
         self.object
             .get("kind")
             .and_then(Value::as_str)
@@ -88,7 +88,7 @@ impl DesiredChild {
     }
 
     /// `metadata.name` of the object.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.object
             .get("metadata")
             .and_then(|m| m.get("name"))
@@ -97,7 +97,7 @@ impl DesiredChild {
     }
 
     /// `metadata.namespace` of the object, if set.
-    pub fn namespace(&self) -> Option<&str> {
+    pub(crate) fn namespace(&self) -> Option<&str> {
         self.object
             .get("metadata")
             .and_then(|m| m.get("namespace"))

@@ -122,7 +122,7 @@ pub enum PluginCommand {
 
 /// The namespace `kroxide plugin pack` writes a ConfigMap for when `--namespace` is not given:
 /// the one docs/operations.md installs the chart (and so the controller) into.
-pub const DEFAULT_PLUGIN_NAMESPACE: &str = "kroxide-system";
+pub(crate) const DEFAULT_PLUGIN_NAMESPACE: &str = "kroxide-system";
 
 /// Runs a parsed command line.
 ///

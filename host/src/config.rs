@@ -7,11 +7,11 @@ use crate::{graph::Limits, plugin::RuntimeConfig};
 
 /// Backoff of failing keys: `min_delay * 2^failures`, capped at `max_delay`.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// First retry delay.
-    pub min_delay: Duration,
+    pub(crate) min_delay: Duration,
     /// Largest retry delay.
-    pub max_delay: Duration,
+    pub(crate) max_delay: Duration,
 }
 
 /// `kroxide controller` flags.
@@ -19,46 +19,46 @@ pub struct Backoff {
 pub struct ControllerArgs {
     /// kubeconfig to use (else KUBECONFIG, ~/.kube/config, or the in-cluster service account).
     #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// The controller's own namespace (default: the pod's, else the kubeconfig context's, else
     /// `default`).
     #[arg(long, env = "KROXIDE_NAMESPACE")]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Namespaces plugin ConfigMaps may live in, comma-separated (default: the controller's own).
     #[arg(long, env = "KROXIDE_PLUGIN_NAMESPACES", value_delimiter = ',')]
-    pub plugin_namespaces: Vec<String>,
+    pub(crate) plugin_namespaces: Vec<String>,
     /// Instance reconciles run at once.
     #[arg(long, env = "KROXIDE_WORKERS", default_value_t = 4)]
-    pub dynamic_controller_concurrent_reconciles: usize,
+    pub(crate) dynamic_controller_concurrent_reconciles: usize,
     /// ResourceGraphDefinition reconciles run at once.
     #[arg(long, env = "KROXIDE_RGD_WORKERS", default_value_t = 1)]
-    pub resource_graph_definition_concurrent_reconciles: usize,
+    pub(crate) resource_graph_definition_concurrent_reconciles: usize,
     /// Delay before an instance whose resources are not all ready is looked at again, even
     /// without a watch event (0 disables; readiness is normally noticed from watch events).
     #[arg(long, env = "KROXIDE_INSTANCE_REQUEUE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
-    pub instance_requeue_interval: Duration,
+    pub(crate) instance_requeue_interval: Duration,
     /// Every instance is reconciled at least this often, in seconds.
     #[arg(long, env = "KROXIDE_RESYNC_PERIOD", default_value_t = 36000)]
-    pub dynamic_controller_default_resync_period: u64,
+    pub(crate) dynamic_controller_default_resync_period: u64,
     /// First retry delay of a failing reconcile.
     #[arg(long, env = "KROXIDE_RATE_LIMITER_MIN_DELAY", default_value = "200ms", value_parser = parse_duration)]
-    pub dynamic_controller_rate_limiter_min_delay: Duration,
+    pub(crate) dynamic_controller_rate_limiter_min_delay: Duration,
     /// Largest retry delay of a failing reconcile.
     #[arg(long, env = "KROXIDE_RATE_LIMITER_MAX_DELAY", default_value = "1000s", value_parser = parse_duration)]
-    pub dynamic_controller_rate_limiter_max_delay: Duration,
+    pub(crate) dynamic_controller_rate_limiter_max_delay: Duration,
     /// Requests per second to the API server (sustained).
     #[arg(long, env = "KROXIDE_CLIENT_QPS", default_value_t = 100.0)]
-    pub client_qps: f64,
+    pub(crate) client_qps: f64,
     /// Requests the client may burst above its rate.
     #[arg(long, env = "KROXIDE_CLIENT_BURST", default_value_t = 150)]
-    pub client_burst: u32,
+    pub(crate) client_burst: u32,
     /// Delete a graph's CRD when the graph is deleted (and no instance remains).
     #[arg(long, env = "KROXIDE_ALLOW_CRD_DELETION")]
-    pub allow_crd_deletion: bool,
+    pub(crate) allow_crd_deletion: bool,
     /// Metrics address (`:8078` listens on every interface; `0` turns metrics off). Loopback
     /// by default: the Helm chart sets `:8078` inside its Pod.
     #[arg(long, env = "KROXIDE_METRICS_BIND_ADDRESS", default_value = "127.0.0.1:8078")]
-    pub metrics_bind_address: String,
+    pub(crate) metrics_bind_address: String,
     /// Health probe address (`/healthz`, `/readyz`; `0` turns it off). Loopback by default: the
     /// Helm chart sets `:8079` inside its Pod.
     #[arg(
@@ -66,66 +66,66 @@ pub struct ControllerArgs {
         env = "KROXIDE_HEALTH_PROBE_BIND_ADDRESS",
         default_value = "127.0.0.1:8079"
     )]
-    pub health_probe_bind_address: String,
+    pub(crate) health_probe_bind_address: String,
     /// Most items one forEach collection may expand to.
     #[arg(long, env = "KROXIDE_RGD_MAX_COLLECTION_SIZE", default_value_t = 1000)]
-    pub rgd_max_collection_size: usize,
+    pub(crate) rgd_max_collection_size: usize,
     /// Most forEach dimensions of one resource.
     #[arg(long, env = "KROXIDE_RGD_MAX_COLLECTION_DIMENSION_SIZE", default_value_t = 10)]
-    pub rgd_max_collection_dimension_size: usize,
+    pub(crate) rgd_max_collection_dimension_size: usize,
     /// Highest deadline a graph may give its plugin calls.
     #[arg(long, env = "KROXIDE_PLUGIN_MAX_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
-    pub plugin_max_timeout: Duration,
+    pub(crate) plugin_max_timeout: Duration,
     /// Highest memory limit a graph may give its plugin calls, in MiB.
     #[arg(long, env = "KROXIDE_PLUGIN_MAX_MEMORY_MIB", default_value_t = 256)]
-    pub plugin_max_memory_mib: usize,
+    pub(crate) plugin_max_memory_mib: usize,
     /// Serve `/metrics` over HTTPS to callers that present a bearer token the API server
     /// authenticates (TokenReview) and authorizes for `get` on the `/metrics` path
     /// (SubjectAccessReview), as controller-runtime's secure metrics do. Needs
     /// `--metrics-cert-dir`. The Helm chart turns it on.
     #[arg(long, env = "KROXIDE_METRICS_SECURE")]
-    pub metrics_secure: bool,
+    pub(crate) metrics_secure: bool,
     /// Directory holding `tls.crt` and `tls.key` (PEM) for secure metrics.
     #[arg(long, env = "KROXIDE_METRICS_CERT_DIR")]
-    pub metrics_cert_dir: Option<PathBuf>,
+    pub(crate) metrics_cert_dir: Option<PathBuf>,
     /// Memory the controller may use (`512Mi`, `1Gi`, bytes), default: the container's cgroup
     /// limit, if any. Plugin calls at once and their memory are sized so that every call
     /// reaching its limit fits in half of it; the other half is for the caches.
     #[arg(long, env = "KROXIDE_MEMORY_LIMIT", value_parser = parse_quantity)]
-    pub memory_limit: Option<u64>,
+    pub(crate) memory_limit: Option<u64>,
     /// Use a Lease so that only one replica reconciles.
     #[arg(long, env = "KROXIDE_LEADER_ELECT")]
-    pub leader_elect: bool,
+    pub(crate) leader_elect: bool,
     /// Namespace of the leader Lease (default: the controller's own).
     #[arg(long, env = "KROXIDE_LEADER_ELECTION_NAMESPACE")]
-    pub leader_election_namespace: Option<String>,
+    pub(crate) leader_election_namespace: Option<String>,
     /// How long a leader's Lease lasts without renewal.
     #[arg(long, env = "KROXIDE_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub leader_election_lease_duration: Duration,
+    pub(crate) leader_election_lease_duration: Duration,
     /// How long the leader keeps trying to renew before it stops working.
     #[arg(long, env = "KROXIDE_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
-    pub leader_election_renew_deadline: Duration,
+    pub(crate) leader_election_renew_deadline: Duration,
     /// How often candidates try to take or renew the Lease.
     #[arg(long, env = "KROXIDE_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
-    pub leader_election_retry_period: Duration,
+    pub(crate) leader_election_retry_period: Duration,
     /// This replica's identity in the leader Lease and its user agent (default: POD_NAME or
     /// HOSTNAME, with the process id).
     #[arg(long, env = "KROXIDE_IDENTITY")]
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
     /// How long the first signal waits for in-flight reconciles before exiting.
     #[arg(long, env = "KROXIDE_GRACEFUL_SHUTDOWN_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub graceful_shutdown_timeout: Duration,
+    pub(crate) graceful_shutdown_timeout: Duration,
     /// Log filter (`info`, `kroxide=debug`, ...); RUST_LOG wins when set.
     #[arg(long, env = "KROXIDE_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
+    pub(crate) log_level: String,
     /// Log format.
     #[arg(long, env = "KROXIDE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Console)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 }
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable.
     Console,
     /// One JSON object per line.
@@ -136,7 +136,7 @@ pub enum LogFormat {
 ///
 /// # Errors
 /// Anything else.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (number, unit) = s.split_at(
         s.find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -160,7 +160,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 ///
 /// # Errors
 /// Anything else.
-pub fn parse_quantity(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_quantity(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
@@ -189,7 +189,7 @@ pub fn parse_quantity(s: &str) -> Result<u64, String> {
 
 /// The memory limit of this process's cgroup (v2 `memory.max`, else v1
 /// `memory.limit_in_bytes`), when there is one.
-pub fn cgroup_memory_limit() -> Option<u64> {
+pub(crate) fn cgroup_memory_limit() -> Option<u64> {
     let read = |p: &str| std::fs::read_to_string(p).ok();
     let v2 = read("/sys/fs/cgroup/memory.max").and_then(|v| v.trim().parse::<u64>().ok());
     // cgroup v1 reports "no limit" as a huge number.
@@ -202,7 +202,7 @@ pub fn cgroup_memory_limit() -> Option<u64> {
 /// How plugin calls are sized under a memory limit: half of it for plugin sandboxes, so
 /// `concurrency × max_memory` fits; at least one call, whose memory is then capped at that
 /// half.
-pub fn size_plugins(limit: u64, cores: usize, max_memory: usize) -> (usize, usize) {
+pub(crate) fn size_plugins(limit: u64, cores: usize, max_memory: usize) -> (usize, usize) {
     let budget = usize::try_from(limit / 2).unwrap_or(usize::MAX);
     let max_memory = max_memory.min(budget.max(1 << 20));
     let concurrency = (budget / max_memory).clamp(1, cores.max(1));
@@ -234,7 +234,7 @@ pub enum Error {
 ///
 /// # Errors
 /// [`Error::Address`].
-pub fn parse_address(flag: &'static str, value: &str) -> Result<Option<SocketAddr>, Error> {
+pub(crate) fn parse_address(flag: &'static str, value: &str) -> Result<Option<SocketAddr>, Error> {
     let v = value.trim();
     if v == "0" || v.is_empty() {
         return Ok(None);
@@ -252,66 +252,66 @@ pub fn parse_address(flag: &'static str, value: &str) -> Result<Option<SocketAdd
 
 /// Leader election settings.
 #[derive(Debug, Clone)]
-pub struct LeaderElection {
+pub(crate) struct LeaderElection {
     /// Lease namespace.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Lease duration.
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
     /// Renew deadline.
-    pub renew_deadline: Duration,
+    pub(crate) renew_deadline: Duration,
     /// Retry period.
-    pub retry_period: Duration,
+    pub(crate) retry_period: Duration,
 }
 
 /// The checked settings of one controller process.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     /// kubeconfig path, if given.
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// Own namespace.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Namespaces plugin ConfigMaps may come from.
-    pub plugin_namespaces: Vec<String>,
+    pub(crate) plugin_namespaces: Vec<String>,
     /// Instance workers.
-    pub workers: usize,
+    pub(crate) workers: usize,
     /// RGD workers.
-    pub rgd_workers: usize,
+    pub(crate) rgd_workers: usize,
     /// Requeue of instances not ready yet (`None`: off).
-    pub requeue_interval: Option<Duration>,
+    pub(crate) requeue_interval: Option<Duration>,
     /// Resync period.
-    pub resync: Duration,
+    pub(crate) resync: Duration,
     /// Retry backoff.
-    pub backoff: Backoff,
+    pub(crate) backoff: Backoff,
     /// Client rate.
-    pub client_qps: f64,
+    pub(crate) client_qps: f64,
     /// Client burst.
-    pub client_burst: u32,
+    pub(crate) client_burst: u32,
     /// `--allow-crd-deletion`.
-    pub allow_crd_deletion: bool,
+    pub(crate) allow_crd_deletion: bool,
     /// Metrics address.
-    pub metrics_addr: Option<SocketAddr>,
+    pub(crate) metrics_addr: Option<SocketAddr>,
     /// Secure metrics: the certificate and key files.
-    pub metrics_tls: Option<(PathBuf, PathBuf)>,
+    pub(crate) metrics_tls: Option<(PathBuf, PathBuf)>,
     /// Health address.
-    pub health_addr: Option<SocketAddr>,
+    pub(crate) health_addr: Option<SocketAddr>,
     /// Graph limits.
-    pub graph_limits: Limits,
+    pub(crate) graph_limits: Limits,
     /// Plugin runtime settings (sized by the memory limit).
-    pub runtime: RuntimeConfig,
+    pub(crate) runtime: RuntimeConfig,
     /// The memory limit the runtime was sized for.
-    pub memory_limit: Option<u64>,
+    pub(crate) memory_limit: Option<u64>,
     /// Leader election, when on.
-    pub leader_election: Option<LeaderElection>,
+    pub(crate) leader_election: Option<LeaderElection>,
     /// First-signal drain timeout.
-    pub graceful_shutdown_timeout: Duration,
+    pub(crate) graceful_shutdown_timeout: Duration,
     /// User agent of every request: `kroxide/<version> (<identity>)`.
-    pub user_agent: String,
+    pub(crate) user_agent: String,
     /// This replica's identity.
-    pub identity: String,
+    pub(crate) identity: String,
 }
 
 /// The start of the user agent the controller sends (the API server counts requests by it).
-pub const USER_AGENT: &str = concat!("kroxide/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("kroxide/", env!("CARGO_PKG_VERSION"));
 
 fn default_identity() -> String {
     let host = std::env::var("POD_NAME")

@@ -14,36 +14,36 @@ use crate::{
 
 /// A reconcile that could not finish, as `ResourcesReady` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// Condition reason: `PluginTimeout`, `PluginTrap`, `ApplyFailed`, ...
-    pub reason: String,
+    pub(crate) reason: String,
     /// What went wrong, naming the object or field.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// What the status stage works from.
 #[derive(Debug, Clone)]
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     /// The instance as read.
-    pub instance: &'a Value,
+    pub(crate) instance: &'a Value,
     /// The graph resolution of this reconcile (`None` when it could not run).
-    pub resolution: Option<&'a Resolution>,
+    pub(crate) resolution: Option<&'a Resolution>,
     /// The desired children.
-    pub desired: &'a [DesiredChild],
+    pub(crate) desired: &'a [DesiredChild],
     /// The live children.
-    pub observed: &'a [ObservedChild],
+    pub(crate) observed: &'a [ObservedChild],
     /// The plugin's `derive-status` output.
-    pub plugin: Option<&'a StatusOutput>,
+    pub(crate) plugin: Option<&'a StatusOutput>,
     /// `InstanceManaged`.
-    pub managed: Mark,
+    pub(crate) managed: Mark,
     /// A failure that stopped the reconcile (plugin error, apply error, render error).
-    pub failure: Option<Failure>,
+    pub(crate) failure: Option<Failure>,
     /// The instance is suspended (`kro.run/reconcile: suspended`).
-    pub suspended: bool,
+    pub(crate) suspended: bool,
     /// The instance is being deleted.
-    pub deleting: bool,
+    pub(crate) deleting: bool,
     /// Now, RFC 3339.
-    pub now: &'a str,
+    pub(crate) now: &'a str,
 }
 
 fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
@@ -110,7 +110,7 @@ fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
 }
 
 /// The status to write. `previous` conditions keep their transition times when unchanged.
-pub fn status(input: &Input<'_>) -> Map<String, Value> {
+pub(crate) fn status(input: &Input<'_>) -> Map<String, Value> {
     let previous: Vec<Value> = input
         .instance
         .pointer("/status/conditions")

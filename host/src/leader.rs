@@ -15,26 +15,26 @@ use kube::{Api, Client, api::PostParams};
 use tokio::sync::watch;
 
 /// Name of the Lease.
-pub const LEASE: &str = "kroxide-controller";
+pub(crate) const LEASE: &str = "kroxide-controller";
 
 /// Election settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Lease namespace.
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// This replica's identity.
-    pub identity: String,
+    pub(crate) identity: String,
     /// How long a Lease lasts without renewal.
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
     /// How long the leader keeps trying to renew before it stops working.
-    pub renew_deadline: Duration,
+    pub(crate) renew_deadline: Duration,
     /// Interval between attempts.
-    pub retry_period: Duration,
+    pub(crate) retry_period: Duration,
 }
 
 /// Campaigns for the Lease until `stop` is set, publishing whether this replica leads. On stop,
 /// a leader hands the Lease back (empty holder) so a standby takes over at once.
-pub async fn campaign(
+pub(crate) async fn campaign(
     client: Client,
     settings: Settings,
     leading: watch::Sender<bool>,

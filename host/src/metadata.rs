@@ -8,76 +8,76 @@ use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 /// `kro.run/owned: "true"` on everything kroxide manages.
-pub const OWNED: &str = "kro.run/owned";
+pub(crate) const OWNED: &str = "kro.run/owned";
 /// Version of the controller that wrote the object.
-pub const KRO_VERSION: &str = "kro.run/kro-version";
+pub(crate) const KRO_VERSION: &str = "kro.run/kro-version";
 /// UID of the owning instance.
-pub const INSTANCE_ID: &str = "kro.run/instance-id";
+pub(crate) const INSTANCE_ID: &str = "kro.run/instance-id";
 /// Name of the owning instance.
-pub const INSTANCE_NAME: &str = "kro.run/instance-name";
+pub(crate) const INSTANCE_NAME: &str = "kro.run/instance-name";
 /// Namespace of the owning instance (namespaced instances only).
-pub const INSTANCE_NAMESPACE: &str = "kro.run/instance-namespace";
+pub(crate) const INSTANCE_NAMESPACE: &str = "kro.run/instance-namespace";
 /// API group of the owning instance.
-pub const INSTANCE_GROUP: &str = "kro.run/instance-group";
+pub(crate) const INSTANCE_GROUP: &str = "kro.run/instance-group";
 /// API version of the owning instance.
-pub const INSTANCE_VERSION: &str = "kro.run/instance-version";
+pub(crate) const INSTANCE_VERSION: &str = "kro.run/instance-version";
 /// Kind of the owning instance.
-pub const INSTANCE_KIND: &str = "kro.run/instance-kind";
+pub(crate) const INSTANCE_KIND: &str = "kro.run/instance-kind";
 /// Graph node id of a child.
-pub const NODE_ID: &str = "kro.run/node-id";
+pub(crate) const NODE_ID: &str = "kro.run/node-id";
 /// Index of a collection item.
-pub const COLLECTION_INDEX: &str = "kro.run/collection-index";
+pub(crate) const COLLECTION_INDEX: &str = "kro.run/collection-index";
 /// Size of the collection an item belongs to.
-pub const COLLECTION_SIZE: &str = "kro.run/collection-size";
+pub(crate) const COLLECTION_SIZE: &str = "kro.run/collection-size";
 /// `app.kubernetes.io/managed-by`, set to `kro` as kro does.
-pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub(crate) const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The ApplySet a child belongs to.
-pub const APPLYSET_PART_OF: &str = "applyset.kubernetes.io/part-of";
+pub(crate) const APPLYSET_PART_OF: &str = "applyset.kubernetes.io/part-of";
 /// The ApplySet id of an instance.
-pub const APPLYSET_ID: &str = "applyset.kubernetes.io/id";
+pub(crate) const APPLYSET_ID: &str = "applyset.kubernetes.io/id";
 /// Deletion wave of a child (its position in topological order).
-pub const APPLY_ORDER: &str = "internal.kro.run/apply-order";
+pub(crate) const APPLY_ORDER: &str = "internal.kro.run/apply-order";
 /// RGD name on an instance.
-pub const RGD_NAME: &str = "kro.run/resource-graph-definition-name";
+pub(crate) const RGD_NAME: &str = "kro.run/resource-graph-definition-name";
 /// RGD uid on an instance.
-pub const RGD_ID: &str = "kro.run/resource-graph-definition-id";
+pub(crate) const RGD_ID: &str = "kro.run/resource-graph-definition-id";
 /// Annotation on an RGD choosing which children get the instance's labels: `false` (none),
 /// `namespace` (the default: namespaced children in the instance's own namespace) or `all`.
-pub const PROPAGATE_LABELS: &str = "kroxide.dev/propagate-labels";
+pub(crate) const PROPAGATE_LABELS: &str = "kroxide.dev/propagate-labels";
 /// Annotation on an existing object handing it over to the instance whose child has its name:
 /// without it, an object that is not in the instance's ApplySet is never taken over.
-pub const ADOPT: &str = "kroxide.dev/adopt";
+pub(crate) const ADOPT: &str = "kroxide.dev/adopt";
 
 /// Value of [`KRO_VERSION`] written by this build.
-pub const CONTROLLER_VERSION: &str = concat!("kroxide-v", env!("CARGO_PKG_VERSION"));
+pub(crate) const CONTROLLER_VERSION: &str = concat!("kroxide-v", env!("CARGO_PKG_VERSION"));
 /// Finalizer on graphs and instances, as kro names it.
-pub const FINALIZER: &str = "kro.run/finalizer";
+pub(crate) const FINALIZER: &str = "kro.run/finalizer";
 /// Annotation allowing schema changes that may invalidate existing instances.
-pub const ALLOW_BREAKING: &str = "kro.run/allow-breaking-changes";
+pub(crate) const ALLOW_BREAKING: &str = "kro.run/allow-breaking-changes";
 /// Annotation with the hash of the CRD kroxide last applied.
-pub const CRD_HASH: &str = "kroxide.dev/crd-hash";
+pub(crate) const CRD_HASH: &str = "kroxide.dev/crd-hash";
 /// Annotation suspending an instance's reconciliation (`suspended`; `disabled` is accepted too).
-pub const RECONCILE: &str = "kro.run/reconcile";
+pub(crate) const RECONCILE: &str = "kro.run/reconcile";
 /// ApplySet parent annotation: the tool that manages the set.
-pub const APPLYSET_TOOLING: &str = "applyset.kubernetes.io/tooling";
+pub(crate) const APPLYSET_TOOLING: &str = "applyset.kubernetes.io/tooling";
 /// ApplySet parent annotation: the group-kinds of its members.
-pub const APPLYSET_CONTAINS: &str = "applyset.kubernetes.io/contains-group-kinds";
+pub(crate) const APPLYSET_CONTAINS: &str = "applyset.kubernetes.io/contains-group-kinds";
 /// ApplySet parent annotation: namespaces of members beyond the parent's.
-pub const APPLYSET_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
+pub(crate) const APPLYSET_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
 
 /// Field manager of children (server-side apply, forced), as kro names it.
-pub const APPLY_MANAGER: &str = "kro.run/applyset";
+pub(crate) const APPLY_MANAGER: &str = "kro.run/applyset";
 /// Field manager of graph-level writes (CRD, finalizer, status).
-pub const RGD_MANAGER: &str = "kro.run/rgd-controller";
+pub(crate) const RGD_MANAGER: &str = "kro.run/rgd-controller";
 /// Field manager of an instance's labels and finalizer.
-pub const LABELLER_MANAGER: &str = "kro.run/labeller";
+pub(crate) const LABELLER_MANAGER: &str = "kro.run/labeller";
 /// Field manager of an instance's ApplySet parent annotations.
-pub const PARENT_MANAGER: &str = "kro.run/applyset-parent";
+pub(crate) const PARENT_MANAGER: &str = "kro.run/applyset-parent";
 /// Field manager of an instance's status.
-pub const STATUS_MANAGER: &str = "kro.run/status";
+pub(crate) const STATUS_MANAGER: &str = "kro.run/status";
 
 /// The uid used for instances rendered offline, so golden files stay stable.
-pub const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
+pub(crate) const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// Label prefixes and keys that never propagate from an instance to its children: they are
 /// kroxide's own, or tools use them to claim objects.
@@ -95,19 +95,19 @@ const NOT_PROPAGATED_KEYS: [&str; 2] = ["app.kubernetes.io/instance", "app.kuber
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceIdentity {
     /// API group of the instance's kind.
-    pub group: String,
+    pub(crate) group: String,
     /// Version of the instance's kind.
-    pub version: String,
+    pub(crate) version: String,
     /// Kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Namespace (`None` when cluster-scoped).
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// UID.
-    pub uid: String,
+    pub(crate) uid: String,
     /// The instance's own labels.
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// The ApplySet id, computed once.
     applyset: String,
 }
@@ -157,7 +157,11 @@ impl InstanceIdentity {
     }
 
     /// The labels kroxide puts on every child of this instance from node `node_id`.
-    pub fn child_labels(&self, node_id: &str, collection: Option<(u32, u32)>) -> BTreeMap<String, String> {
+    pub(crate) fn child_labels(
+        &self,
+        node_id: &str,
+        collection: Option<(u32, u32)>,
+    ) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::from([
             (OWNED.to_string(), "true".to_string()),
             (KRO_VERSION.to_string(), CONTROLLER_VERSION.to_string()),
@@ -181,7 +185,7 @@ impl InstanceIdentity {
     }
 
     /// The instance's labels that propagate to children.
-    pub fn propagated_labels(&self) -> BTreeMap<String, String> {
+    pub(crate) fn propagated_labels(&self) -> BTreeMap<String, String> {
         self.labels
             .iter()
             .filter(|(k, _)| propagates(k))
@@ -194,7 +198,7 @@ impl InstanceIdentity {
 /// the keys tools claim objects by, or keys in Kubernetes' reserved domains (`kubernetes.io`,
 /// `k8s.io` and their subdomains, such as `pod-security.kubernetes.io`, which would let a
 /// namespace user set policy), except the recommended `app.kubernetes.io/` labels.
-pub fn propagates(key: &str) -> bool {
+pub(crate) fn propagates(key: &str) -> bool {
     if NOT_PROPAGATED_PREFIXES.iter().any(|p| key.starts_with(p)) || NOT_PROPAGATED_KEYS.contains(&key) {
         return false;
     }
@@ -225,7 +229,7 @@ impl Propagation {
     ///
     /// # Errors
     /// An unknown value, as the message to show.
-    pub fn parse(value: Option<&str>) -> Result<Self, String> {
+    pub(crate) fn parse(value: Option<&str>) -> Result<Self, String> {
         match value {
             None | Some("true" | "namespace") => Ok(Self::SameNamespace),
             Some("false") => Ok(Self::Off),
@@ -238,7 +242,7 @@ impl Propagation {
 
     /// Whether a child (namespaced or not, in `namespace`) of an instance in
     /// `instance_namespace` gets the labels.
-    pub fn reaches(
+    pub(crate) fn reaches(
         self,
         namespaced: bool,
         namespace: Option<&str>,
@@ -254,7 +258,7 @@ impl Propagation {
 
 /// The ApplySet id of an instance, as KEP-3659 defines it:
 /// `applyset-<base64url(sha256(<name>.<namespace>.<kind>.<group>))>-v1`.
-pub fn applyset_id(name: &str, namespace: Option<&str>, kind: &str, group: &str) -> String {
+pub(crate) fn applyset_id(name: &str, namespace: Option<&str>, kind: &str, group: &str) -> String {
     let key = format!("{name}.{}.{kind}.{group}", namespace.unwrap_or(""));
     format!(
         "applyset-{}-v1",
@@ -264,22 +268,22 @@ pub fn applyset_id(name: &str, namespace: Option<&str>, kind: &str, group: &str)
 
 /// How to stamp one child.
 #[derive(Debug, Clone, Copy)]
-pub struct Stamp<'a> {
+pub(crate) struct Stamp<'a> {
     /// The owner.
-    pub instance: &'a InstanceIdentity,
+    pub(crate) instance: &'a InstanceIdentity,
     /// The node id.
-    pub node_id: &'a str,
+    pub(crate) node_id: &'a str,
     /// `(index, size)` for a collection item.
-    pub collection: Option<(u32, u32)>,
+    pub(crate) collection: Option<(u32, u32)>,
     /// Deletion wave (position of the node in topological order).
-    pub apply_order: usize,
+    pub(crate) apply_order: usize,
     /// Copy the instance's labels onto the child.
-    pub propagate_labels: bool,
+    pub(crate) propagate_labels: bool,
 }
 
 /// Writes kroxide's labels and annotations into `object`. Precedence: kroxide's labels over the
 /// template's over the instance's propagated ones.
-pub fn stamp(object: &mut Map<String, Value>, stamp: &Stamp<'_>) {
+pub(crate) fn stamp(object: &mut Map<String, Value>, stamp: &Stamp<'_>) {
     let metadata = object
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));

@@ -134,12 +134,12 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A watch event of `role`.
-    pub fn watch_event(&self, role: &str) {
+    pub(crate) fn watch_event(&self, role: &str) {
         self.watch_events.get_or_create(&labels(&[("role", role)])).inc();
     }
 
     /// A finished reconcile.
-    pub fn observe_reconcile(&self, kind: &str, graph: &str, took: std::time::Duration, failed: bool) {
+    pub(crate) fn observe_reconcile(&self, kind: &str, graph: &str, took: std::time::Duration, failed: bool) {
         let l = labels(&[("kind", kind), ("graph", graph)]);
         self.reconciles.get_or_create(&l).inc();
         if failed {
@@ -151,12 +151,12 @@ impl Metrics {
     }
 
     /// An apply decision: `applied`, `unchanged` or `error`.
-    pub fn apply(&self, result: &str) {
+    pub(crate) fn apply(&self, result: &str) {
         self.applies.get_or_create(&labels(&[("result", result)])).inc();
     }
 
     /// A plugin call and its outcome (`ok` or a failure reason).
-    pub fn plugin_call(&self, export: &str, took: std::time::Duration, outcome: &str) {
+    pub(crate) fn plugin_call(&self, export: &str, took: std::time::Duration, outcome: &str) {
         self.plugin_calls
             .get_or_create(&labels(&[("export", export), ("outcome", outcome)]))
             .inc();
@@ -171,12 +171,18 @@ impl Metrics {
     }
 
     /// A plugin compile.
-    pub fn plugin_compiled(&self, took: std::time::Duration) {
+    pub(crate) fn plugin_compiled(&self, took: std::time::Duration) {
         self.plugin_compile_seconds.observe(took.as_secs_f64());
     }
 
     /// Sets the gauges read at scrape time.
-    pub fn set_gauges(&self, rgd_queue: usize, instance_queue: usize, cache_bytes: usize, leader: bool) {
+    pub(crate) fn set_gauges(
+        &self,
+        rgd_queue: usize,
+        instance_queue: usize,
+        cache_bytes: usize,
+        leader: bool,
+    ) {
         self.queue_depth
             .get_or_create(&labels(&[("queue", "rgd")]))
             .set(rgd_queue as i64);
@@ -188,7 +194,7 @@ impl Metrics {
     }
 
     /// The OpenMetrics text exposition.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = encode(&mut out, &self.registry.lock().unwrap_or_else(|e| e.into_inner()));

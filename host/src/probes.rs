@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use crate::metrics::Metrics;
 
 /// What the endpoints read from a running controller.
-pub trait Health: Send + Sync {
+pub(crate) trait Health: Send + Sync {
     /// Caches synced and every graph reconciled once.
     fn ready(&self) -> bool;
     /// Keys waiting in the graph and instance queues, and bytes of compiled plugins cached.
@@ -27,13 +27,13 @@ pub trait Health: Send + Sync {
 
 /// What the endpoints report, shared with the controller.
 #[derive(Default)]
-pub struct Probes {
+pub(crate) struct Probes {
     /// The running controller, while this replica leads (or runs without election).
-    pub current: Mutex<Option<Arc<dyn Health>>>,
+    pub(crate) current: Mutex<Option<Arc<dyn Health>>>,
     /// Leader election is on and this replica does not hold the Lease.
-    pub standby: std::sync::atomic::AtomicBool,
+    pub(crate) standby: std::sync::atomic::AtomicBool,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Probes {
@@ -46,7 +46,7 @@ impl std::fmt::Debug for Probes {
 
 impl Probes {
     /// Probes over `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self {
             current: Mutex::new(None),
             standby: Default::default(),
@@ -55,7 +55,7 @@ impl Probes {
     }
 
     /// Whether the controller is ready, and why not.
-    pub fn readiness(&self) -> Result<&'static str, &'static str> {
+    pub(crate) fn readiness(&self) -> Result<&'static str, &'static str> {
         if self.standby.load(std::sync::atomic::Ordering::Acquire) {
             return Ok("standby: waiting for the leader lease");
         }
@@ -91,7 +91,7 @@ fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response
 
 /// What one listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Serves {
+pub(crate) enum Serves {
     /// Health and metrics, plain HTTP.
     Everything,
     /// Health only (metrics are served securely elsewhere).
@@ -141,13 +141,13 @@ fn handle(probes: &Probes, req: &Request<Incoming>, serves: Serves) -> Response<
 ///
 /// # Errors
 /// The address cannot be bound.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
 /// Serves the plain endpoints (`serves`: everything, or health only) on `listener` until the
 /// task is dropped.
-pub async fn serve(listener: TcpListener, probes: Arc<Probes>, serves: Serves) {
+pub(crate) async fn serve(listener: TcpListener, probes: Arc<Probes>, serves: Serves) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -167,7 +167,7 @@ pub async fn serve(listener: TcpListener, probes: Arc<Probes>, serves: Serves) {
 
 /// Why secure metrics could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     /// A file could not be read or parsed.
     #[error("secure metrics: {path}: {message}")]
     File {
@@ -185,7 +185,7 @@ pub enum TlsError {
 ///
 /// # Errors
 /// [`TlsError`] naming the file.
-pub fn tls_acceptor(
+pub(crate) fn tls_acceptor(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
@@ -214,7 +214,7 @@ pub fn tls_acceptor(
 
 /// Checks bearer tokens with the API server: TokenReview, then SubjectAccessReview for `get` on
 /// the request's path. Answers are remembered for a minute per token.
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     client: kube::Client,
     seen: Mutex<std::collections::HashMap<(u64, String), (std::time::Instant, Decision)>>,
 }
@@ -227,7 +227,7 @@ impl std::fmt::Debug for Authenticator {
 
 /// What the API server said of a caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// No token, or one it does not know: 401.
     Unauthenticated,
     /// Known, but not allowed `get` on the path: 403.
@@ -240,7 +240,7 @@ const DECISION_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Authenticator {
     /// Asks the API server through `client`.
-    pub fn new(client: kube::Client) -> Self {
+    pub(crate) fn new(client: kube::Client) -> Self {
         Self {
             client,
             seen: Mutex::new(std::collections::HashMap::new()),
@@ -248,7 +248,7 @@ impl Authenticator {
     }
 
     /// Whether the caller presenting `authorization` may `get` `path`.
-    pub async fn check(&self, authorization: Option<&str>, path: &str) -> Decision {
+    pub(crate) async fn check(&self, authorization: Option<&str>, path: &str) -> Decision {
         use std::hash::{Hash, Hasher};
         let Some(token) = authorization
             .and_then(|a| a.strip_prefix("Bearer "))
@@ -319,7 +319,7 @@ impl Authenticator {
 
 /// Serves `/metrics` over TLS on `listener` to callers `auth` allows, until the task is
 /// dropped.
-pub async fn serve_secure(
+pub(crate) async fn serve_secure(
     listener: TcpListener,
     probes: Arc<Probes>,
     tls: tokio_rustls::TlsAcceptor,

@@ -25,7 +25,7 @@ pub struct StaticScopes {
 
 impl StaticScopes {
     /// Registers a custom kind.
-    pub fn insert(&mut self, api_version: &str, kind: &str, namespaced: bool) {
+    pub(crate) fn insert(&mut self, api_version: &str, kind: &str, namespaced: bool) {
         self.custom
             .insert((api_version.to_string(), kind.to_string()), namespaced);
     }
@@ -157,7 +157,7 @@ pub enum Error {
 
 impl Error {
     /// The condition reason.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::Plugin(e) => e.reason(),
             Self::KindNotAllowed { .. } => "PluginInvalidOutput",

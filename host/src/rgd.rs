@@ -6,73 +6,73 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The API group of RGDs and, by default, of the kinds they define.
-pub const GROUP: &str = "kro.run";
+pub(crate) const GROUP: &str = "kro.run";
 /// The RGD API version.
-pub const API_VERSION: &str = "kro.run/v1alpha1";
+pub(crate) const API_VERSION: &str = "kro.run/v1alpha1";
 /// The RGD kind.
-pub const KIND: &str = "ResourceGraphDefinition";
+pub(crate) const KIND: &str = "ResourceGraphDefinition";
 /// Default ConfigMap key holding a plugin.
-pub const DEFAULT_PLUGIN_KEY: &str = "plugin.wasm";
+pub(crate) const DEFAULT_PLUGIN_KEY: &str = "plugin.wasm";
 
 /// A ResourceGraphDefinition: a schema for a new kind, and the resources each instance gets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceGraphDefinition {
     /// `kro.run/v1alpha1`.
-    pub api_version: String,
+    pub(crate) api_version: String,
     /// `ResourceGraphDefinition`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Object metadata (only what kroxide reads is typed).
     #[serde(default)]
-    pub metadata: Metadata,
+    pub(crate) metadata: Metadata,
     /// The graph.
-    pub spec: RgdSpec,
+    pub(crate) spec: RgdSpec,
     /// Status as last written (kroxide writes it; files usually have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
+    pub(crate) status: Option<Value>,
 }
 
 /// The metadata fields kroxide reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Metadata {
+pub(crate) struct Metadata {
     /// Name.
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     /// UID (empty offline).
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub uid: String,
+    pub(crate) uid: String,
     /// Generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generation: Option<i64>,
+    pub(crate) generation: Option<i64>,
     /// Labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
     /// Everything else (resourceVersion, managedFields, ...).
     #[serde(flatten)]
-    pub other: Map<String, Value>,
+    pub(crate) other: Map<String, Value>,
 }
 
 /// `spec` of an RGD.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RgdSpec {
+pub(crate) struct RgdSpec {
     /// The new kind's schema.
-    pub schema: Schema,
+    pub(crate) schema: Schema,
     /// The resources of every instance.
     #[serde(default)]
-    pub resources: Vec<Resource>,
+    pub(crate) resources: Vec<Resource>,
     /// kroxide only: a WebAssembly plugin that transforms the desired set and derives status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plugin: Option<PluginSpec>,
+    pub(crate) plugin: Option<PluginSpec>,
 }
 
 /// Scope of the generated kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Instances live in namespaces (the default).
     #[default]
     Namespaced,
@@ -83,53 +83,54 @@ pub enum Scope {
 /// `spec.schema`: the new kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Schema {
+pub(crate) struct Schema {
     /// Version of the new kind, e.g. `v1alpha1`.
-    pub api_version: String,
+    pub(crate) api_version: String,
     /// The new kind, e.g. `WebApp`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// API group; `kro.run` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Namespaced (default) or Cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
+    pub(crate) scope: Option<Scope>,
     /// SimpleSchema of `spec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<Value>,
+    pub(crate) spec: Option<Value>,
     /// Status fields as CEL expressions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Value>,
+    pub(crate) status: Option<Value>,
     /// Custom SimpleSchema types.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub types: Option<Value>,
+    pub(crate) types: Option<Value>,
     /// Printer columns replacing the defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub additional_printer_columns: Option<Vec<Value>>,
+    pub(crate) additional_printer_columns: Option<Vec<Value>>,
     /// Short names of the new kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub short_names: Vec<String>,
+    pub(crate) short_names: Vec<String>,
     /// Categories of the new kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub categories: Vec<String>,
+    pub(crate) categories: Vec<String>,
     /// Labels and annotations of the generated CRD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<SchemaMetadata>,
+    pub(crate) metadata: Option<SchemaMetadata>,
 }
 
 impl Schema {
     /// The group (`kro.run` when unset or empty).
-    pub fn group(&self) -> &str {
+    pub(crate) fn group(&self) -> &str {
         self.group.as_deref().filter(|g| !g.is_empty()).unwrap_or(GROUP)
     }
 
+    #[cfg(test)]
     /// `group/version` of instances.
-    pub fn instance_api_version(&self) -> String {
+    pub(crate) fn instance_api_version(&self) -> String {
         format!("{}/{}", self.group(), self.api_version)
     }
 
     /// The scope (Namespaced when unset).
-    pub fn scope(&self) -> Scope {
+    pub(crate) fn scope(&self) -> Scope {
         self.scope.unwrap_or_default()
     }
 }
@@ -137,64 +138,64 @@ impl Schema {
 /// `spec.schema.metadata`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SchemaMetadata {
+pub(crate) struct SchemaMetadata {
     /// Labels of the CRD.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub(crate) labels: BTreeMap<String, String>,
     /// Annotations of the CRD.
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 /// One entry of `spec.resources`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Resource {
+pub(crate) struct Resource {
     /// Node id, `^[a-z][a-zA-Z0-9]*$`.
-    pub id: String,
+    pub(crate) id: String,
     /// The object to create (with `${...}` expressions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<Value>,
+    pub(crate) template: Option<Value>,
     /// An existing object to read (never written).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<Value>,
+    pub(crate) external_ref: Option<Value>,
     /// Conditions for the resource to count as ready.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ready_when: Vec<String>,
+    pub(crate) ready_when: Vec<String>,
     /// Conditions for the resource to exist at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub include_when: Vec<String>,
+    pub(crate) include_when: Vec<String>,
     /// Dimensions to expand the resource over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub for_each: Vec<BTreeMap<String, String>>,
+    pub(crate) for_each: Vec<BTreeMap<String, String>>,
 }
 
 /// `spec.plugin` (kroxide only): the WebAssembly plugin of the graph.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PluginSpec {
+pub(crate) struct PluginSpec {
     /// Where the plugin's bytes are.
-    pub config_map_ref: ConfigMapRef,
+    pub(crate) config_map_ref: ConfigMapRef,
     /// Pin: the sha256 of the decompressed `.wasm`. When set, other bytes are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     /// Configuration handed to the plugin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<Value>,
+    pub(crate) config: Option<Value>,
     /// Deadline of each call, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
     /// Memory limit of each call, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "memoryMiB")]
-    pub memory_mib: Option<u64>,
+    pub(crate) memory_mib: Option<u64>,
     /// Kinds the plugin may add beyond the templates' (`Kind` or `Kind.group`); any when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_kinds: Vec<String>,
+    pub(crate) allowed_kinds: Vec<String>,
 }
 
 impl PluginSpec {
     /// The configuration as a JSON object (`{}` when unset).
-    pub fn config_value(&self) -> Value {
+    pub(crate) fn config_value(&self) -> Value {
         match &self.config {
             Some(v @ Value::Object(_)) => v.clone(),
             _ => Value::Object(Map::new()),
@@ -205,20 +206,20 @@ impl PluginSpec {
 /// A ConfigMap key holding a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConfigMapRef {
+pub(crate) struct ConfigMapRef {
     /// ConfigMap name.
-    pub name: String,
+    pub(crate) name: String,
     /// Namespace; the controller's own namespace when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Key in `binaryData` (or `data`); `plugin.wasm` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
 }
 
 impl ConfigMapRef {
     /// The key, defaulted.
-    pub fn key(&self) -> &str {
+    pub(crate) fn key(&self) -> &str {
         self.key.as_deref().unwrap_or(DEFAULT_PLUGIN_KEY)
     }
 }
@@ -277,7 +278,7 @@ impl ResourceGraphDefinition {
     }
 
     /// The name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.metadata.name
     }
 }

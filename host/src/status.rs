@@ -7,18 +7,18 @@ use serde_json::{Map, Value, json};
 use crate::plugin::PluginCondition;
 
 /// `Ready`, the root condition.
-pub const READY: &str = "Ready";
+pub(crate) const READY: &str = "Ready";
 /// Finalizer and labels are in place.
-pub const INSTANCE_MANAGED: &str = "InstanceManaged";
+pub(crate) const INSTANCE_MANAGED: &str = "InstanceManaged";
 /// The graph rendered for this instance.
-pub const GRAPH_RESOLVED: &str = "GraphResolved";
+pub(crate) const GRAPH_RESOLVED: &str = "GraphResolved";
 /// Every resource exists and is ready.
-pub const RESOURCES_READY: &str = "ResourcesReady";
+pub(crate) const RESOURCES_READY: &str = "ResourcesReady";
 
 /// The instance's `status.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum InstanceState {
+pub(crate) enum InstanceState {
     /// Resources are being created or are not ready yet.
     InProgress,
     /// Every resource is ready.
@@ -31,7 +31,7 @@ pub enum InstanceState {
 
 impl InstanceState {
     /// The string kro writes.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::InProgress => "IN_PROGRESS",
             Self::Active => "ACTIVE",
@@ -43,13 +43,13 @@ impl InstanceState {
 
 /// One condition's status, reason and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mark {
+pub(crate) struct Mark {
     /// `True`, `False` or `Unknown`.
-    pub status: &'static str,
+    pub(crate) status: &'static str,
     /// Reason.
-    pub reason: String,
+    pub(crate) reason: String,
     /// Message.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Mark {
@@ -62,7 +62,7 @@ impl Mark {
     }
 
     /// `InstanceManaged=True`.
-    pub fn managed() -> Self {
+    pub(crate) fn managed() -> Self {
         Self::new(
             "True",
             "Managed",
@@ -71,12 +71,12 @@ impl Mark {
     }
 
     /// `InstanceManaged=False`.
-    pub fn management_failed(message: impl Into<String>) -> Self {
+    pub(crate) fn management_failed(message: impl Into<String>) -> Self {
         Self::new("False", "ManagementFailed", message)
     }
 
     /// `GraphResolved=True`.
-    pub fn resolved() -> Self {
+    pub(crate) fn resolved() -> Self {
         Self::new(
             "True",
             "Resolved",
@@ -85,53 +85,48 @@ impl Mark {
     }
 
     /// `GraphResolved=False`.
-    pub fn resolution_failed(message: impl Into<String>) -> Self {
+    pub(crate) fn resolution_failed(message: impl Into<String>) -> Self {
         Self::new("False", "ResolutionFailed", message)
     }
 
     /// `ResourcesReady=True`.
-    pub fn all_ready() -> Self {
+    pub(crate) fn all_ready() -> Self {
         Self::new("True", "AllResourcesReady", "all resources are created and ready")
     }
 
     /// `ResourcesReady=False` with `reason` (`NotReady`, `ResourceDeleting`,
     /// `ReconciliationSuspended`, or a plugin failure reason such as `PluginTimeout`).
-    pub fn not_ready(reason: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn not_ready(reason: &str, message: impl Into<String>) -> Self {
         Self::new("False", reason, message)
     }
 
     /// `ResourcesReady=Unknown` while the instance is being deleted.
-    pub fn under_deletion(message: impl Into<String>) -> Self {
+    pub(crate) fn under_deletion(message: impl Into<String>) -> Self {
         Self::new("Unknown", "UnderDeletion", message)
-    }
-
-    /// Any status with a reason and message.
-    pub fn other(status: &'static str, reason: &str, message: impl Into<String>) -> Self {
-        Self::new(status, reason, message)
     }
 }
 
 /// What the reconcile found, condition by condition.
 #[derive(Debug, Clone)]
-pub struct Outcome<'a> {
+pub(crate) struct Outcome<'a> {
     /// `InstanceManaged`.
-    pub managed: Mark,
+    pub(crate) managed: Mark,
     /// `GraphResolved`.
-    pub resolved: Mark,
+    pub(crate) resolved: Mark,
     /// `ResourcesReady`.
-    pub resources: Mark,
+    pub(crate) resources: Mark,
     /// Conditions a plugin added (their types never collide with the host's).
-    pub plugin: &'a [PluginCondition],
+    pub(crate) plugin: &'a [PluginCondition],
     /// `metadata.generation` of the instance.
-    pub generation: i64,
+    pub(crate) generation: i64,
     /// The conditions as last written, to keep `lastTransitionTime` when a status is unchanged.
-    pub previous: &'a [Value],
+    pub(crate) previous: &'a [Value],
     /// Now, RFC 3339.
-    pub now: &'a str,
+    pub(crate) now: &'a str,
     /// The reconcile failed (state `ERROR` unless `Ready`).
-    pub failed: bool,
+    pub(crate) failed: bool,
     /// The instance is being deleted.
-    pub deleting: bool,
+    pub(crate) deleting: bool,
 }
 
 fn condition(type_: &str, mark: &Mark, generation: i64, previous: &[Value], now: &str) -> Value {
@@ -155,7 +150,7 @@ fn condition(type_: &str, mark: &Mark, generation: i64, previous: &[Value], now:
 }
 
 /// The conditions (dependents, plugin conditions by type, then `Ready`) and the state.
-pub fn conditions(outcome: &Outcome<'_>) -> (Vec<Value>, InstanceState) {
+pub(crate) fn conditions(outcome: &Outcome<'_>) -> (Vec<Value>, InstanceState) {
     let g = outcome.generation;
     let dependents = [
         (INSTANCE_MANAGED, &outcome.managed),
@@ -200,7 +195,7 @@ pub fn conditions(outcome: &Outcome<'_>) -> (Vec<Value>, InstanceState) {
 }
 
 /// Deep-merges `overlay` into `base`: objects merge key by key, anything else replaces.
-pub fn deep_merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
+pub(crate) fn deep_merge(base: &mut Map<String, Value>, overlay: Map<String, Value>) {
     for (key, value) in overlay {
         match (base.get_mut(&key), value) {
             (Some(Value::Object(b)), Value::Object(o)) => deep_merge(b, o),

@@ -55,7 +55,7 @@ pub fn read_documents(path: &Path) -> Result<Vec<Value>, Error> {
 ///
 /// # Errors
 /// [`Error::Read`] or [`Error::Parse`] naming the file.
-pub fn read_path(path: &Path) -> Result<Vec<Value>, Error> {
+pub(crate) fn read_path(path: &Path) -> Result<Vec<Value>, Error> {
     if !path.is_dir() {
         return read_documents(path);
     }
@@ -86,7 +86,7 @@ pub fn to_string(value: &Value) -> String {
 }
 
 /// Writes values as a YAML stream, documents separated by `---`.
-pub fn to_stream(values: &[Value]) -> String {
+pub(crate) fn to_stream(values: &[Value]) -> String {
     values.iter().map(to_string).collect::<Vec<_>>().join("---\n")
 }
 

@@ -1044,9 +1044,9 @@ async fn memory_of_deleted_instances_is_released(server: Server) {
         for i in 0..20 {
             wait_state(&api, &format!("m{i}"), "ACTIVE").await;
         }
-        let (sets, children, _, _) = running.ctx.memory.footprint();
+        let f = running.footprint();
         assert_eq!(
-            (sets, children),
+            (f.applied_instances, f.applied_children),
             (20, 60),
             "cycle {cycle}: what 20 live instances need"
         );
@@ -1065,9 +1065,12 @@ async fn memory_of_deleted_instances_is_released(server: Server) {
         })
         .await;
         let footprint = eventually("memory released", Duration::from_secs(10), async || {
-            let f = running.ctx.memory.footprint();
-            let (cached, _) = running.ctx.children.len();
-            (f.0 == 0 && f.1 == 0 && f.3 == 0 && cached == 0).then_some((f, cached))
+            let f = running.footprint();
+            (f.applied_instances == 0
+                && f.applied_children == 0
+                && f.instance_states == 0
+                && f.cached_children == 0)
+                .then_some(f)
         })
         .await;
         after_cycles.push(footprint);

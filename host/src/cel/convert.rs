@@ -15,7 +15,7 @@ use cel::{
 use serde_json::Value as Json;
 
 /// Converts JSON to a CEL value.
-pub fn to_cel(json: &Json) -> Value {
+pub(crate) fn to_cel(json: &Json) -> Value {
     match json {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
@@ -42,7 +42,7 @@ pub fn to_cel(json: &Json) -> Value {
 
 /// Converts JSON straight to the interpreter's value objects, skipping the intermediate
 /// [`Value`] (one allocation per node instead of two). Same mapping as [`to_cel`].
-pub fn to_val(json: &Json) -> Box<dyn Val> {
+pub(crate) fn to_val(json: &Json) -> Box<dyn Val> {
     match json {
         Json::Null => Box::new(CelNull),
         Json::Bool(b) => Box::new(CelBool::from(*b)),
@@ -70,7 +70,7 @@ pub fn to_val(json: &Json) -> Box<dyn Val> {
 ///
 /// # Errors
 /// A value JSON cannot hold (a non-finite double, a function, a type), named.
-pub fn to_json(value: &Value) -> Result<Json, String> {
+pub(crate) fn to_json(value: &Value) -> Result<Json, String> {
     Ok(match value {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
@@ -111,7 +111,7 @@ pub fn to_json(value: &Value) -> Result<Json, String> {
 }
 
 /// Go's `time.Duration.String()` form: `1h2m3.5s`, `500ms`, `0s`.
-pub fn format_duration(d: &chrono::Duration) -> String {
+pub(crate) fn format_duration(d: &chrono::Duration) -> String {
     let nanos = d.num_nanoseconds().unwrap_or(i64::MAX);
     if nanos == 0 {
         return "0s".to_string();

@@ -23,7 +23,7 @@ const ALPHANUMERIC: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// of sha256(seed). kro's algorithm reuses the digest's eight words cyclically (its rehash
 /// branch can never run), so this does too: output is identical to kro's for the same
 /// arguments, and repeats every eight characters.
-pub fn seeded_string(length: i64, seed: &str) -> Result<String, String> {
+pub(crate) fn seeded_string(length: i64, seed: &str) -> Result<String, String> {
     if length <= 0 {
         return Err("random.seededString length must be positive".to_string());
     }
@@ -41,7 +41,7 @@ pub fn seeded_string(length: i64, seed: &str) -> Result<String, String> {
 }
 
 /// kro's `random.seededInt`: min + (first 8 bytes of sha256(seed), big-endian) mod (max - min).
-pub fn seeded_int(min: i64, max: i64, seed: &str) -> Result<i64, String> {
+pub(crate) fn seeded_int(min: i64, max: i64, seed: &str) -> Result<i64, String> {
     if min >= max {
         return Err("random.seededInt min must be less than max".to_string());
     }
@@ -305,7 +305,7 @@ value_fn!(string_find_all_n, |a| match &a[2] {
 
 /// The helper every comprehension iterates through (see `inspect::rewrite`): maps yield their
 /// keys sorted, so `m.map(k, ...)` is deterministic; everything else passes through.
-pub const ITER_HELPER: &str = "@kroxide.iter";
+pub(crate) const ITER_HELPER: &str = "@kroxide.iter";
 
 value_fn!(iter_helper, |a| Ok(match &a[0] {
     Value::Map(m) => {
@@ -329,7 +329,7 @@ value_fn!(iter_helper, |a| Ok(match &a[0] {
 ///
 /// # Errors
 /// A declaration conflict (a bug, caught by tests).
-pub fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
+pub(crate) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
     env.add_overload(
         "random.seededString",
         "random_seededString_int_string",

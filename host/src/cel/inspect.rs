@@ -10,15 +10,15 @@ use serde_json::Value as Json;
 use super::functions::ITER_HELPER;
 
 /// A field path read from a variable: `schema.spec.ports[0]` is (`schema`, [`spec`, `ports`]).
-pub type Path = Vec<String>;
+pub(crate) type Path = Vec<String>;
 
 /// What an expression refers to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct References {
+pub(crate) struct References {
     /// Free variables and the field paths read from each (an empty path: the whole value).
-    pub variables: BTreeMap<String, BTreeSet<Path>>,
+    pub(crate) variables: BTreeMap<String, BTreeSet<Path>>,
     /// Functions called, namespaced ones with their namespace (`random.seededString`).
-    pub functions: BTreeSet<String>,
+    pub(crate) functions: BTreeSet<String>,
 }
 
 fn is_operator(name: &str) -> bool {
@@ -58,7 +58,7 @@ fn selection(e: &IdedExpr) -> Option<(String, Path)> {
 /// Collects the references of `expr`. `namespaces` are the function namespaces (`base64`,
 /// `random`, ...): `base64.encode(x)` is a call of `base64.encode`, not a read of a variable
 /// `base64`, unless a variable of that name is bound.
-pub fn references(expr: &IdedExpr, namespaces: &BTreeSet<&str>) -> References {
+pub(crate) fn references(expr: &IdedExpr, namespaces: &BTreeSet<&str>) -> References {
     let mut refs = References::default();
     let mut bound: Vec<String> = Vec::new();
     walk(expr, namespaces, &mut bound, &mut refs);
@@ -144,7 +144,7 @@ fn walk(e: &IdedExpr, namespaces: &BTreeSet<&str>, bound: &mut Vec<String>, refs
 /// Makes every comprehension iterate through the iteration helper, which yields a map's keys
 /// in sorted order (the `cel` crate's maps are hash maps). Bindings (`cel.bind`, `sortBy`),
 /// which iterate an empty list literal, are left alone.
-pub fn rewrite(e: &mut IdedExpr, next_id: &mut u64) {
+pub(crate) fn rewrite(e: &mut IdedExpr, next_id: &mut u64) {
     match &mut e.expr {
         Expr::Comprehension(c) => {
             let is_binding = matches!(&c.iter_range.expr, Expr::List(l) if l.elements.is_empty());
@@ -199,7 +199,7 @@ pub fn rewrite(e: &mut IdedExpr, next_id: &mut u64) {
 
 /// The depth of an expression tree, computed without recursion (the tree may be deep: that
 /// is what this measures).
-pub fn depth<'a>(e: &'a IdedExpr) -> usize {
+pub(crate) fn depth<'a>(e: &'a IdedExpr) -> usize {
     let mut max = 0;
     let mut stack: Vec<(&'a IdedExpr, usize)> = vec![(e, 1)];
     while let Some((node, d)) = stack.pop() {
@@ -241,7 +241,7 @@ pub fn depth<'a>(e: &'a IdedExpr) -> usize {
 }
 
 /// The largest id in an expression (new nodes get ids above it).
-pub fn max_id(e: &IdedExpr) -> u64 {
+pub(crate) fn max_id(e: &IdedExpr) -> u64 {
     let mut max = e.id;
     let mut visit = |x: &IdedExpr| max = max.max(max_id(x));
     match &e.expr {
@@ -279,7 +279,7 @@ pub fn max_id(e: &IdedExpr) -> u64 {
 }
 
 /// The size of a JSON value for the cost model: elements of a list or map, bytes of a string.
-pub fn json_size(v: &Json) -> u64 {
+pub(crate) fn json_size(v: &Json) -> u64 {
     match v {
         Json::Array(a) => a.len() as u64,
         Json::Object(o) => o.len() as u64,
@@ -289,7 +289,7 @@ pub fn json_size(v: &Json) -> u64 {
 }
 
 /// The largest size of anything inside a JSON value.
-pub fn max_size(v: &Json) -> u64 {
+pub(crate) fn max_size(v: &Json) -> u64 {
     match v {
         Json::Array(a) => a.iter().map(max_size).max().unwrap_or(0).max(a.len() as u64),
         Json::Object(o) => o.values().map(max_size).max().unwrap_or(0).max(o.len() as u64),
@@ -299,11 +299,11 @@ pub fn max_size(v: &Json) -> u64 {
 
 /// Inputs of the cost model: the variables' values.
 #[derive(Debug)]
-pub struct CostInputs<'a> {
+pub(crate) struct CostInputs<'a> {
     /// The variables an expression may read.
-    pub variables: &'a HashMap<String, Json>,
+    pub(crate) variables: &'a HashMap<String, Json>,
     /// The largest size of anything in the variables, for sizes the model cannot resolve.
-    pub largest: u64,
+    pub(crate) largest: u64,
 }
 
 fn resolve<'a>(inputs: &'a CostInputs<'_>, root: &str, path: &[String]) -> Option<&'a Json> {
@@ -322,7 +322,7 @@ fn resolve<'a>(inputs: &'a CostInputs<'_>, root: &str, path: &[String]) -> Optio
 /// comprehension multiplies the cost of its body by the size of what it iterates, string and
 /// list building costs the size of what it builds. Deterministic and cheap (one walk of the
 /// expression), so an expression whose estimate exceeds the budget is refused before it runs.
-pub fn estimate_cost(e: &IdedExpr, inputs: &CostInputs<'_>) -> u64 {
+pub(crate) fn estimate_cost(e: &IdedExpr, inputs: &CostInputs<'_>) -> u64 {
     let mut scope: Vec<(String, u64)> = Vec::new();
     cost(e, inputs, &mut scope)
 }

@@ -72,7 +72,7 @@ impl Opaque for CidrVal {
 }
 
 /// The JSON form of kroxide's opaque values: their canonical strings.
-pub fn opaque_to_json(o: &dyn Opaque) -> Option<serde_json::Value> {
+pub(crate) fn opaque_to_json(o: &dyn Opaque) -> Option<serde_json::Value> {
     let text = if let Some(q) = o.downcast_ref::<QuantityVal>() {
         q.0.canonical()
     } else if let Some(u) = o.downcast_ref::<UrlVal>() {
@@ -389,7 +389,7 @@ fn query_map(query: &str) -> Value {
 }
 
 /// Member functions whose receiver is one of kroxide's opaque values.
-pub const OPAQUE_MEMBERS: &[(&str, usize)] = &[
+pub(crate) const OPAQUE_MEMBERS: &[(&str, usize)] = &[
     ("isLessThan", 1),
     ("isGreaterThan", 1),
     ("compareTo", 1),
@@ -476,7 +476,7 @@ members!(
 ///
 /// # Errors
 /// A declaration the `cel` crate refuses (a duplicate overload).
-pub fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
+pub(crate) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
     env.add_overload("quantity", "quantity_string", vec![STRING_TYPE], quantity_new)?;
     env.add_overload("isQuantity", "isQuantity_string", vec![STRING_TYPE], is_quantity)?;
     env.add_overload("url", "url_string", vec![STRING_TYPE], url_new)?;

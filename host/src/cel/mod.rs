@@ -7,12 +7,12 @@
 //! eval: cost estimate from the actual inputs -> budget check -> evaluate -> JSON
 //! ```
 
-pub mod convert;
-pub mod functions;
-pub mod inspect;
+pub(crate) mod convert;
+pub(crate) mod functions;
+pub(crate) mod inspect;
 mod kubernetes;
 mod native;
-pub mod template;
+pub(crate) mod template;
 
 use std::{
     collections::{BTreeSet, HashMap},
@@ -30,18 +30,18 @@ use cel::{
 };
 use serde_json::Value as Json;
 
-pub use inspect::{Path, References};
+pub(crate) use inspect::References;
 
 /// Longest expression accepted, in bytes.
-pub const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
 /// Deepest bracket nesting accepted (the parser recurses on brackets).
-pub const MAX_NESTING: usize = 32;
+pub(crate) const MAX_NESTING: usize = 32;
 /// Deepest expression tree accepted: the evaluator recurses, and so do the checks after
 /// parsing, so a long operator chain (`1+1+...`) must not exhaust a thread's stack.
-pub const MAX_AST_DEPTH: usize = 48;
+pub(crate) const MAX_AST_DEPTH: usize = 48;
 /// Work one evaluation may do, in the units of [`inspect::estimate_cost`]: about a million
 /// basic steps, tens of milliseconds.
-pub const COST_BUDGET: u64 = 1_000_000;
+pub(crate) const COST_BUDGET: u64 = 1_000_000;
 
 /// Function namespaces (a call `ns.f(...)` is a function, not a variable read).
 const NAMESPACES: [&str; 8] = [
@@ -151,7 +151,7 @@ fn refusal(function: &str) -> Option<&'static str> {
 
 /// Why an expression was refused at admission.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CompileError {
+pub(crate) enum CompileError {
     /// Longer than [`MAX_EXPRESSION_BYTES`].
     #[error("expression is {0} bytes long, over the limit of {MAX_EXPRESSION_BYTES}")]
     TooLong(usize),
@@ -176,7 +176,7 @@ pub enum CompileError {
 
 /// Why an evaluation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EvalError {
+pub(crate) enum EvalError {
     /// A field the expression reads is not there (yet): the caller may wait for data.
     #[error("no such key: {0}")]
     NoSuchKey(String),
@@ -208,7 +208,7 @@ pub enum EvalError {
 impl EvalError {
     /// Whether the failure is missing data (a field or variable not there yet) rather than a
     /// broken expression.
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         matches!(self, Self::NoSuchKey(_) | Self::Undeclared(_))
     }
 }
@@ -224,7 +224,7 @@ impl From<ExecutionError> for EvalError {
 }
 
 /// The JSON type name of a value, for messages.
-pub fn json_type(v: &Json) -> &'static str {
+pub(crate) fn json_type(v: &Json) -> &'static str {
     match v {
         Json::Null => "null",
         Json::Bool(_) => "bool",
@@ -237,7 +237,7 @@ pub fn json_type(v: &Json) -> &'static str {
 }
 
 /// The CEL environment with kro's libraries. One per process.
-pub struct Engine {
+pub(crate) struct Engine {
     env: Arc<Env>,
     namespaces: BTreeSet<&'static str>,
     known: BTreeSet<&'static str>,
@@ -284,7 +284,7 @@ static ENGINE: LazyLock<Engine> =
     LazyLock::new(|| Engine::new().expect("the CEL environment declares cleanly"));
 
 /// The process-wide engine.
-pub fn engine() -> &'static Engine {
+pub(crate) fn engine() -> &'static Engine {
     &ENGINE
 }
 
@@ -311,7 +311,7 @@ impl Engine {
     ///
     /// # Errors
     /// Too long, too deep, not valid CEL, or calling unknown functions.
-    pub fn compile(&self, source: &str) -> Result<Program, CompileError> {
+    pub(crate) fn compile(&self, source: &str) -> Result<Program, CompileError> {
         if source.len() > MAX_EXPRESSION_BYTES {
             return Err(CompileError::TooLong(source.len()));
         }
@@ -402,7 +402,7 @@ fn nesting(source: &str) -> usize {
 
 /// What an expression yields, as far as its shape tells without types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TypeHint {
+pub(crate) enum TypeHint {
     /// A boolean (comparisons, logic, `has`, `exists`, ...).
     Bool,
     /// An integer.
@@ -476,7 +476,7 @@ fn hint(e: &IdedExpr) -> TypeHint {
 
 /// A compiled expression. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Program {
+pub(crate) struct Program {
     source: String,
     ast: Arc<IdedExpr>,
     references: References,
@@ -485,7 +485,7 @@ pub struct Program {
 /// The variables an evaluation sees, as JSON and as CEL values. Each value is converted once,
 /// when bound, and lent to every evaluation by reference (no per-evaluation copy).
 #[derive(Debug, Default)]
-pub struct Scope {
+pub(crate) struct Scope {
     json: HashMap<String, Json>,
     values: HashMap<String, Box<dyn Val>>,
     largest: u64,
@@ -499,52 +499,42 @@ impl VariableResolver for Scope {
 
 impl Scope {
     /// An empty scope.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Binds `name` to `value`, replacing any previous binding.
-    pub fn set(&mut self, name: &str, value: Json) {
+    pub(crate) fn set(&mut self, name: &str, value: Json) {
         self.largest = self.largest.max(inspect::max_size(&value));
         self.values.insert(name.to_string(), convert::to_val(&value));
         self.json.insert(name.to_string(), value);
     }
 
     /// Removes a binding.
-    pub fn remove(&mut self, name: &str) {
+    pub(crate) fn remove(&mut self, name: &str) {
         self.values.remove(name);
         self.json.remove(name);
-    }
-
-    /// The JSON bound to `name`.
-    pub fn get(&self, name: &str) -> Option<&Json> {
-        self.json.get(name)
-    }
-
-    /// Whether `name` is bound.
-    pub fn contains(&self, name: &str) -> bool {
-        self.json.contains_key(name)
     }
 }
 
 impl Program {
     /// The source, as written inside `${...}`.
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.source
     }
 
     /// What the expression yields, as far as its shape tells.
-    pub fn result_hint(&self) -> TypeHint {
+    pub(crate) fn result_hint(&self) -> TypeHint {
         hint(&self.ast)
     }
 
     /// What the expression refers to.
-    pub fn references(&self) -> &References {
+    pub(crate) fn references(&self) -> &References {
         &self.references
     }
 
     /// The work evaluating this in `scope` would take (see [`inspect::estimate_cost`]).
-    pub fn cost(&self, scope: &Scope) -> u64 {
+    pub(crate) fn cost(&self, scope: &Scope) -> u64 {
         inspect::estimate_cost(
             &self.ast,
             &inspect::CostInputs {
@@ -559,7 +549,7 @@ impl Program {
     /// # Errors
     /// [`EvalError::Budget`] before running when the estimate is over budget; missing data
     /// ([`EvalError::is_pending`]); any other evaluation failure; a result JSON cannot hold.
-    pub fn eval(&self, scope: &Scope) -> Result<Json, EvalError> {
+    pub(crate) fn eval(&self, scope: &Scope) -> Result<Json, EvalError> {
         let cost = self.cost(scope);
         if cost > COST_BUDGET {
             return Err(EvalError::Budget { cost });
@@ -574,7 +564,7 @@ impl Program {
     ///
     /// # Errors
     /// As [`Program::eval`], or [`EvalError::WrongType`].
-    pub fn eval_bool(&self, scope: &Scope) -> Result<bool, EvalError> {
+    pub(crate) fn eval_bool(&self, scope: &Scope) -> Result<bool, EvalError> {
         match self.eval(scope)? {
             Json::Bool(b) => Ok(b),
             other => Err(EvalError::WrongType {

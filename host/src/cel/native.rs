@@ -9,29 +9,29 @@ use cel::{
 };
 
 /// Longest string a kroxide function returns, in bytes.
-pub const MAX_STRING: usize = 1 << 20;
+pub(crate) const MAX_STRING: usize = 1 << 20;
 /// Longest list a kroxide function returns.
-pub const MAX_LIST: usize = 100_000;
+pub(crate) const MAX_LIST: usize = 100_000;
 
-pub type Out<'b, 'v> = Result<CowVal<'b, 'v>, ExecutionError>;
+pub(crate) type Out<'b, 'v> = Result<CowVal<'b, 'v>, ExecutionError>;
 
-pub fn vals(args: Vec<CowVal<'_, '_>>) -> Result<Vec<Value>, ExecutionError> {
+pub(crate) fn vals(args: Vec<CowVal<'_, '_>>) -> Result<Vec<Value>, ExecutionError> {
     args.iter().map(|a| Value::try_from(a.as_ref())).collect()
 }
 
-pub fn ret<'b, 'v>(value: Value) -> Out<'b, 'v> {
+pub(crate) fn ret<'b, 'v>(value: Value) -> Out<'b, 'v> {
     Ok(CowVal::Owned(Box::<dyn Val>::try_from(value)?))
 }
 
-pub fn err(function: &str, message: impl std::fmt::Display) -> ExecutionError {
+pub(crate) fn err(function: &str, message: impl std::fmt::Display) -> ExecutionError {
     ExecutionError::function_error(function, message.to_string())
 }
 
-pub fn string(s: impl Into<String>) -> Value {
+pub(crate) fn string(s: impl Into<String>) -> Value {
     Value::String(Arc::new(s.into()))
 }
 
-pub fn capped_string(function: &str, s: String) -> Result<Value, ExecutionError> {
+pub(crate) fn capped_string(function: &str, s: String) -> Result<Value, ExecutionError> {
     if s.len() > MAX_STRING {
         return Err(err(
             function,
@@ -41,7 +41,7 @@ pub fn capped_string(function: &str, s: String) -> Result<Value, ExecutionError>
     Ok(string(s))
 }
 
-pub fn capped_list(function: &str, items: Vec<Value>) -> Result<Value, ExecutionError> {
+pub(crate) fn capped_list(function: &str, items: Vec<Value>) -> Result<Value, ExecutionError> {
     if items.len() > MAX_LIST {
         return Err(err(
             function,

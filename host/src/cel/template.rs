@@ -5,7 +5,7 @@ use std::fmt;
 
 /// One piece of a templated string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
+pub(crate) enum Segment {
     /// Literal text.
     Text(String),
     /// The CEL source inside one `${...}`.
@@ -14,14 +14,14 @@ pub enum Segment {
 
 /// A string with `${...}` expressions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     /// Text and expressions in order.
-    pub segments: Vec<Segment>,
+    pub(crate) segments: Vec<Segment>,
 }
 
 /// Why a string's `${...}` could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// `${` without its closing `}`.
     #[error("unterminated expression: no closing '}}' for the '${{' at byte {at}")]
     Unterminated {
@@ -43,7 +43,7 @@ impl Template {
     ///
     /// # Errors
     /// An unterminated or empty expression.
-    pub fn parse(s: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(s: &str) -> Result<Self, Error> {
         let bytes = s.as_bytes();
         let mut segments = Vec::new();
         let mut text = String::new();
@@ -73,25 +73,18 @@ impl Template {
         Ok(Self { segments })
     }
 
+    #[cfg(test)]
     /// Whether the string holds any expression.
-    pub fn has_expressions(&self) -> bool {
+    pub(crate) fn has_expressions(&self) -> bool {
         self.segments.iter().any(|s| matches!(s, Segment::Expr(_)))
     }
 
     /// The expression, when the whole string is exactly one `${...}`.
-    pub fn standalone(&self) -> Option<&str> {
+    pub(crate) fn standalone(&self) -> Option<&str> {
         match self.segments.as_slice() {
             [Segment::Expr(e)] => Some(e),
             _ => None,
         }
-    }
-
-    /// The expressions, in order.
-    pub fn expressions(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().filter_map(|s| match s {
-            Segment::Expr(e) => Some(e.as_str()),
-            Segment::Text(_) => None,
-        })
     }
 }
 

@@ -7,7 +7,7 @@ use super::error::Error;
 use crate::config::{ControllerArgs, ControllerConfig, LogFormat};
 
 /// Sets up logging: `RUST_LOG` when set, else `--log-level`.
-pub fn init_logging(level: &str, format: LogFormat) {
+pub(crate) fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -22,7 +22,7 @@ pub fn init_logging(level: &str, format: LogFormat) {
 }
 
 /// Resolves once SIGINT or SIGTERM arrives; a second signal exits the process.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     wait_for_signal().await;
     tokio::spawn(async {
         wait_for_signal().await;
@@ -57,7 +57,7 @@ async fn wait_for_signal() {
 ///
 /// # Errors
 /// An invalid flag, no API connection, or the plugin runtime cannot start.
-pub fn run(args: &ControllerArgs) -> Result<(), Error> {
+pub(crate) fn run(args: &ControllerArgs) -> Result<(), Error> {
     let config = ControllerConfig::from_args(args)?;
     init_logging(&args.log_level, args.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()

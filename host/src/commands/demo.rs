@@ -247,7 +247,7 @@ async fn report(server: &ApiServer, instances: &[(Value, &str)]) -> String {
 ///
 /// # Errors
 /// The API server cannot start, a request fails, or an example does not become ACTIVE.
-pub fn run(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, Error> {
+pub(crate) fn run(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, Error> {
     super::controller::init_logging("warn", crate::config::LogFormat::Console);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

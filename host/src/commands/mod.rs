@@ -1,13 +1,13 @@
 //! The subcommands of the `kroxide` binary as library functions: the offline ones return
 //! text; `controller` runs until it is signalled.
 
-pub mod controller;
+pub(crate) mod controller;
 #[cfg(feature = "demo")]
-pub mod demo;
+pub(crate) mod demo;
 pub mod generate;
-pub mod plugin;
+pub(crate) mod plugin;
 pub mod render;
-pub mod validate;
+pub(crate) mod validate;
 
 mod error;
 mod outcome;

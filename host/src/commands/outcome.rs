@@ -16,7 +16,7 @@ pub struct Outcome {
 pub const EXIT_PENDING: u8 = 2;
 
 impl Outcome {
-    pub fn ok(stdout: String, stderr: String) -> Self {
+    pub(crate) fn ok(stdout: String, stderr: String) -> Self {
         Self {
             stdout,
             stderr,

@@ -14,21 +14,21 @@ use crate::{
 };
 
 /// Label on every plugin ConfigMap.
-pub const PLUGIN_LABEL: &str = "kroxide.dev/plugin";
+pub(crate) const PLUGIN_LABEL: &str = "kroxide.dev/plugin";
 /// Annotation with the sha256 of the decompressed `.wasm`.
-pub const SHA256_ANNOTATION: &str = "kroxide.dev/sha256";
+pub(crate) const SHA256_ANNOTATION: &str = "kroxide.dev/sha256";
 
 /// A packed plugin: the ConfigMap to apply and the RGD snippet that names it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Packed {
+pub(crate) struct Packed {
     /// The ConfigMap, as YAML.
-    pub config_map: String,
+    pub(crate) config_map: String,
     /// The `spec.plugin` snippet for the RGD, as YAML.
-    pub rgd_snippet: String,
+    pub(crate) rgd_snippet: String,
     /// Whether the bytes were stored gzip-compressed.
-    pub compressed: bool,
+    pub(crate) compressed: bool,
     /// Bytes stored in the ConfigMap.
-    pub stored_size: usize,
+    pub(crate) stored_size: usize,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
@@ -44,7 +44,12 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
 ///
 /// # Errors
 /// The file cannot be read, is not a loadable plugin, or is over 1 MiB once stored.
-pub fn pack(path: &Path, name: &str, namespace: Option<&str>, key: Option<&str>) -> Result<Packed, Error> {
+pub(crate) fn pack(
+    path: &Path,
+    name: &str,
+    namespace: Option<&str>,
+    key: Option<&str>,
+) -> Result<Packed, Error> {
     let raw = read(path)?;
     let prepared = source::prepare(&raw).map_err(|e| Error::Plugin {
         path: path.to_path_buf(),
@@ -112,7 +117,7 @@ pub fn pack(path: &Path, name: &str, namespace: Option<&str>, key: Option<&str>)
 ///
 /// # Errors
 /// The file cannot be read or is not a loadable plugin.
-pub fn inspect(path: &Path) -> Result<Value, Error> {
+pub(crate) fn inspect(path: &Path) -> Result<Value, Error> {
     let raw = read(path)?;
     let prepared = source::prepare(&raw).map_err(|e| Error::Plugin {
         path: path.to_path_buf(),

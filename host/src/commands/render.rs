@@ -31,7 +31,7 @@ use crate::{
 };
 
 /// The fixed time offline renders write, so golden files stay stable.
-pub const OFFLINE_TIME: &str = "1970-01-01T00:00:00Z";
+pub(crate) const OFFLINE_TIME: &str = "1970-01-01T00:00:00Z";
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

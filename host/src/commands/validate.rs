@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::render::load_graph;
 
 /// The outcome for each file, and whether all were valid.
-pub fn validate(paths: &[PathBuf]) -> (String, bool) {
+pub(crate) fn validate(paths: &[PathBuf]) -> (String, bool) {
     let mut out = String::new();
     let mut all_valid = true;
     for path in paths {

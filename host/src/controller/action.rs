@@ -3,25 +3,25 @@
 use std::time::Duration;
 
 /// How soon a key is looked at again when its cache has not received its initial list.
-pub const NOT_SYNCED_RETRY: Duration = Duration::from_millis(200);
+pub(crate) const NOT_SYNCED_RETRY: Duration = Duration::from_millis(200);
 
 /// What a reconcile asks for next.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Action {
+pub(crate) struct Action {
     /// Look again after this long.
-    pub requeue_after: Option<Duration>,
+    pub(crate) requeue_after: Option<Duration>,
     /// The reconcile failed in a way worth retrying with backoff.
-    pub backoff: bool,
+    pub(crate) backoff: bool,
 }
 
 impl Action {
     /// Nothing more to do until something changes.
-    pub fn done() -> Self {
+    pub(crate) fn done() -> Self {
         Self::default()
     }
 
     /// Look again after `d`.
-    pub fn after(d: Duration) -> Self {
+    pub(crate) fn after(d: Duration) -> Self {
         Self {
             requeue_after: Some(d),
             backoff: false,
@@ -29,7 +29,7 @@ impl Action {
     }
 
     /// Retry with backoff.
-    pub fn retry() -> Self {
+    pub(crate) fn retry() -> Self {
         Self {
             requeue_after: None,
             backoff: true,

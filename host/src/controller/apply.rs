@@ -20,14 +20,14 @@ use super::{
 use crate::{child::DesiredChild, metadata};
 
 /// A stable hash of what we ask for.
-pub fn intent_hash(child: &DesiredChild) -> u64 {
+pub(crate) fn intent_hash(child: &DesiredChild) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     Value::Object(child.object.clone()).to_string().hash(&mut h);
     h.finish()
 }
 
 /// The `fieldsV1` our apply owns on `live`.
-pub fn owned_fields(live: &Value) -> Option<&Value> {
+pub(crate) fn owned_fields(live: &Value) -> Option<&Value> {
     live.pointer("/metadata/managedFields")?
         .as_array()?
         .iter()
@@ -42,7 +42,7 @@ pub fn owned_fields(live: &Value) -> Option<&Value> {
 
 /// Whether `child` can be left alone: same intent as last applied, same object, and our owned
 /// fields exactly as our last apply left them.
-pub fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value>) -> bool {
+pub(crate) fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value>) -> bool {
     let (Some(record), Some(live)) = (record, live) else {
         return false;
     };
@@ -56,7 +56,7 @@ pub fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value>) -> b
 
 /// Whether an existing object may become this ApplySet's child: it is already in it (our
 /// watch has not seen it yet), or its owner handed it over with [`metadata::ADOPT`].
-pub fn may_take_over(existing: &Value, applyset: &str) -> bool {
+pub(crate) fn may_take_over(existing: &Value, applyset: &str) -> bool {
     label(existing, metadata::APPLYSET_PART_OF) == Some(applyset)
         || existing
             .pointer("/metadata/annotations")
@@ -67,7 +67,7 @@ pub fn may_take_over(existing: &Value, applyset: &str) -> bool {
 
 /// What happened to one child.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Nothing to do.
     Unchanged,
     /// Applied; the server's answer.
@@ -76,7 +76,7 @@ pub enum Outcome {
 
 /// Why a child could not be applied.
 #[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
+pub(crate) enum ApplyError {
     /// The object belongs to another instance's ApplySet.
     #[error("resource {key}: {object} belongs to a different ApplySet ({other})")]
     OtherApplySet {
@@ -122,7 +122,7 @@ fn shown(child: &DesiredChild) -> String {
 ///
 /// # Errors
 /// [`ApplyError`] naming the child.
-pub async fn apply(
+pub(crate) async fn apply(
     ctx: &Context,
     applyset: &str,
     child: &DesiredChild,

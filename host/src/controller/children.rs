@@ -13,10 +13,10 @@ use super::informers::WatchKey;
 use crate::metadata;
 
 /// Identity of an object across versions: (group, kind, namespace, name).
-pub type ObjectId = (String, String, String, String);
+pub(crate) type ObjectId = (String, String, String, String);
 
 /// The identity of a JSON object.
-pub fn object_id(v: &Value) -> ObjectId {
+pub(crate) fn object_id(v: &Value) -> ObjectId {
     let s = |p: &str| {
         v.pointer(p)
             .and_then(Value::as_str)
@@ -31,7 +31,7 @@ pub fn object_id(v: &Value) -> ObjectId {
     (group, s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
 }
 
-pub fn resource_version(v: &Value) -> Option<u64> {
+pub(crate) fn resource_version(v: &Value) -> Option<u64> {
     v.pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .and_then(|r| r.parse().ok())
@@ -45,7 +45,7 @@ pub fn resource_version(v: &Value) -> Option<u64> {
 /// [`TOMBSTONE_TTL`], the resourceVersion each child was deleted at, and refuses a copy that
 /// is not newer: a deleted child is never brought back by a late response.
 #[derive(Debug, Default)]
-pub struct Children {
+pub(crate) struct Children {
     objects: Mutex<Index>,
 }
 
@@ -62,12 +62,12 @@ struct Index {
     tombstones: HashMap<ObjectId, (u64, std::time::Instant)>,
 }
 
-pub fn part_of(v: &Value) -> Option<String> {
+pub(crate) fn part_of(v: &Value) -> Option<String> {
     label(v, metadata::APPLYSET_PART_OF).map(String::from)
 }
 
 /// A label of an object.
-pub fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+pub(crate) fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.pointer("/metadata/labels")
         .and_then(|l| l.get(key))
         .and_then(Value::as_str)
@@ -76,7 +76,7 @@ pub fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 impl Children {
     /// Records a live child unless a newer copy is known, or it was deleted at a
     /// resourceVersion at least as new.
-    pub fn upsert(&self, v: Value) {
+    pub(crate) fn upsert(&self, v: Value) {
         let id = object_id(&v);
         let rv = resource_version(&v);
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
@@ -111,7 +111,7 @@ impl Children {
     /// resourceVersion of the deletion). A deletion of an earlier incarnation (another uid, or
     /// older than the cached copy: the child was made again since, by us, while the watch was
     /// behind) leaves the cached copy alone.
-    pub fn remove(&self, v: &Value) {
+    pub(crate) fn remove(&self, v: &Value) {
         let id = object_id(v);
         let now = std::time::Instant::now();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,7 +154,7 @@ impl Children {
     /// After a (re)list of the children of `watch`'s kind: forgets every child of that kind
     /// the list did not show, and returns them. A relist has no deletions in it, so this is the
     /// only way the cache learns of children deleted while its watch was down.
-    pub fn retain_listed(&self, watch: &WatchKey, listed: &HashSet<ObjectId>) -> Vec<Arc<Value>> {
+    pub(crate) fn retain_listed(&self, watch: &WatchKey, listed: &HashSet<ObjectId>) -> Vec<Arc<Value>> {
         let group = watch
             .api_version
             .rsplit_once('/')
@@ -186,7 +186,7 @@ impl Children {
     }
 
     /// The members of an ApplySet.
-    pub fn of(&self, applyset: &str) -> Vec<Arc<Value>> {
+    pub(crate) fn of(&self, applyset: &str) -> Vec<Arc<Value>> {
         let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         guard
             .sets
@@ -200,13 +200,13 @@ impl Children {
     }
 
     /// How many children are cached, and how many deletions are remembered.
-    pub fn len(&self) -> (usize, usize) {
+    pub(crate) fn len(&self) -> (usize, usize) {
         let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         (guard.objects.len(), guard.tombstones.len())
     }
 
     /// A child by identity.
-    pub fn get(&self, id: &ObjectId) -> Option<Arc<Value>> {
+    pub(crate) fn get(&self, id: &ObjectId) -> Option<Arc<Value>> {
         self.objects
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -217,7 +217,7 @@ impl Children {
 }
 
 /// Drops what no stage reads from a cached child: other managers' field ownership.
-pub fn trim(mut child: Value) -> Value {
+pub(crate) fn trim(mut child: Value) -> Value {
     if let Some(entries) = child
         .pointer_mut("/metadata/managedFields")
         .and_then(Value::as_array_mut)

@@ -10,7 +10,7 @@ use crate::config::ControllerConfig;
 
 /// A token bucket: `rate` requests per second with bursts of `burst`.
 #[derive(Debug)]
-pub struct Limiter {
+pub(crate) struct Limiter {
     state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
     rate: f64,
     burst: f64,
@@ -18,7 +18,7 @@ pub struct Limiter {
 
 impl Limiter {
     /// A full bucket.
-    pub fn new(rate: f64, burst: u32) -> Self {
+    pub(crate) fn new(rate: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())),
@@ -28,7 +28,7 @@ impl Limiter {
     }
 
     /// Waits for a token.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         loop {
             let wait = {
                 let mut s = self.state.lock().await;

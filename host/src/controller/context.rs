@@ -29,33 +29,33 @@ use crate::{config::ControllerConfig, plugin::PluginRuntime};
 /// Everything reconciles share.
 pub struct Context {
     /// API client.
-    pub client: Client,
+    pub(crate) client: Client,
     /// Settings.
-    pub config: ControllerConfig,
+    pub(crate) config: ControllerConfig,
     /// Watches.
-    pub informers: Informers,
+    pub(crate) informers: Informers,
     /// Plugin sandbox.
-    pub runtime: Arc<PluginRuntime>,
+    pub(crate) runtime: Arc<PluginRuntime>,
     /// Live graph revisions.
-    pub graphs: Graphs,
+    pub(crate) graphs: Graphs,
     /// Graph keys to reconcile.
-    pub rgd_queue: Queue<String>,
+    pub(crate) rgd_queue: Queue<String>,
     /// Instance keys to reconcile.
-    pub instance_queue: Queue<InstanceKey>,
+    pub(crate) instance_queue: Queue<InstanceKey>,
     /// Client-side rate limit.
-    pub limiter: Limiter,
+    pub(crate) limiter: Limiter,
     /// Kubernetes Events.
-    pub recorder: Recorder,
+    pub(crate) recorder: Recorder,
     /// Observed children.
-    pub children: Children,
+    pub(crate) children: Children,
     /// Remembered writes.
-    pub memory: Memory,
+    pub(crate) memory: Memory,
     /// Who watches what.
-    pub interest: Interest,
+    pub(crate) interest: Interest,
     /// Numbers for /metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// Graphs reconciled at least once since start.
-    pub graphs_seen: Mutex<HashSet<String>>,
+    pub(crate) graphs_seen: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -69,7 +69,7 @@ impl std::fmt::Debug for Context {
 impl Context {
     /// Ready: every cache has its initial list, and every graph has been reconciled once (so
     /// its plugin is loaded, or refused with a condition).
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         let Some(rgds) = self.informers.get(&rgd_watch()) else {
             return false;
         };
@@ -86,7 +86,7 @@ impl Context {
 
     /// An API handle for `resource` (in `namespace` when namespaced), after waiting for the
     /// client's rate limit.
-    pub async fn api(
+    pub(crate) async fn api(
         &self,
         resource: &ApiResource,
         namespaced: bool,

@@ -44,7 +44,7 @@ pub fn describe(e: &kube::Error) -> String {
 
 impl Error {
     /// Whether the API said the object changed underneath us (409) or is gone (404).
-    pub fn is_conflict(&self) -> bool {
+    pub(crate) fn is_conflict(&self) -> bool {
         matches!(self, Error::Api { source: kube::Error::Api(e), .. } if e.code == 409)
     }
 }

@@ -23,7 +23,7 @@ use crate::metadata;
 
 /// What a watch is for, which decides how its events are routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
+pub(crate) enum Role {
     /// ResourceGraphDefinitions.
     Rgds,
     /// Instances of one graph's kind.
@@ -41,24 +41,24 @@ pub enum Role {
 
 /// Identifies one watch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WatchKey {
+pub(crate) struct WatchKey {
     /// apiVersion of the kind.
-    pub api_version: String,
+    pub(crate) api_version: String,
     /// Kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Only this namespace.
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Label selector.
-    pub labels: Option<String>,
+    pub(crate) labels: Option<String>,
     /// Field selector.
-    pub fields: Option<String>,
+    pub(crate) fields: Option<String>,
     /// Why it exists.
-    pub role: Role,
+    pub(crate) role: Role,
 }
 
 impl WatchKey {
     /// A watch of every object of a kind.
-    pub fn all(api_version: &str, kind: &str, role: Role) -> Self {
+    pub(crate) fn all(api_version: &str, kind: &str, role: Role) -> Self {
         Self {
             api_version: api_version.to_string(),
             kind: kind.to_string(),
@@ -76,7 +76,7 @@ impl WatchKey {
 /// vanished while the watch was down (a gap answered with 410 Gone) get no `Deleted`, so whoever
 /// keeps its own index must drop what a relist did not list.
 #[derive(Debug, Clone)]
-pub enum Change {
+pub(crate) enum Change {
     /// Created or updated.
     Applied(Value),
     /// Deleted (its last state).
@@ -93,18 +93,18 @@ pub enum Change {
 #[derive(Debug, Clone)]
 pub struct Notice {
     /// The watch.
-    pub key: WatchKey,
+    pub(crate) key: WatchKey,
     /// What happened.
-    pub change: Change,
+    pub(crate) change: Change,
 }
 
 /// One running watch with its cache.
 #[derive(Debug)]
-pub struct Informer {
+pub(crate) struct Informer {
     /// The resource watched.
-    pub resource: ApiResource,
+    pub(crate) resource: ApiResource,
     /// Whether objects are namespaced.
-    pub namespaced: bool,
+    pub(crate) namespaced: bool,
     store: reflector::Store<DynamicObject>,
     synced: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
@@ -118,7 +118,7 @@ impl Drop for Informer {
 
 /// A cached object as the engine sees it: JSON with `apiVersion` and `kind` set (list items
 /// of built-in kinds arrive without them).
-pub fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
+pub(crate) fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
     let mut v = serde_json::to_value(object).unwrap_or(Value::Null);
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), Value::String(resource.api_version.clone()));
@@ -129,7 +129,7 @@ pub fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
 
 impl Informer {
     /// Every cached object.
-    pub fn list(&self) -> Vec<Value> {
+    pub(crate) fn list(&self) -> Vec<Value> {
         self.store
             .state()
             .iter()
@@ -138,7 +138,7 @@ impl Informer {
     }
 
     /// One cached object.
-    pub fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub(crate) fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
         let mut key = reflector::ObjectRef::<DynamicObject>::new_with(name, self.resource.clone());
         if self.namespaced
             && let Some(ns) = namespace
@@ -150,7 +150,7 @@ impl Informer {
 
     /// One cached object, telling a missing object apart from a cache that has not received its
     /// initial list yet (when absence means nothing).
-    pub fn lookup(&self, namespace: Option<&str>, name: &str) -> Lookup {
+    pub(crate) fn lookup(&self, namespace: Option<&str>, name: &str) -> Lookup {
         match self.get(namespace, name) {
             Some(v) => Lookup::Found(v),
             None if self.synced() => Lookup::Absent,
@@ -159,12 +159,12 @@ impl Informer {
     }
 
     /// Whether the initial list has been received.
-    pub fn synced(&self) -> bool {
+    pub(crate) fn synced(&self) -> bool {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Waits until the initial list has been received, at most `timeout`.
-    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+    pub(crate) async fn wait_synced(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.synced() {
             if tokio::time::Instant::now() > deadline {
@@ -178,7 +178,7 @@ impl Informer {
 
 /// What a cache knows of one object.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// The object, as last seen.
     Found(Value),
     /// Listed and watched: it does not exist.
@@ -189,7 +189,7 @@ pub enum Lookup {
 
 /// Resolves kinds through discovery, remembering the answers.
 #[derive(Debug, Default)]
-pub struct Kinds {
+pub(crate) struct Kinds {
     known: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
 }
 
@@ -198,7 +198,7 @@ impl Kinds {
     ///
     /// # Errors
     /// [`Error::UnknownKind`] when the server does not serve it.
-    pub async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         client: &Client,
         api_version: &str,
@@ -226,7 +226,7 @@ impl Kinds {
     }
 
     /// Whether a kind already resolved is namespaced (no request).
-    pub fn cached(&self, api_version: &str, kind: &str) -> Option<bool> {
+    pub(crate) fn cached(&self, api_version: &str, kind: &str) -> Option<bool> {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -239,7 +239,7 @@ impl Kinds {
     ///
     /// # Errors
     /// [`Error::UnknownKind`] when the group does not serve the kind.
-    pub async fn resolve_group_kind(
+    pub(crate) async fn resolve_group_kind(
         &self,
         client: &Client,
         group: &str,
@@ -265,7 +265,7 @@ impl Kinds {
     }
 
     /// Every kind resolved so far: (apiVersion, kind, namespaced).
-    pub fn all(&self) -> Vec<(String, String, bool)> {
+    pub(crate) fn all(&self) -> Vec<(String, String, bool)> {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -275,7 +275,7 @@ impl Kinds {
     }
 
     /// Forgets a kind (its CRD changed or went away).
-    pub fn forget(&self, api_version: &str, kind: &str) {
+    pub(crate) fn forget(&self, api_version: &str, kind: &str) {
         self.known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -284,10 +284,10 @@ impl Kinds {
 }
 
 /// Every running watch.
-pub struct Informers {
+pub(crate) struct Informers {
     client: Client,
     /// Kind resolution.
-    pub kinds: Kinds,
+    pub(crate) kinds: Kinds,
     running: Mutex<HashMap<WatchKey, Arc<Informer>>>,
     notices: mpsc::UnboundedSender<Notice>,
     bookmarks_timeout: u32,
@@ -303,7 +303,7 @@ impl std::fmt::Debug for Informers {
 
 impl Informers {
     /// Watches report to `notices`.
-    pub fn new(client: Client, notices: mpsc::UnboundedSender<Notice>) -> Self {
+    pub(crate) fn new(client: Client, notices: mpsc::UnboundedSender<Notice>) -> Self {
         Self {
             client,
             kinds: Kinds::default(),
@@ -317,7 +317,7 @@ impl Informers {
     ///
     /// # Errors
     /// The kind is unknown to the server.
-    pub async fn ensure(&self, key: &WatchKey) -> Result<Arc<Informer>, Error> {
+    pub(crate) async fn ensure(&self, key: &WatchKey) -> Result<Arc<Informer>, Error> {
         if let Some(i) = self.get(key) {
             return Ok(i);
         }
@@ -394,7 +394,7 @@ impl Informers {
     }
 
     /// The watch for `key`, if running.
-    pub fn get(&self, key: &WatchKey) -> Option<Arc<Informer>> {
+    pub(crate) fn get(&self, key: &WatchKey) -> Option<Arc<Informer>> {
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -403,23 +403,12 @@ impl Informers {
     }
 
     /// Stops the watch for `key`.
-    pub fn stop(&self, key: &WatchKey) {
+    pub(crate) fn stop(&self, key: &WatchKey) {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
-    /// Every running watch of `role`.
-    pub fn with_role(&self, role: Role) -> Vec<(WatchKey, Arc<Informer>)> {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(k, _)| k.role == role)
-            .map(|(k, i)| (k.clone(), i.clone()))
-            .collect()
-    }
-
     /// Whether every running watch has its initial list.
-    pub fn all_synced(&self) -> bool {
+    pub(crate) fn all_synced(&self) -> bool {
         self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -428,18 +417,13 @@ impl Informers {
     }
 
     /// Number of running watches.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// The client.
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 }
 
 impl WatchKey {
-    pub fn role_name(&self) -> &'static str {
+    pub(crate) fn role_name(&self) -> &'static str {
         match self.role {
             Role::Rgds => "rgds",
             Role::Instances => "instances",
@@ -452,12 +436,12 @@ impl WatchKey {
 }
 
 /// The watch of ResourceGraphDefinitions.
-pub fn rgd_watch() -> WatchKey {
+pub(crate) fn rgd_watch() -> WatchKey {
     WatchKey::all(crate::rgd::API_VERSION, crate::rgd::KIND, Role::Rgds)
 }
 
 /// The watch of the CRDs graphs own.
-pub fn crd_watch() -> WatchKey {
+pub(crate) fn crd_watch() -> WatchKey {
     WatchKey {
         labels: Some(format!("{}=true", metadata::OWNED)),
         ..WatchKey::all("apiextensions.k8s.io/v1", "CustomResourceDefinition", Role::Crds)
@@ -465,7 +449,7 @@ pub fn crd_watch() -> WatchKey {
 }
 
 /// The watch of children of one kind.
-pub fn child_watch(api_version: &str, kind: &str) -> WatchKey {
+pub(crate) fn child_watch(api_version: &str, kind: &str) -> WatchKey {
     WatchKey {
         labels: Some(format!("{}=true", metadata::OWNED)),
         ..WatchKey::all(api_version, kind, Role::Children)

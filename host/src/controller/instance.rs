@@ -542,7 +542,7 @@ async fn plugin_events(ctx: &Context, rev: &Revision, instance: &Value, events: 
 ///
 /// # Errors
 /// API failures that are worth a retry with backoff.
-pub async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, Error> {
+pub(crate) async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, Error> {
     let Some(rev) = ctx.graphs.for_kind(&key.api_version, &key.kind) else {
         return Ok(Action::done());
     };

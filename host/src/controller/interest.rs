@@ -10,12 +10,12 @@ use super::{children::ObjectId, informers::Role, key::InstanceKey};
 
 /// Reverse indexes from watched objects to who needs to hear of them.
 #[derive(Debug, Default)]
-pub struct Interest {
+pub(crate) struct Interest {
     /// (apiVersion, kind) of external objects → instances reading them.
-    pub externals: Mutex<HashMap<(String, String), HashSet<InstanceKey>>>,
+    pub(crate) externals: Mutex<HashMap<(String, String), HashSet<InstanceKey>>>,
     /// (namespace, name) of plugin ConfigMaps → graphs using them.
-    pub plugins: Mutex<HashMap<(String, String), HashSet<String>>>,
+    pub(crate) plugins: Mutex<HashMap<(String, String), HashSet<String>>>,
     /// CRD name → graphs refused because another graph owns it.
-    pub crds: Mutex<HashMap<String, HashSet<String>>>,
+    pub(crate) crds: Mutex<HashMap<String, HashSet<String>>>,
     pub(crate) fingerprints: Mutex<HashMap<(Role, ObjectId), u64>>,
 }

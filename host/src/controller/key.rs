@@ -7,15 +7,15 @@ use crate::metadata;
 
 /// Names one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceKey {
+pub(crate) struct InstanceKey {
     /// apiVersion of the graph's kind.
-    pub api_version: String,
+    pub(crate) api_version: String,
     /// Kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Namespace (`None` for cluster-scoped kinds).
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 impl queue::Key for InstanceKey {
@@ -36,7 +36,7 @@ impl std::fmt::Display for InstanceKey {
 }
 
 /// The instance a child belongs to, from kro's labels.
-pub fn owner_of(child: &Value) -> Option<InstanceKey> {
+pub(crate) fn owner_of(child: &Value) -> Option<InstanceKey> {
     let group = label(child, metadata::INSTANCE_GROUP)?;
     let version = label(child, metadata::INSTANCE_VERSION)?;
     Some(InstanceKey {
@@ -51,7 +51,7 @@ pub fn owner_of(child: &Value) -> Option<InstanceKey> {
     })
 }
 
-pub fn instance_key(key: &WatchKey, v: &Value) -> InstanceKey {
+pub(crate) fn instance_key(key: &WatchKey, v: &Value) -> InstanceKey {
     let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
     InstanceKey {
         api_version: key.api_version.clone(),

@@ -13,22 +13,22 @@ use crate::metadata;
 
 /// What the controller remembers between reconciles.
 #[derive(Debug, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// Per instance (its ApplySet) and child: the hash of the intent last applied, the object's
     /// uid, and the fields our apply owned afterwards. A child whose intent and owned fields are
     /// unchanged is not applied again. An instance's entry goes with the instance, a child's
     /// with the child.
-    pub applied: Mutex<HashMap<String, HashMap<ObjectId, Applied>>>,
+    pub(crate) applied: Mutex<HashMap<String, HashMap<ObjectId, Applied>>>,
     /// Per graph and instance: the object as our last write returned it. The watch cache may
     /// lag behind our own writes; reconciles read whichever copy is newer, so they never
     /// repeat a write because they have not seen it yet.
-    pub fresh: Mutex<HashMap<ObjectId, Value>>,
+    pub(crate) fresh: Mutex<HashMap<ObjectId, Value>>,
     /// Per instance: the state last reported, for transition events.
-    pub states: Mutex<HashMap<InstanceKey, String>>,
+    pub(crate) states: Mutex<HashMap<InstanceKey, String>>,
     /// Instances whose finalizer we removed (their uid, and when), until the watch reports
     /// them gone: a reconcile reading a cache that lags behind must not make their children
     /// again, nor the instance.
-    pub finalized: Mutex<HashMap<InstanceKey, (String, std::time::Instant)>>,
+    pub(crate) finalized: Mutex<HashMap<InstanceKey, (String, std::time::Instant)>>,
 }
 
 /// How long a finalized instance is remembered if its watch never reports it gone.
@@ -36,7 +36,7 @@ const FINALIZED_TTL: Duration = Duration::from_secs(300);
 
 impl Memory {
     /// `cached`, or the copy our last write returned when that one is newer.
-    pub fn freshest(&self, cached: Value) -> Value {
+    pub(crate) fn freshest(&self, cached: Value) -> Value {
         let id = object_id(&cached);
         let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
         match fresh.get(&id) {
@@ -51,7 +51,7 @@ impl Memory {
     }
 
     /// Remembers what a write returned.
-    pub fn saw(&self, written: Value) {
+    pub(crate) fn saw(&self, written: Value) {
         let id = object_id(&written);
         self.fresh
             .lock()
@@ -60,7 +60,7 @@ impl Memory {
     }
 
     /// What the controller remembers of `applyset`'s child `id`.
-    pub fn applied(&self, applyset: &str, id: &ObjectId) -> Option<Applied> {
+    pub(crate) fn applied(&self, applyset: &str, id: &ObjectId) -> Option<Applied> {
         self.applied
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -70,7 +70,7 @@ impl Memory {
     }
 
     /// Remembers an apply of `applyset`'s child `id`.
-    pub fn record_applied(&self, applyset: &str, id: ObjectId, applied: Applied) {
+    pub(crate) fn record_applied(&self, applyset: &str, id: ObjectId, applied: Applied) {
         self.applied
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -80,7 +80,7 @@ impl Memory {
     }
 
     /// Forgets a deleted child (by its ApplySet label).
-    pub fn forget_child(&self, child: &Value) {
+    pub(crate) fn forget_child(&self, child: &Value) {
         let Some(set) = part_of(child) else { return };
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = applied.get_mut(&set) {
@@ -92,7 +92,7 @@ impl Memory {
     }
 
     /// Forgets everything about an instance that is gone.
-    pub fn forget_instance(&self, key: &InstanceKey) {
+    pub(crate) fn forget_instance(&self, key: &InstanceKey) {
         let group = key
             .api_version
             .rsplit_once('/')
@@ -114,7 +114,7 @@ impl Memory {
     }
 
     /// Remembers that the instance `key` with `uid` was finalized (our finalizer removed).
-    pub fn mark_finalized(&self, key: &InstanceKey, uid: &str) {
+    pub(crate) fn mark_finalized(&self, key: &InstanceKey, uid: &str) {
         let now = std::time::Instant::now();
         let mut marks = self.finalized.lock().unwrap_or_else(|e| e.into_inner());
         marks.retain(|_, (_, at)| now.duration_since(*at) < FINALIZED_TTL);
@@ -122,7 +122,7 @@ impl Memory {
     }
 
     /// Whether this incarnation (`uid`) of `key` was finalized already.
-    pub fn was_finalized(&self, key: &InstanceKey, uid: &str) -> bool {
+    pub(crate) fn was_finalized(&self, key: &InstanceKey, uid: &str) -> bool {
         self.finalized
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -131,7 +131,7 @@ impl Memory {
     }
 
     /// Forgets a finalized instance once the watch reports it gone.
-    pub fn forget_finalized(&self, key: &InstanceKey) {
+    pub(crate) fn forget_finalized(&self, key: &InstanceKey) {
         self.finalized
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -140,7 +140,7 @@ impl Memory {
 
     /// How many entries each part holds: (applied instances, applied children, fresh copies,
     /// instance states). For tests and `/metrics`.
-    pub fn footprint(&self) -> (usize, usize, usize, usize) {
+    pub(crate) fn footprint(&self) -> (usize, usize, usize, usize) {
         let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         (
             applied.len(),
@@ -149,23 +149,15 @@ impl Memory {
             self.states.lock().unwrap_or_else(|e| e.into_inner()).len(),
         )
     }
-
-    /// Forgets an object.
-    pub fn forget(&self, v: &Value) {
-        self.fresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&object_id(v));
-    }
 }
 
 /// One remembered apply.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// Hash of the applied intent.
-    pub hash: u64,
+    pub(crate) hash: u64,
     /// uid of the object it produced.
-    pub uid: String,
+    pub(crate) uid: String,
     /// `fieldsV1` of our apply entry afterwards.
-    pub fields: Value,
+    pub(crate) fields: Value,
 }

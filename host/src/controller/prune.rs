@@ -18,7 +18,7 @@ use crate::{child::DesiredChild, metadata};
 
 /// Members of the ApplySet that the desired set no longer holds, except children of pending
 /// nodes (whose template could not be rendered this time).
-pub fn stale(
+pub(crate) fn stale(
     members: &[Arc<Value>],
     desired: &[DesiredChild],
     pending: &[(String, String)],
@@ -37,7 +37,7 @@ pub fn stale(
 
 /// Groups objects into deletion waves, first wave first: highest apply order first, objects
 /// without a valid order last.
-pub fn waves(objects: Vec<Arc<Value>>) -> Vec<Vec<Arc<Value>>> {
+pub(crate) fn waves(objects: Vec<Arc<Value>>) -> Vec<Vec<Arc<Value>>> {
     let mut by_order: BTreeMap<std::cmp::Reverse<i64>, Vec<Arc<Value>>> = BTreeMap::new();
     for o in objects {
         let order = o
@@ -65,7 +65,7 @@ fn shown(o: &Value) -> String {
 ///
 /// # Errors
 /// A delete the API refuses (other than 404).
-pub async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Result<bool, Error> {
+pub(crate) async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Result<bool, Error> {
     for wave in waves(objects) {
         let mut waiting = false;
         for o in wave {

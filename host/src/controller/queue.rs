@@ -17,7 +17,7 @@ use tokio::{sync::Notify, time::Instant};
 use crate::config::Backoff;
 
 /// A queue key, and the group it shares workers with.
-pub trait Key: Clone + Eq + Hash + Ord {
+pub(crate) trait Key: Clone + Eq + Hash + Ord {
     /// What keys are grouped by.
     type Group: Clone + Eq + Hash + std::fmt::Debug;
     /// This key's group.
@@ -86,7 +86,7 @@ impl<K: Key> State<K> {
 
 /// A deduplicating, delaying, fair work queue.
 #[derive(Debug)]
-pub struct Queue<K: Key> {
+pub(crate) struct Queue<K: Key> {
     state: Mutex<State<K>>,
     notify: Notify,
     backoff: Backoff,
@@ -96,12 +96,12 @@ pub struct Queue<K: Key> {
 
 impl<K: Key> Queue<K> {
     /// An empty queue; every group may hold every worker.
-    pub fn new(backoff: Backoff) -> Self {
+    pub(crate) fn new(backoff: Backoff) -> Self {
         Self::with_share(backoff, usize::MAX)
     }
 
     /// An empty queue whose groups each get at most `share` keys at once.
-    pub fn with_share(backoff: Backoff, share: usize) -> Self {
+    pub(crate) fn with_share(backoff: Backoff, share: usize) -> Self {
         Self {
             state: Mutex::new(State {
                 ready: HashMap::new(),
@@ -128,7 +128,7 @@ impl<K: Key> Queue<K> {
 
     /// Adds `key` now. A key already waiting is not added twice; a key being reconciled is
     /// run again once that reconcile ends.
-    pub fn add(&self, key: K) {
+    pub(crate) fn add(&self, key: K) {
         let mut s = self.lock();
         if s.closed {
             return;
@@ -146,7 +146,7 @@ impl<K: Key> Queue<K> {
 
     /// Adds `key` after `delay`. A key already due earlier keeps its time: however often a key
     /// is re-added, it has one pending re-add, so periodic re-checks do not multiply.
-    pub fn add_after(&self, key: K, delay: Duration) {
+    pub(crate) fn add_after(&self, key: K, delay: Duration) {
         if delay.is_zero() {
             return self.add(key);
         }
@@ -167,7 +167,7 @@ impl<K: Key> Queue<K> {
     }
 
     /// Records a failure of `key` and re-adds it after its backoff; returns the delay.
-    pub fn retry(&self, key: K) -> Duration {
+    pub(crate) fn retry(&self, key: K) -> Duration {
         let delay = {
             let mut s = self.lock();
             let n = s.failures.entry(key.clone()).or_insert(0);
@@ -181,12 +181,12 @@ impl<K: Key> Queue<K> {
     }
 
     /// Forgets the failures of `key` (after a success).
-    pub fn forget(&self, key: &K) {
+    pub(crate) fn forget(&self, key: &K) {
         self.lock().failures.remove(key);
     }
 
     /// Marks the reconcile of `key` finished; re-adds it when it changed meanwhile.
-    pub fn done(&self, key: &K) {
+    pub(crate) fn done(&self, key: &K) {
         let again = {
             let mut s = self.lock();
             if s.processing.remove(key) {
@@ -208,7 +208,7 @@ impl<K: Key> Queue<K> {
     }
 
     /// Waits for the next key to reconcile; `None` once the queue is closed and empty.
-    pub async fn next(&self) -> Option<K> {
+    pub(crate) async fn next(&self) -> Option<K> {
         loop {
             // Register for wake-ups before looking, so a notify in between is not lost.
             let notified = self.notify.notified();
@@ -254,7 +254,7 @@ impl<K: Key> Queue<K> {
     }
 
     /// Stops handing out keys: waiting ones are dropped, `next` returns `None`.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let mut s = self.lock();
         s.closed = true;
         s.ready.clear();
@@ -267,18 +267,8 @@ impl<K: Key> Queue<K> {
     }
 
     /// Keys waiting now (ready, not delayed).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().ready.values().map(VecDeque::len).sum()
-    }
-
-    /// Whether no key is ready.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Keys being reconciled.
-    pub fn in_flight(&self) -> usize {
-        self.lock().processing.len()
     }
 }
 
@@ -310,7 +300,7 @@ mod tests {
         q.add("a");
         let k = q.next().await.unwrap();
         q.add("a");
-        assert!(q.is_empty(), "not handed out twice at once");
+        assert_eq!(q.len(), 0, "not handed out twice at once");
         q.done(&k);
         assert_eq!(q.next().await, Some("a"));
     }

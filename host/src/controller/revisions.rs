@@ -17,50 +17,50 @@ use crate::{
 
 /// A graph's plugin, loaded and configured.
 #[derive(Debug, Clone)]
-pub struct PluginBinding {
+pub(crate) struct PluginBinding {
     /// The compiled plugin.
-    pub plugin: Arc<LoadedPlugin>,
+    pub(crate) plugin: Arc<LoadedPlugin>,
     /// `spec.plugin.config`.
-    pub config: Value,
+    pub(crate) config: Value,
     /// Call limits.
-    pub limits: CallLimits,
+    pub(crate) limits: CallLimits,
     /// `spec.plugin.allowedKinds`.
-    pub allowed_kinds: Vec<String>,
+    pub(crate) allowed_kinds: Vec<String>,
 }
 
 /// One revision of a graph: everything an instance reconcile needs, immutable. A changed RGD,
 /// plugin or plugin config makes a new revision; in-flight reconciles finish on the old one.
 #[derive(Debug)]
-pub struct Revision {
+pub(crate) struct Revision {
     /// RGD name.
-    pub rgd: String,
+    pub(crate) rgd: String,
     /// RGD uid.
-    pub rgd_uid: String,
+    pub(crate) rgd_uid: String,
     /// Revision number (1, 2, ...).
-    pub number: u64,
+    pub(crate) number: u64,
     /// The compiled graph.
-    pub graph: Arc<Graph>,
+    pub(crate) graph: Arc<Graph>,
     /// The plugin, if the graph has one.
-    pub plugin: Option<PluginBinding>,
+    pub(crate) plugin: Option<PluginBinding>,
     /// The instance kind's resource.
-    pub resource: ApiResource,
+    pub(crate) resource: ApiResource,
     /// Whether instances are namespaced.
-    pub namespaced: bool,
+    pub(crate) namespaced: bool,
     /// The watch of instances.
-    pub watch: WatchKey,
+    pub(crate) watch: WatchKey,
     /// Identity of this revision: RGD generation digest, plugin digest, config.
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
 }
 
 /// The live revisions, by graph and by instance kind.
 #[derive(Debug, Default)]
-pub struct Graphs {
+pub(crate) struct Graphs {
     by_rgd: Mutex<HashMap<String, Arc<Revision>>>,
 }
 
 impl Graphs {
     /// The revision serving `rgd`.
-    pub fn get(&self, rgd: &str) -> Option<Arc<Revision>> {
+    pub(crate) fn get(&self, rgd: &str) -> Option<Arc<Revision>> {
         self.by_rgd
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -69,7 +69,7 @@ impl Graphs {
     }
 
     /// The revision serving instances of `kind` in `api_version`.
-    pub fn for_kind(&self, api_version: &str, kind: &str) -> Option<Arc<Revision>> {
+    pub(crate) fn for_kind(&self, api_version: &str, kind: &str) -> Option<Arc<Revision>> {
         self.by_rgd
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -79,7 +79,7 @@ impl Graphs {
     }
 
     /// Serves `rgd` with `revision`.
-    pub fn set(&self, revision: Arc<Revision>) {
+    pub(crate) fn set(&self, revision: Arc<Revision>) {
         self.by_rgd
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -87,17 +87,7 @@ impl Graphs {
     }
 
     /// Stops serving `rgd`.
-    pub fn remove(&self, rgd: &str) -> Option<Arc<Revision>> {
+    pub(crate) fn remove(&self, rgd: &str) -> Option<Arc<Revision>> {
         self.by_rgd.lock().unwrap_or_else(|e| e.into_inner()).remove(rgd)
-    }
-
-    /// Every revision.
-    pub fn all(&self) -> Vec<Arc<Revision>> {
-        self.by_rgd
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
     }
 }

@@ -553,7 +553,7 @@ async fn watch_kinds(ctx: &Context, graph: &Graph) -> Result<(), (String, String
 ///
 /// # Errors
 /// API failures, retried with backoff.
-pub async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> {
+pub(crate) async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, Error> {
     let Some(informer) = ctx.informers.get(&rgd_watch()) else {
         return Ok(Action::after(Duration::from_secs(1)));
     };

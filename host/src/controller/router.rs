@@ -32,7 +32,7 @@ fn fingerprint(v: &Value) -> u64 {
 }
 
 /// Turns watch notices into work: graphs and instances whose inputs changed.
-pub async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) {
+pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceiver<Notice>) {
     // Children watches being (re)listed: what each list has shown so far.
     let mut relists: HashMap<WatchKey, HashSet<ObjectId>> = HashMap::new();
     while let Some(Notice { key, change }) = notices.recv().await {

@@ -18,7 +18,7 @@ use crate::config::ControllerConfig;
 /// A running controller.
 pub struct Running {
     /// Shared state.
-    pub ctx: Arc<Context>,
+    pub(crate) ctx: Arc<Context>,
     tasks: JoinSet<()>,
     workers: JoinSet<()>,
 }
@@ -66,7 +66,40 @@ pub async fn start(ctx: Arc<Context>, notices: mpsc::UnboundedReceiver<Notice>) 
     Running { ctx, tasks, workers }
 }
 
+/// What a running controller holds in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Instances with remembered applies.
+    pub applied_instances: usize,
+    /// Children with remembered applies.
+    pub applied_children: usize,
+    /// Copies of objects our own writes returned.
+    pub fresh_copies: usize,
+    /// Instances with a remembered state.
+    pub instance_states: usize,
+    /// Children in the cache.
+    pub cached_children: usize,
+    /// Deletions remembered by the cache.
+    pub tombstones: usize,
+}
+
 impl Running {
+    /// What the controller holds in memory now; everything but the caches of live objects
+    /// returns to zero when every instance is gone.
+    pub fn footprint(&self) -> Footprint {
+        let (applied_instances, applied_children, fresh_copies, instance_states) =
+            self.ctx.memory.footprint();
+        let (cached_children, tombstones) = self.ctx.children.len();
+        Footprint {
+            applied_instances,
+            applied_children,
+            fresh_copies,
+            instance_states,
+            cached_children,
+            tombstones,
+        }
+    }
+
     /// Stops taking work, lets in-flight reconciles finish for up to `grace`, then stops
     /// everything. Returns whether every reconcile finished in time.
     pub async fn stop(mut self, grace: Duration) -> bool {
@@ -79,11 +112,6 @@ impl Running {
         self.workers.abort_all();
         self.tasks.abort_all();
         drained
-    }
-
-    /// Whether the caches the controller has started have all synced.
-    pub fn synced(&self) -> bool {
-        self.ctx.informers.all_synced()
     }
 }
 

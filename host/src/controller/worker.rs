@@ -17,7 +17,7 @@ use super::{
 };
 
 /// One kind of work: its queue, its reconcile, and how its outcomes are counted and requeued.
-pub trait Reconciler: Send + Sync + 'static {
+pub(crate) trait Reconciler: Send + Sync + 'static {
     /// The queue's key.
     type Key: Key + Display + Send + Sync + 'static;
     /// The label of `/metrics` series: `rgd` or `instance`.
@@ -41,7 +41,7 @@ pub trait Reconciler: Send + Sync + 'static {
 
 /// Graphs.
 #[derive(Debug)]
-pub struct Graphs;
+pub(crate) struct Graphs;
 
 impl Reconciler for Graphs {
     type Key = String;
@@ -80,7 +80,7 @@ impl Reconciler for Graphs {
 
 /// Instances.
 #[derive(Debug)]
-pub struct Instances;
+pub(crate) struct Instances;
 
 impl Reconciler for Instances {
     type Key = InstanceKey;
@@ -117,7 +117,7 @@ impl Reconciler for Instances {
 /// Takes keys from `R`'s queue until it closes. A success forgets the key's failures and
 /// requeues it when the reconcile (or the resync) asks; an `Action::retry` or an error retries
 /// with backoff.
-pub async fn work<R: Reconciler>(ctx: Arc<Context>) {
+pub(crate) async fn work<R: Reconciler>(ctx: Arc<Context>) {
     while let Some(key) = R::queue(&ctx).next().await {
         let span = R::span(&key);
         let started = std::time::Instant::now();

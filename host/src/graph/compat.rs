@@ -6,12 +6,12 @@ use serde_json::Value;
 
 /// One breaking change, with the schema path it is at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
+pub(crate) struct Change {
     /// `PROPERTY_REMOVED`, `TYPE_CHANGED`, `REQUIRED_ADDED`, `ENUM_RESTRICTED`,
     /// `PATTERN_CHANGED`, `PATTERN_ADDED`, `REQUIRED_DEFAULT_REMOVED`, `MINIMUM_TIGHTENED`, ...
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// Dotted path, e.g. `spec.replicas`.
-    pub path: String,
+    pub(crate) path: String,
 }
 
 impl std::fmt::Display for Change {
@@ -123,7 +123,7 @@ fn walk(old: &Value, new: &Value, path: &str, out: &mut Vec<Change>) {
 
 /// The breaking changes from `old` to `new` (OpenAPI v3 schemas of the instance's `spec`).
 /// Status is not checked: it is the controller's to write.
-pub fn breaking_changes(old: &Value, new: &Value) -> Vec<Change> {
+pub(crate) fn breaking_changes(old: &Value, new: &Value) -> Vec<Change> {
     let mut out = Vec::new();
     walk(old, new, "spec", &mut out);
     out

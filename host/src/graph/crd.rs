@@ -12,24 +12,24 @@ use crate::{
 
 /// Names of a generated kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KindNames {
+pub(crate) struct KindNames {
     /// API group.
-    pub group: String,
+    pub(crate) group: String,
     /// Version.
-    pub version: String,
+    pub(crate) version: String,
     /// Kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Plural resource name.
-    pub plural: String,
+    pub(crate) plural: String,
     /// Singular resource name (lower-case kind).
-    pub singular: String,
+    pub(crate) singular: String,
     /// Whether instances live in namespaces.
-    pub namespaced: bool,
+    pub(crate) namespaced: bool,
 }
 
 impl KindNames {
     /// The names of the kind an RGD defines.
-    pub fn of(rgd: &ResourceGraphDefinition) -> Self {
+    pub(crate) fn of(rgd: &ResourceGraphDefinition) -> Self {
         let schema = &rgd.spec.schema;
         Self {
             group: schema.group().to_string(),
@@ -42,18 +42,18 @@ impl KindNames {
     }
 
     /// `<plural>.<group>`, the CRD's name.
-    pub fn crd_name(&self) -> String {
+    pub(crate) fn crd_name(&self) -> String {
         format!("{}.{}", self.plural, self.group)
     }
 
     /// `group/version` of instances.
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         format!("{}/{}", self.group, self.version)
     }
 }
 
 /// kro's default printer columns: State, Ready, Age.
-pub fn default_printer_columns() -> Value {
+pub(crate) fn default_printer_columns() -> Value {
     json!([
         { "name": "State", "description": "The state of a ResourceGraphDefinition instance", "type": "string", "jsonPath": ".status.state" },
         { "name": "Ready", "description": "Whether a ResourceGraphDefinition instance is ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status" },
@@ -83,7 +83,7 @@ fn state_and_conditions() -> (Value, Value) {
 /// The instance CRD of `rgd`: `spec` from its SimpleSchema, `status` from its status fields
 /// (with `state` and `conditions` added), printer columns, names, scope and labels as kro
 /// writes them.
-pub fn instance_crd(
+pub(crate) fn instance_crd(
     rgd: &ResourceGraphDefinition,
     names: &KindNames,
     spec: Value,

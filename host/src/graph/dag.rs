@@ -14,7 +14,7 @@ pub struct CycleError(pub Vec<String>);
 ///
 /// # Errors
 /// [`CycleError`] naming the cycle, e.g. `a -> b -> a`.
-pub fn topological_order(ids: &[String], deps: &[BTreeSet<usize>]) -> Result<Vec<usize>, CycleError> {
+pub(crate) fn topological_order(ids: &[String], deps: &[BTreeSet<usize>]) -> Result<Vec<usize>, CycleError> {
     let n = ids.len();
     let mut remaining: Vec<usize> = deps.iter().map(BTreeSet::len).collect();
     let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];

@@ -5,14 +5,14 @@
 //! reserved words, templates, reserved labels, every expression (syntax, functions, variables,
 //! `schema.*` paths), `forEach` identity, dependencies and cycles, status fields.
 
-pub mod compat;
+pub(crate) mod compat;
 pub mod crd;
 pub mod dag;
-pub mod pluralize;
+pub(crate) mod pluralize;
 pub mod runtime;
 pub mod simpleschema;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
@@ -144,7 +144,7 @@ pub enum Error {
 
 /// A step of a field path: an object key or a list index.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Step {
+pub(crate) enum Step {
     /// Object key.
     Key(String),
     /// List index.
@@ -152,7 +152,7 @@ pub enum Step {
 }
 
 /// Prints a path as kro does: `spec.template.spec.containers[0].image`.
-pub fn path_string(path: &[Step]) -> String {
+pub(crate) fn path_string(path: &[Step]) -> String {
     let mut out = String::new();
     for step in path {
         match step {
@@ -170,7 +170,7 @@ pub fn path_string(path: &[Step]) -> String {
 
 /// A compiled `${...}` string.
 #[derive(Debug, Clone)]
-pub enum Expr {
+pub(crate) enum Expr {
     /// The whole string is one expression: any type.
     Standalone(Program),
     /// Text and expressions, each expression yielding a string.
@@ -179,7 +179,7 @@ pub enum Expr {
 
 /// A piece of an interpolated string.
 #[derive(Debug, Clone)]
-pub enum Part {
+pub(crate) enum Part {
     /// Literal text.
     Text(String),
     /// An expression.
@@ -188,7 +188,7 @@ pub enum Part {
 
 impl Expr {
     /// The compiled expressions.
-    pub fn programs(&self) -> Vec<&Program> {
+    pub(crate) fn programs(&self) -> Vec<&Program> {
         match self {
             Self::Standalone(p) => vec![p],
             Self::Interpolated(parts) => parts
@@ -200,34 +200,20 @@ impl Expr {
                 .collect(),
         }
     }
-
-    /// The source, as written (`${...}` included).
-    pub fn source(&self) -> String {
-        match self {
-            Self::Standalone(p) => format!("${{{}}}", p.source()),
-            Self::Interpolated(parts) => parts
-                .iter()
-                .map(|p| match p {
-                    Part::Text(t) => t.clone(),
-                    Part::Expr(e) => format!("${{{}}}", e.source()),
-                })
-                .collect(),
-        }
-    }
 }
 
 /// A field of a template holding expressions.
 #[derive(Debug, Clone)]
-pub struct Field {
+pub(crate) struct Field {
     /// Where in the object.
-    pub path: Vec<Step>,
+    pub(crate) path: Vec<Step>,
     /// What to put there.
-    pub expr: Expr,
+    pub(crate) expr: Expr,
 }
 
 /// What a node is.
 #[derive(Debug, Clone)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     /// A resource kroxide creates.
     Template,
     /// An existing object kroxide only reads.
@@ -239,95 +225,101 @@ pub enum NodeKind {
 
 /// A resource of the graph.
 #[derive(Debug, Clone)]
-pub struct Node {
+pub(crate) struct Node {
     /// Its id.
-    pub id: String,
-    /// Position in `spec.resources`.
-    pub declared: usize,
+    pub(crate) id: String,
     /// Template or external reference.
-    pub kind: NodeKind,
+    pub(crate) kind: NodeKind,
     /// The object (template or externalRef) with expressions still in place.
-    pub object: Value,
+    pub(crate) object: Value,
     /// The fields holding expressions.
-    pub fields: Vec<Field>,
+    pub(crate) fields: Vec<Field>,
     /// `includeWhen`, all must hold.
-    pub include_when: Vec<Program>,
+    pub(crate) include_when: Vec<Program>,
     /// `readyWhen`, all must hold.
-    pub ready_when: Vec<Program>,
+    pub(crate) ready_when: Vec<Program>,
     /// `forEach` dimensions in order.
-    pub for_each: Vec<(String, Program)>,
+    pub(crate) for_each: Vec<(String, Program)>,
     /// Ids of the resources it depends on.
-    pub dependencies: BTreeSet<String>,
+    pub(crate) dependencies: BTreeSet<String>,
 }
 
 impl Node {
     /// Whether `forEach` expands it into a collection.
-    pub fn is_collection(&self) -> bool {
+    pub(crate) fn is_collection(&self) -> bool {
         !self.for_each.is_empty()
     }
 
     /// Whether it is an external reference.
-    pub fn is_external(&self) -> bool {
+    pub(crate) fn is_external(&self) -> bool {
         matches!(self.kind, NodeKind::External { .. })
-    }
-
-    /// `apiVersion` when written literally.
-    pub fn api_version(&self) -> Option<&str> {
-        self.object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .filter(|s| !s.contains("${"))
-    }
-
-    /// `kind` when written literally.
-    pub fn kind_name(&self) -> Option<&str> {
-        self.object
-            .get("kind")
-            .and_then(Value::as_str)
-            .filter(|s| !s.contains("${"))
     }
 }
 
 /// A status field computed from an expression.
 #[derive(Debug, Clone)]
-pub struct StatusField {
+pub(crate) struct StatusField {
     /// Path under `status`.
-    pub path: Vec<String>,
+    pub(crate) path: Vec<String>,
     /// The expression.
-    pub expr: Expr,
+    pub(crate) expr: Expr,
 }
 
 /// A compiled graph.
 #[derive(Debug, Clone)]
 pub struct Graph {
     /// RGD name.
-    pub name: String,
+    pub(crate) name: String,
     /// Names of the generated kind.
-    pub names: crd::KindNames,
+    pub(crate) names: crd::KindNames,
     /// The generated CRD.
-    pub crd: Value,
+    pub(crate) crd: Value,
     /// OpenAPI schema of the instance's `spec`.
-    pub spec_schema: Value,
+    pub(crate) spec_schema: Value,
     /// Nodes in topological order.
-    pub nodes: Vec<Node>,
+    pub(crate) nodes: Vec<Node>,
     /// CEL status fields.
-    pub status: Vec<StatusField>,
+    pub(crate) status: Vec<StatusField>,
     /// The plugin, if any.
-    pub plugin: Option<PluginSpec>,
+    pub(crate) plugin: Option<PluginSpec>,
     /// Copy the instance's labels to children.
-    pub propagate_labels: metadata::Propagation,
+    pub(crate) propagate_labels: metadata::Propagation,
     /// Collection limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
 }
 
 impl Graph {
+    /// The CustomResourceDefinition of the graph's kind.
+    pub fn crd(&self) -> &Value {
+        &self.crd
+    }
+
+    /// The RGD's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many CEL programs the graph compiled: template fields, `readyWhen`, `includeWhen`
+    /// and status fields.
+    pub fn expression_count(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.fields.iter().map(|f| f.expr.programs().len()).sum::<usize>()
+                    + n.ready_when.len()
+                    + n.include_when.len()
+            })
+            .sum::<usize>()
+            + self.status.iter().map(|f| f.expr.programs().len()).sum::<usize>()
+    }
+
     /// Node ids in topological order.
     pub fn topological_order(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.id.clone()).collect()
     }
 
     /// `status.resources` of the RGD: resources with dependencies, as kro lists them.
-    pub fn resources_status(&self) -> Value {
+    pub(crate) fn resources_status(&self) -> Value {
         Value::Array(
             self.nodes
                 .iter()
@@ -338,7 +330,7 @@ impl Graph {
     }
 
     /// The node with this id.
-    pub fn node(&self, id: &str) -> Option<&Node> {
+    pub(crate) fn node(&self, id: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.id == id)
     }
 }
@@ -562,7 +554,7 @@ fn reserved_keys(object: &Value, what: &str) -> Result<(), String> {
 /// The first problem found, in kro's wording.
 /// Whether a group is one of Kubernetes' own: `k8s.io`, `kubernetes.io` or a subdomain. A
 /// CRD there is refused or never becomes Established (it needs an API-review approval).
-pub fn reserved_group(group: &str) -> bool {
+pub(crate) fn reserved_group(group: &str) -> bool {
     ["k8s.io", "kubernetes.io"]
         .iter()
         .any(|r| group == *r || group.ends_with(&format!(".{r}")))
@@ -621,12 +613,11 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits) -> Result<Graph, Err
     }
 
     let mut nodes = Vec::new();
-    for (declared, r) in rgd.spec.resources.iter().enumerate() {
-        let node =
-            build_node(declared, r, &ids, &spec_schema, limits).map_err(|message| Error::Resource {
-                id: r.id.clone(),
-                message,
-            })?;
+    for r in &rgd.spec.resources {
+        let node = build_node(r, &ids, &spec_schema, limits).map_err(|message| Error::Resource {
+            id: r.id.clone(),
+            message,
+        })?;
         nodes.push(node);
     }
 
@@ -672,7 +663,6 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits) -> Result<Graph, Err
 }
 
 fn build_node(
-    declared: usize,
     r: &crate::rgd::Resource,
     ids: &BTreeSet<String>,
     spec_schema: &Value,
@@ -820,7 +810,6 @@ fn build_node(
     }
     Ok(Node {
         id: r.id.clone(),
-        declared,
         kind,
         object,
         fields,
@@ -945,9 +934,6 @@ fn build_status(
     }
     Ok((fields, schema))
 }
-
-/// A map of the variables set while resolving, shared with `runtime`.
-pub type Bindings = BTreeMap<String, Value>;
 
 #[cfg(test)]
 mod tests;

@@ -231,12 +231,12 @@ const SUFFIXES: &[(&str, &str)] = &[
 ];
 
 /// The plural resource name of `kind`, as kro derives it.
-pub fn plural_of_kind(kind: &str) -> String {
+pub(crate) fn plural_of_kind(kind: &str) -> String {
     pluralize(&kind.to_lowercase())
 }
 
 /// flect's `Pluralize` for a single lower-case word.
-pub fn pluralize(word: &str) -> String {
+pub(crate) fn pluralize(word: &str) -> String {
     if word.is_empty() {
         return String::new();
     }

@@ -37,7 +37,7 @@ impl Externals for NoExternals {
 
 /// Where a node stands for this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeState {
+pub(crate) enum NodeState {
     /// Rendered, exists and ready.
     Ready,
     /// Rendered (or read), but not ready yet: the message says why.
@@ -52,26 +52,26 @@ pub enum NodeState {
 
 impl NodeState {
     /// Whether dependents may proceed.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         matches!(self, Self::Ready)
     }
 }
 
 /// An external object kroxide reads for a node.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExternalTarget {
+pub(crate) struct ExternalTarget {
     /// The node.
-    pub id: String,
+    pub(crate) id: String,
     /// apiVersion.
-    pub api_version: String,
+    pub(crate) api_version: String,
     /// Kind.
-    pub kind: String,
+    pub(crate) kind: String,
     /// Namespace (`None`: cluster-scoped or all namespaces).
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Name, for a single object.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Label selector, for a list.
-    pub selector: Option<Value>,
+    pub(crate) selector: Option<Value>,
 }
 
 /// The outcome of resolving one instance.
@@ -82,20 +82,20 @@ pub struct Resolution {
     /// Template nodes not rendered yet, with why. Their children must not be pruned.
     pub pending: Vec<(String, String)>,
     /// Template nodes left out by `includeWhen`: their children are pruned.
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
     /// Every node's state, in topological order.
-    pub states: Vec<(String, NodeState)>,
+    pub(crate) states: Vec<(String, NodeState)>,
     /// External objects read.
-    pub externals: Vec<ExternalTarget>,
+    pub(crate) externals: Vec<ExternalTarget>,
     /// Status fields from the graph's expressions.
-    pub status: Map<String, Value>,
+    pub(crate) status: Map<String, Value>,
     /// Status fields that failed for a reason other than missing data.
-    pub status_errors: Vec<String>,
+    pub(crate) status_errors: Vec<String>,
 }
 
 impl Resolution {
     /// The first node in error, with its message.
-    pub fn first_error(&self) -> Option<(&str, &str)> {
+    pub(crate) fn first_error(&self) -> Option<(&str, &str)> {
         self.states.iter().find_map(|(id, s)| match s {
             NodeState::Error(m) => Some((id.as_str(), m.as_str())),
             _ => None,
@@ -103,15 +103,16 @@ impl Resolution {
     }
 
     /// The first node that is not ready (pending or not ready), with why.
-    pub fn first_waiting(&self) -> Option<(&str, &str)> {
+    pub(crate) fn first_waiting(&self) -> Option<(&str, &str)> {
         self.states.iter().find_map(|(id, s)| match s {
             NodeState::NotReady(m) | NodeState::Pending(m) => Some((id.as_str(), m.as_str())),
             _ => None,
         })
     }
 
+    #[cfg(test)]
     /// Whether every node is ready or skipped.
-    pub fn all_ready(&self) -> bool {
+    pub(crate) fn all_ready(&self) -> bool {
         self.states
             .iter()
             .all(|(_, s)| matches!(s, NodeState::Ready | NodeState::Skipped))

@@ -9,9 +9,9 @@ use serde_json::{Map, Value, json};
 #[error("failed to parse field schema for {path}: {message}")]
 pub struct Error {
     /// Dotted path of the field (`spec.ingress.port`, `types.Route.path`).
-    pub path: String,
+    pub(crate) path: String,
     /// What is wrong.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 fn err(path: &str, message: impl Into<String>) -> Error {
@@ -202,7 +202,7 @@ fn integer(path: &str, marker: &str, v: &str) -> Result<i64, Error> {
 
 /// Builds OpenAPI schemas from SimpleSchema, resolving custom types.
 #[derive(Debug, Default)]
-pub struct Transformer {
+pub(crate) struct Transformer {
     /// Custom types by name: their schema and whether they are required wherever used.
     types: BTreeMap<String, (Value, bool)>,
 }
@@ -264,7 +264,7 @@ impl Transformer {
     ///
     /// # Errors
     /// A malformed type, an unknown type, or a cycle (`cyclic dependency in type`).
-    pub fn with_types(types: Option<&Value>) -> Result<Self, Error> {
+    pub(crate) fn with_types(types: Option<&Value>) -> Result<Self, Error> {
         let mut this = Self::default();
         let Some(types) = types else { return Ok(this) };
         let Value::Object(types) = types else {
@@ -318,7 +318,7 @@ impl Transformer {
     ///
     /// # Errors
     /// Any malformed field, unknown type or misused marker, naming its path.
-    pub fn object(&self, path: &str, value: &Value, allow_default: bool) -> Result<Value, Error> {
+    pub(crate) fn object(&self, path: &str, value: &Value, allow_default: bool) -> Result<Value, Error> {
         let Value::Object(fields) = value else {
             return Err(err(path, format!("unknown type in schema: {value}")));
         };

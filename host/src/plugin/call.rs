@@ -116,7 +116,7 @@ impl LoadedPlugin {
     ///
     /// # Errors
     /// A trap, timeout or memory-limit error.
-    pub fn info(&self, limits: &CallLimits) -> Result<PluginInfo, Error> {
+    pub(crate) fn info(&self, limits: &CallLimits) -> Result<PluginInfo, Error> {
         let info = self.with_instance(Export::Info, limits, |p, s| p.call_info(s))?;
         Ok(PluginInfo {
             name: info.name,

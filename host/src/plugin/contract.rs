@@ -5,6 +5,6 @@
 pub const WORLD_VERSION: &str = "0.1.0";
 
 /// Imports a plugin may have: only ours.
-pub const ALLOWED_IMPORTS: [&str; 2] = ["kroxide:plugin/log@0.1.0", "kroxide:plugin/types@0.1.0"];
+pub(crate) const ALLOWED_IMPORTS: [&str; 2] = ["kroxide:plugin/log@0.1.0", "kroxide:plugin/types@0.1.0"];
 /// Exports a plugin must have.
-pub const REQUIRED_EXPORTS: [&str; 4] = ["info", "validate-config", "transform", "derive-status"];
+pub(crate) const REQUIRED_EXPORTS: [&str; 4] = ["info", "validate-config", "transform", "derive-status"];

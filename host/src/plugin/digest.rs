@@ -23,7 +23,7 @@ impl Digest {
     ///
     /// # Errors
     /// [`InvalidPin`] when the text is not such a digest.
-    pub fn parse(pin: &str) -> Result<Self, InvalidPin> {
+    pub(crate) fn parse(pin: &str) -> Result<Self, InvalidPin> {
         let hex = pin.trim().strip_prefix("sha256:").unwrap_or(pin.trim());
         let invalid = || InvalidPin(pin.to_string());
         if hex.len() != 64 {
@@ -37,7 +37,7 @@ impl Digest {
     }
 
     /// The first 12 hex digits, for logs and names.
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         self.to_string()[..12].to_string()
     }
 }

@@ -15,9 +15,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::error::Error;
 
 /// How often the epoch advances; deadlines are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Stack available to guest code before it traps with a stack overflow.
-pub const MAX_WASM_STACK: usize = 512 * 1024;
+pub(crate) const MAX_WASM_STACK: usize = 512 * 1024;
 
 /// Which instance allocator the engine ended up with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum Allocation {
 ///
 /// # Errors
 /// [`Error::Engine`] when even the on-demand engine cannot be created.
-pub fn build(
+pub(crate) fn build(
     concurrency: usize,
     max_memory: u64,
     pooling: bool,
@@ -121,14 +121,14 @@ fn base_config(epochs: bool) -> Config {
 /// Advances the engine's epoch every [`EPOCH_TICK`] on a plain thread (not a runtime task, so
 /// a busy async runtime cannot starve it); stops when dropped.
 #[derive(Debug)]
-pub struct EpochTicker {
+pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl EpochTicker {
     /// Starts ticking `engine`.
-    pub fn start(engine: Engine) -> Self {
+    pub(crate) fn start(engine: Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = thread::Builder::new()
@@ -158,7 +158,7 @@ impl Drop for EpochTicker {
 
 /// Ticks a deadline of `timeout` spans: rounded up, plus one because the current tick may be
 /// almost over.
-pub fn deadline_ticks(timeout: Duration) -> u64 {
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos();
     u64::try_from(timeout.as_nanos().div_ceil(tick))
         .unwrap_or(u64::MAX)

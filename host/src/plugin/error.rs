@@ -23,7 +23,7 @@ pub enum Export {
 
 impl Export {
     /// The WIT name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Info => "info",
             Self::ValidateConfig => "validate-config",

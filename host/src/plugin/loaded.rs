@@ -13,7 +13,6 @@ pub struct LoadedPlugin {
     pub(super) pre: GraphPluginPre<CallState>,
     pub(super) engine: Engine,
     pub(super) config: RuntimeConfig,
-    pub(super) wasm_size: usize,
     pub(super) code_bytes: usize,
     pub(super) compile_time: Duration,
     pub(super) imports: Vec<String>,
@@ -42,7 +41,7 @@ pub struct PluginInfo {
 
 impl LoadedPlugin {
     /// The sha256 of the `.wasm` bytes.
-    pub fn digest(&self) -> Digest {
+    pub(crate) fn digest(&self) -> Digest {
         self.digest
     }
 
@@ -51,18 +50,13 @@ impl LoadedPlugin {
         &self.info
     }
 
-    /// Size of the `.wasm` component in bytes.
-    pub fn wasm_size(&self) -> usize {
-        self.wasm_size
-    }
-
     /// Bytes of compiled code plus the component, as the cache counts them.
-    pub fn code_bytes(&self) -> usize {
+    pub(crate) fn code_bytes(&self) -> usize {
         self.code_bytes
     }
 
     /// How long Cranelift took.
-    pub fn compile_time(&self) -> Duration {
+    pub(crate) fn compile_time(&self) -> Duration {
         self.compile_time
     }
 

@@ -9,7 +9,7 @@ use super::{bindings, settings::RuntimeConfig};
 use crate::child::{ChildKey, DesiredChild, Readiness, is_valid_id};
 
 /// Condition types the host owns.
-pub const HOST_CONDITIONS: [&str; 4] = ["Ready", "InstanceManaged", "GraphResolved", "ResourcesReady"];
+pub(crate) const HOST_CONDITIONS: [&str; 4] = ["Ready", "InstanceManaged", "GraphResolved", "ResourcesReady"];
 
 /// A Kubernetes Event a plugin asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -93,11 +93,6 @@ impl PluginRuntime {
         })
     }
 
-    /// The runtime's configuration.
-    pub fn config(&self) -> &RuntimeConfig {
-        &self.config
-    }
-
     /// Which allocator the engine uses.
     pub fn allocation(&self) -> &Allocation {
         &self.allocation
@@ -311,7 +306,6 @@ impl PluginRuntime {
             pre,
             engine: self.engine.clone(),
             config: self.config.clone(),
-            wasm_size: prepared.wasm.len(),
             code_bytes,
             compile_time,
             imports,

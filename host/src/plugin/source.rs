@@ -5,9 +5,9 @@ use std::io::Read;
 use super::{digest::Digest, error::Error};
 
 /// Largest plugin accepted as stored (a ConfigMap holds at most 1 MiB).
-pub const MAX_STORED_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_STORED_BYTES: usize = 1024 * 1024;
 /// Largest plugin accepted once decompressed.
-pub const MAX_WASM_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_WASM_BYTES: usize = 8 * 1024 * 1024;
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
@@ -33,7 +33,7 @@ pub struct WasmBytes {
 /// [`Error::TooLarge`] above the stored or decompressed cap, [`Error::Decompress`] for broken
 /// gzip, [`Error::CoreModule`] for a core module, [`Error::NotWasm`] for anything else that is
 /// not a component.
-pub fn prepare(stored: &[u8]) -> Result<WasmBytes, Error> {
+pub(crate) fn prepare(stored: &[u8]) -> Result<WasmBytes, Error> {
     if stored.len() > MAX_STORED_BYTES {
         return Err(Error::TooLarge {
             what: "stored plugin",
