@@ -90,6 +90,7 @@ impl LoadedPlugin {
     ///
     /// # Errors
     /// Instantiation failed (e.g. the memory limit is below the guest's initial memory).
+    #[cfg(feature = "bench")]
     pub fn instantiate_only(&self, limits: &CallLimits) -> Result<(), Error> {
         self.with_instance(Export::Info, limits, |_, _| Ok(()))
     }
@@ -100,6 +101,7 @@ impl LoadedPlugin {
     ///
     /// # Errors
     /// A trap or limit error.
+    #[cfg(feature = "bench")]
     pub fn time_warm_calls(&self, limits: &CallLimits, times: usize) -> Result<Duration, Error> {
         self.with_instance(Export::Info, limits, |p, s| {
             let started = std::time::Instant::now();
