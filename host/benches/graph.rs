@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use kroxide::{
     child::{ChildKey, ObservedChild},
+    cluster::Offline,
     graph::{self, Limits, runtime},
     plugin::{CallInput, PluginRuntime, RuntimeConfig},
-    render::{self, StaticScopes},
+    render,
     rgd::ResourceGraphDefinition,
     yaml,
 };
@@ -61,10 +62,10 @@ fn main() {
     observed
         .iter_mut()
         .for_each(|o| o.object["metadata"]["name"] = json!("storefront"));
-    let scopes = StaticScopes::default();
+    let cluster = Offline::default();
     let order = g.topological_order();
     let render_once = || {
-        let r = runtime::resolve(&g, &instance, &observed, &runtime::NoExternals);
+        let r = runtime::resolve(&g, &instance, &observed, &cluster);
         let out = render::desired(render::Input {
             graph: g.name(),
             revision: 1,
@@ -74,7 +75,7 @@ fn main() {
             pending: r.pending,
             node_order: &order,
             plugin: None,
-            scopes: &scopes,
+            cluster: &cluster,
             propagate_labels: kroxide::metadata::Propagation::SameNamespace,
         })
         .unwrap();
@@ -117,7 +118,7 @@ fn main() {
                 config: &config,
                 allowed_kinds: &[],
             }),
-            scopes: &scopes,
+            cluster: &cluster,
             propagate_labels: kroxide::metadata::Propagation::SameNamespace,
         })
         .unwrap();

@@ -14,6 +14,7 @@
 pub mod cel;
 pub mod child;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod controller;

@@ -7,38 +7,10 @@ use serde_json::Value;
 
 use crate::{
     child::{DesiredChild, ObservedChild},
+    cluster::Cluster,
     metadata::{self, InstanceIdentity},
     plugin::{self, CallInput, CallLimits, LoadedPlugin, PluginEvent},
 };
-
-/// Tells whether a kind is namespaced. `None` when the kind is unknown.
-pub trait KindScopes {
-    /// Whether objects of `kind` in `api_version` live in namespaces.
-    fn namespaced(&self, api_version: &str, kind: &str) -> Option<bool>;
-}
-
-/// Scopes from the built-in table plus custom kinds registered by `(apiVersion, kind)`.
-#[derive(Debug, Clone, Default)]
-pub struct StaticScopes {
-    custom: HashMap<(String, String), bool>,
-}
-
-impl StaticScopes {
-    /// Registers a custom kind.
-    pub(crate) fn insert(&mut self, api_version: &str, kind: &str, namespaced: bool) {
-        self.custom
-            .insert((api_version.to_string(), kind.to_string()), namespaced);
-    }
-}
-
-impl KindScopes for StaticScopes {
-    fn namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
-        self.custom
-            .get(&(api_version.to_string(), kind.to_string()))
-            .copied()
-            .or_else(|| kroxide_schema::kinds::builtin(api_version, kind).map(|k| k.namespaced))
-    }
-}
 
 /// The plugin half of a graph.
 #[derive(Debug, Clone, Copy)]
@@ -71,8 +43,8 @@ pub struct Input<'a> {
     pub node_order: &'a [String],
     /// The plugin, if the graph has one.
     pub plugin: Option<PluginStage<'a>>,
-    /// Kind scopes.
-    pub scopes: &'a dyn KindScopes,
+    /// Kind scopes (and nothing else) are read from it.
+    pub cluster: &'a dyn Cluster,
     /// Which children get the instance's labels.
     pub propagate_labels: metadata::Propagation,
 }
@@ -267,7 +239,7 @@ fn finish(
     for child in children.iter_mut() {
         let key = child.key.to_string();
         let namespaced = input
-            .scopes
+            .cluster
             .namespaced(child.api_version(), child.kind())
             .ok_or_else(|| Error::UnknownScope {
                 key: key.clone(),

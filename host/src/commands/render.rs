@@ -11,20 +11,21 @@ use std::{
     sync::Arc,
 };
 
-use kroxide_schema::{defaults, kinds, selector::Selector, structural};
+use kroxide_schema::{defaults, kinds, structural};
 use serde_json::{Value, json};
 
 use super::error::Error;
 use crate::{
     child::{ChildKey, DesiredChild, ObservedChild},
+    cluster::Offline,
     derive,
     graph::{
         self, Graph, Limits,
-        runtime::{self, Externals, Resolution},
+        runtime::{self, Resolution},
     },
     metadata::{self, OFFLINE_UID},
     plugin::{CallInput, Digest, LoadedPlugin, PluginRuntime, RuntimeConfig, StatusOutput},
-    render::{self, PluginStage, StaticScopes},
+    render::{self, PluginStage},
     rgd::{ResourceGraphDefinition, Scope},
     status::Mark,
     yaml,
@@ -109,7 +110,7 @@ struct Loaded {
     instance: Value,
     observed_docs: Vec<Value>,
     plugin: Option<(Arc<LoadedPlugin>, Value)>,
-    scopes: StaticScopes,
+    cluster: Offline,
     runtime: PluginRuntime,
 }
 
@@ -163,14 +164,14 @@ fn load(options: &Options) -> Result<Loaded, Error> {
     offline_metadata(&mut instance, rgd.spec.schema.scope(), &options.instance)?;
     admit_instance(&mut instance, &graph, &options.instance)?;
 
-    let mut scopes = StaticScopes::default();
+    let mut cluster = Offline::default();
     for path in &options.crds {
         for crd in yaml::read_documents(path)? {
-            register_crd(&mut scopes, &crd, path)?;
+            register_crd(&mut cluster, &crd, path)?;
         }
     }
     // Instances of this graph's kind (chaining) are known too.
-    scopes.insert(
+    cluster.insert_kind(
         &graph.names.api_version(),
         &graph.names.kind,
         graph.names.namespaced,
@@ -219,12 +220,13 @@ fn load(options: &Options) -> Result<Loaded, Error> {
         Some(path) => yaml::read_path(path)?,
         None => Vec::new(),
     };
+    cluster.insert_objects(observed_docs.iter().cloned());
     Ok(Loaded {
         graph,
         instance,
         observed_docs,
         plugin,
-        scopes,
+        cluster,
         runtime,
     })
 }
@@ -296,7 +298,7 @@ fn offline_metadata(instance: &mut Value, scope: Scope, path: &Path) -> Result<(
     Ok(())
 }
 
-fn register_crd(scopes: &mut StaticScopes, crd: &Value, path: &Path) -> Result<(), Error> {
+fn register_crd(cluster: &mut Offline, crd: &Value, path: &Path) -> Result<(), Error> {
     let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
     if s("/kind") != "CustomResourceDefinition" {
         return Err(Error::Input {
@@ -312,50 +314,13 @@ fn register_crd(scopes: &mut StaticScopes, crd: &Value, path: &Path) -> Result<(
         .flatten()
     {
         let v = version.get("name").and_then(Value::as_str).unwrap_or_default();
-        scopes.insert(
+        cluster.insert_kind(
             &format!("{}/{v}", s("/spec/group")),
             s("/spec/names/kind"),
             namespaced,
         );
     }
     Ok(())
-}
-
-/// Simulated external objects: the `--observed` documents.
-struct Docs<'a>(&'a [Value]);
-
-impl Externals for Docs<'_> {
-    fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        self.0
-            .iter()
-            .find(|d| {
-                let s = |p: &str| d.pointer(p).and_then(Value::as_str).unwrap_or_default();
-                s("/apiVersion") == api_version
-                    && s("/kind") == kind
-                    && s("/metadata/name") == name
-                    && (namespace.is_none()
-                        || s("/metadata/namespace").is_empty()
-                        || Some(s("/metadata/namespace")) == namespace)
-            })
-            .cloned()
-    }
-
-    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>, selector: &Value) -> Vec<Value> {
-        let Ok(sel) = Selector::from_structured(selector) else {
-            return Vec::new();
-        };
-        self.0
-            .iter()
-            .filter(|d| {
-                let s = |p: &str| d.pointer(p).and_then(Value::as_str).unwrap_or_default();
-                s("/apiVersion") == api_version
-                    && s("/kind") == kind
-                    && namespace.is_none_or(|n| s("/metadata/namespace") == n)
-                    && sel.matches_object(d)
-            })
-            .cloned()
-            .collect()
-    }
 }
 
 /// Matches live objects to desired children: by kro's node labels, else by identity. Objects
@@ -408,7 +373,7 @@ struct Pass {
 
 fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, Error> {
     let graph = &loaded.graph;
-    let resolution = runtime::resolve(graph, &loaded.instance, observed, &Docs(&loaded.observed_docs));
+    let resolution = runtime::resolve(graph, &loaded.instance, observed, &loaded.cluster);
     if let Some((id, message)) = resolution.first_error() {
         return Err(Error::Resolve {
             resource: id.to_string(),
@@ -439,7 +404,7 @@ fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, Error> {
             config,
             allowed_kinds: allowed,
         }),
-        scopes: &loaded.scopes,
+        cluster: &loaded.cluster,
         propagate_labels: graph.propagate_labels,
     };
     let output = render::desired(input)?;

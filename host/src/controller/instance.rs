@@ -27,11 +27,12 @@ use super::{
 };
 use crate::{
     child::{ChildKey, ObservedChild},
+    cluster::{Cluster, Offline},
     derive::{self, Failure},
-    graph::runtime::{self, Externals, Resolution},
+    graph::runtime::{self, Resolution},
     metadata::{self, InstanceIdentity},
     plugin::{CallInput, PluginEvent},
-    render::{self, KindScopes, PluginStage},
+    render::{self, PluginStage},
     status::Mark,
 };
 
@@ -63,9 +64,19 @@ fn group_kind(api_version: &str, kind: &str) -> String {
 }
 
 /// Reads external references from the watch caches.
-struct ExternalView<'a>(&'a Context);
+/// The cluster as the controller's caches see it: kinds resolved by discovery so far (and the
+/// built-in ones), external objects from their watches.
+struct Live<'a>(&'a Context);
 
-impl Externals for ExternalView<'_> {
+impl Cluster for Live<'_> {
+    fn namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
+        self.0
+            .informers
+            .kinds
+            .cached(api_version, kind)
+            .or_else(|| kroxide_schema::kinds::builtin(api_version, kind).map(|k| k.namespaced))
+    }
+
     fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         self.0
             .informers
@@ -95,16 +106,19 @@ impl Externals for ExternalView<'_> {
     }
 }
 
-/// Scopes of kinds resolved so far.
-struct ScopeView<'a>(&'a Context);
-
-impl KindScopes for ScopeView<'_> {
-    fn namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
-        self.0
-            .informers
-            .kinds
-            .cached(api_version, kind)
-            .or_else(|| kroxide_schema::kinds::builtin(api_version, kind).map(|k| k.namespaced))
+impl Live<'_> {
+    /// The kinds known now, as an owned snapshot for a plugin's blocking thread.
+    fn snapshot(&self, rendered: &[crate::child::DesiredChild]) -> Offline {
+        let mut out = Offline::default();
+        for d in rendered {
+            if let Some(n) = self.namespaced(d.api_version(), d.kind()) {
+                out.insert_kind(d.api_version(), d.kind(), n);
+            }
+        }
+        for (av, kind, n) in self.0.informers.kinds.all() {
+            out.insert_kind(&av, &kind, n);
+        }
+        out
     }
 }
 
@@ -308,14 +322,14 @@ async fn render_desired(
                 pending: resolution.pending.clone(),
                 node_order: &order,
                 plugin: None,
-                scopes: &ScopeView(ctx),
+                cluster: &Live(ctx),
                 propagate_labels: rev.graph.propagate_labels,
             }),
             Some(binding) => {
                 // The plugin runs on a blocking thread with owned inputs.
                 let (rev2, instance2, observed2) = (rev.clone(), instance.clone(), observed.to_vec());
                 let (rendered, pending) = (resolution.rendered.clone(), resolution.pending.clone());
-                let scopes = StaticView::of(ctx, &rendered);
+                let cluster = Live(ctx).snapshot(&rendered);
                 let binding = binding.clone();
                 let started = std::time::Instant::now();
                 let out = ctx
@@ -335,7 +349,7 @@ async fn render_desired(
                                 config: &binding.config,
                                 allowed_kinds: &binding.allowed_kinds,
                             }),
-                            scopes: &scopes,
+                            cluster: &cluster,
                             propagate_labels: rev2.graph.propagate_labels,
                         }))
                     })
@@ -380,33 +394,6 @@ async fn render_desired(
         reason: "NotReady".into(),
         message: "could not learn the scope of every kind".into(),
     })
-}
-
-/// Scopes snapshotted for a blocking plugin call: every kind already resolved.
-struct StaticView(std::collections::HashMap<(String, String), bool>);
-
-impl StaticView {
-    fn of(ctx: &Context, rendered: &[crate::child::DesiredChild]) -> Self {
-        let mut m = std::collections::HashMap::new();
-        for d in rendered {
-            if let Some(n) = ScopeView(ctx).namespaced(d.api_version(), d.kind()) {
-                m.insert((d.api_version().to_string(), d.kind().to_string()), n);
-            }
-        }
-        for (av, kind, n) in ctx.informers.kinds.all() {
-            m.insert((av, kind), n);
-        }
-        Self(m)
-    }
-}
-
-impl KindScopes for StaticView {
-    fn namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
-        self.0
-            .get(&(api_version.to_string(), kind.to_string()))
-            .copied()
-            .or_else(|| kroxide_schema::kinds::builtin(api_version, kind).map(|k| k.namespaced))
-    }
 }
 
 async fn publish(
@@ -632,7 +619,7 @@ pub(crate) async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<A
     loop {
         pass += 1;
         let observed = observe(ctx, &identity);
-        resolution = runtime::resolve(&rev.graph, &instance, &observed, &ExternalView(ctx));
+        resolution = runtime::resolve(&rev.graph, &instance, &observed, &Live(ctx));
         if resolution.first_error().is_some() {
             break;
         }
@@ -711,7 +698,7 @@ pub(crate) async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<A
     }
     // Observe and derive status from what exists now.
     let observed = observe(ctx, &identity);
-    let resolution = runtime::resolve(&rev.graph, &instance, &observed, &ExternalView(ctx));
+    let resolution = runtime::resolve(&rev.graph, &instance, &observed, &Live(ctx));
     let desired = output.as_ref().map(|o| o.desired.clone()).unwrap_or_default();
     let mut plugin_status = None;
     if failure.is_none()

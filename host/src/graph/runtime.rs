@@ -11,29 +11,8 @@ use super::{Expr, Field, Graph, Node, NodeKind, Part, Step, path_string};
 use crate::{
     cel::{EvalError, Program, Scope, json_type},
     child::{ChildKey, DesiredChild, ObservedChild, Readiness},
+    cluster::Cluster,
 };
-
-/// Reads external references (objects kroxide never writes).
-pub trait Externals {
-    /// The object `kind` `namespace/name`, if it exists.
-    fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value>;
-    /// The objects of `kind` in `namespace` (all namespaces when `None`) matching `selector`
-    /// (a Kubernetes label selector: `matchLabels`, `matchExpressions`).
-    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>, selector: &Value) -> Vec<Value>;
-}
-
-/// No external objects at all.
-#[derive(Debug, Default)]
-pub struct NoExternals;
-
-impl Externals for NoExternals {
-    fn get(&self, _: &str, _: &str, _: Option<&str>, _: &str) -> Option<Value> {
-        None
-    }
-    fn list(&self, _: &str, _: &str, _: Option<&str>, _: &Value) -> Vec<Value> {
-        Vec::new()
-    }
-}
 
 /// Where a node stands for this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,7 +232,7 @@ pub fn resolve(
     graph: &Graph,
     instance: &Value,
     observed: &[ObservedChild],
-    externals: &dyn Externals,
+    cluster: &dyn Cluster,
 ) -> Resolution {
     let mut scope = Scope::new();
     scope.set("schema", schema_view(instance));
@@ -271,7 +250,7 @@ pub fn resolve(
             &mut scope,
             &states,
             observed,
-            externals,
+            cluster,
             instance_ns,
             &mut res,
         );
@@ -320,7 +299,7 @@ fn resolve_node(
     scope: &mut Scope,
     states: &BTreeMap<String, NodeState>,
     observed: &[ObservedChild],
-    externals: &dyn Externals,
+    cluster: &dyn Cluster,
     instance_ns: Option<&str>,
     res: &mut Resolution,
 ) -> NodeState {
@@ -373,9 +352,7 @@ fn resolve_node(
         return pending;
     }
     match node.kind {
-        NodeKind::External { selector } => {
-            resolve_external(node, selector, scope, externals, instance_ns, res)
-        }
+        NodeKind::External { selector } => resolve_external(node, selector, scope, cluster, instance_ns, res),
         NodeKind::Template if node.is_collection() => resolve_collection(graph, node, scope, observed, res),
         NodeKind::Template => {
             let object = match render(&node.object, &node.fields, scope) {
@@ -497,7 +474,7 @@ fn resolve_external(
     node: &Node,
     selector: bool,
     scope: &mut Scope,
-    externals: &dyn Externals,
+    cluster: &dyn Cluster,
     instance_ns: Option<&str>,
     res: &mut Resolution,
 ) -> NodeState {
@@ -524,7 +501,7 @@ fn resolve_external(
             .pointer("/metadata/selector")
             .cloned()
             .unwrap_or(Value::Null);
-        let items = externals.list(&api_version, &kind, explicit_ns, &sel);
+        let items = cluster.list(&api_version, &kind, explicit_ns, &sel);
         res.externals.push(ExternalTarget {
             id: node.id.clone(),
             api_version,
@@ -546,7 +523,7 @@ fn resolve_external(
         name: Some(name.clone()),
         selector: None,
     });
-    match externals.get(&api_version, &kind, namespace, &name) {
+    match cluster.get(&api_version, &kind, namespace, &name) {
         None => NodeState::Pending(format!(
             "waiting for external reference {kind} {}{name} to exist",
             namespace.map(|n| format!("{n}/")).unwrap_or_default()

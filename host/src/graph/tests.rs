@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 use super::{runtime::*, *};
 use crate::{
     child::{ChildKey, ObservedChild},
+    cluster::{Cluster, Offline},
     rgd::ResourceGraphDefinition,
 };
 
@@ -221,7 +222,7 @@ fn live(id: &str, object: Value) -> ObservedChild {
 fn a_dependent_waits_until_its_dependency_is_ready() {
     let g = build(&rgd(webapp()), Limits::default()).unwrap();
     let inst = instance(json!({ "image": "nginx", "replicas": 2, "ingress": { "enabled": false } }));
-    let r = resolve(&g, &inst, &[], &NoExternals);
+    let r = resolve(&g, &inst, &[], &Offline::default());
     assert_eq!(
         r.rendered.iter().map(|c| c.key.id.as_str()).collect::<Vec<_>>(),
         ["deployment"]
@@ -246,7 +247,7 @@ fn a_dependent_waits_until_its_dependency_is_ready() {
 
     // Created but not available: readyWhen holds the service back.
     let deployment = json!({ "metadata": { "name": "shop" }, "spec": { "replicas": 2 }, "status": { "availableReplicas": 1 } });
-    let r = resolve(&g, &inst, &[live("deployment", deployment)], &NoExternals);
+    let r = resolve(&g, &inst, &[live("deployment", deployment)], &Offline::default());
     assert!(
         matches!(&r.states[0].1, NodeState::NotReady(m) if m.contains("readyWhen")),
         "{:?}",
@@ -259,7 +260,7 @@ fn a_dependent_waits_until_its_dependency_is_ready() {
     );
 
     let deployment = json!({ "metadata": { "name": "shop" }, "spec": { "replicas": 2 }, "status": { "availableReplicas": 2 } });
-    let r = resolve(&g, &inst, &[live("deployment", deployment)], &NoExternals);
+    let r = resolve(&g, &inst, &[live("deployment", deployment)], &Offline::default());
     assert_eq!(
         r.rendered.iter().map(|c| c.key.id.as_str()).collect::<Vec<_>>(),
         ["deployment", "service"]
@@ -275,7 +276,7 @@ fn a_skipped_resource_skips_its_dependents() {
         { "id": "b", "template": cm("${a.metadata.name}-b") }
     ]));
     let g = build(&rgd(spec), Limits::default()).unwrap();
-    let r = resolve(&g, &instance(json!({ "name": "off" })), &[], &NoExternals);
+    let r = resolve(&g, &instance(json!({ "name": "off" })), &[], &Offline::default());
     assert_eq!(r.skipped, ["a", "b"]);
     assert!(r.rendered.is_empty());
     assert!(r.all_ready(), "skipped resources count as ready");
@@ -291,7 +292,7 @@ fn for_each_expands_the_cartesian_product_in_order() {
     });
     let g = build(&rgd(spec), Limits::default()).unwrap();
     let inst = instance(json!({ "regions": ["eu", "us"], "tiers": ["web", "db"] }));
-    let r = resolve(&g, &inst, &[], &NoExternals);
+    let r = resolve(&g, &inst, &[], &Offline::default());
     let names: Vec<&str> = r
         .rendered
         .iter()
@@ -305,13 +306,13 @@ fn for_each_expands_the_cartesian_product_in_order() {
             object: json!({ "data": { "ok": "yes" } }),
         })
         .collect();
-    assert!(resolve(&g, &inst, &items, &NoExternals).all_ready());
-    assert!(!resolve(&g, &inst, &items[..3], &NoExternals).all_ready());
+    assert!(resolve(&g, &inst, &items, &Offline::default()).all_ready());
+    assert!(!resolve(&g, &inst, &items[..3], &Offline::default()).all_ready());
 
     let big = instance(
         json!({ "regions": (0..40).map(|i| i.to_string()).collect::<Vec<_>>(), "tiers": (0..40).map(|i| i.to_string()).collect::<Vec<_>>() }),
     );
-    let r = resolve(&g, &big, &[], &NoExternals);
+    let r = resolve(&g, &big, &[], &Offline::default());
     assert!(
         matches!(r.first_error(), Some((_, m)) if m.contains("exceeds the maximum collection size of 1000")),
         "{:?}",
@@ -321,7 +322,10 @@ fn for_each_expands_the_cartesian_product_in_order() {
 
 struct OneConfigMap;
 
-impl Externals for OneConfigMap {
+impl Cluster for OneConfigMap {
+    fn namespaced(&self, _: &str, _: &str) -> Option<bool> {
+        None
+    }
     fn get(&self, _: &str, kind: &str, ns: Option<&str>, name: &str) -> Option<Value> {
         (kind == "ConfigMap" && ns == Some("prod") && name == "shared")
             .then(|| json!({ "data": { "region": "eu-west-1" } }))
@@ -346,7 +350,7 @@ fn external_references_are_read_and_never_rendered() {
         Some("prod"),
         "the instance's namespace by default"
     );
-    let r = resolve(&g, &instance(json!({})), &[], &NoExternals);
+    let r = resolve(&g, &instance(json!({})), &[], &Offline::default());
     assert!(
         matches!(&r.states[0].1, NodeState::Pending(m) if m.contains("external reference ConfigMap prod/shared"))
     );
@@ -356,7 +360,7 @@ fn external_references_are_read_and_never_rendered() {
 fn a_type_error_at_runtime_names_the_field_and_expression() {
     let spec = with_resources(json!([{ "id": "a", "template": cm("x-${schema.spec.items}") }]));
     let g = build(&rgd(spec), Limits::default()).unwrap();
-    let r = resolve(&g, &instance(json!({ "items": ["a"] })), &[], &NoExternals);
+    let r = resolve(&g, &instance(json!({ "items": ["a"] })), &[], &Offline::default());
     let (id, message) = r.first_error().unwrap();
     assert_eq!(id, "a");
     assert!(
