@@ -24,6 +24,7 @@ pub mod graph;
 pub mod leader;
 pub mod metadata;
 pub mod metrics;
+mod object;
 pub mod plugin;
 pub mod probes;
 pub mod render;

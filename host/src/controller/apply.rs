@@ -10,14 +10,12 @@ use std::hash::{Hash, Hasher};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{
-    children::{ObjectId, label, object_id, trim},
-    context::Context,
-    error::Error,
-    informers::to_value,
-    memory::Applied,
+use super::{children::trim, context::Context, error::Error, informers::to_value, memory::Applied};
+use crate::{
+    child::DesiredChild,
+    metadata,
+    object::{Object, ObjectId},
 };
-use crate::{child::DesiredChild, metadata};
 
 /// A stable hash of what we ask for.
 pub(crate) fn intent_hash(child: &DesiredChild) -> u64 {
@@ -57,7 +55,7 @@ pub(crate) fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value
 /// Whether an existing object may become this ApplySet's child: it is already in it (our
 /// watch has not seen it yet), or its owner handed it over with [`metadata::ADOPT`].
 pub(crate) fn may_take_over(existing: &Value, applyset: &str) -> bool {
-    label(existing, metadata::APPLYSET_PART_OF) == Some(applyset)
+    existing.label(metadata::APPLYSET_PART_OF) == Some(applyset)
         || existing
             .pointer("/metadata/annotations")
             .and_then(|a| a.get(metadata::ADOPT))
@@ -129,9 +127,9 @@ pub(crate) async fn apply(
     live: Option<&Value>,
 ) -> Result<Outcome, ApplyError> {
     let key = child.key.to_string();
-    let id: ObjectId = object_id(&Value::Object(child.object.clone()));
+    let id: ObjectId = ObjectId::of(&Value::Object(child.object.clone()));
     let hash = intent_hash(child);
-    if let Some(other) = live.and_then(|l| label(l, metadata::APPLYSET_PART_OF))
+    if let Some(other) = live.and_then(|l| l.label(metadata::APPLYSET_PART_OF))
         && other != applyset
     {
         return Err(ApplyError::OtherApplySet {

@@ -10,32 +10,8 @@ use std::{
 use serde_json::Value;
 
 use super::informers::WatchKey;
-use crate::metadata;
-
-/// Identity of an object across versions: (group, kind, namespace, name).
-pub(crate) type ObjectId = (String, String, String, String);
-
-/// The identity of a JSON object.
-pub(crate) fn object_id(v: &Value) -> ObjectId {
-    let s = |p: &str| {
-        v.pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let api_version = s("/apiVersion");
-    let group = api_version
-        .rsplit_once('/')
-        .map(|(g, _)| g.to_string())
-        .unwrap_or_default();
-    (group, s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
-}
-
-pub(crate) fn resource_version(v: &Value) -> Option<u64> {
-    v.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|r| r.parse().ok())
-}
+pub(crate) use crate::object::ObjectId;
+use crate::{metadata, object::Object};
 
 /// Every child kroxide owns, as last seen (by watch or by an apply's response), indexed by
 /// ApplySet: the observe stage reads from here.
@@ -63,26 +39,19 @@ struct Index {
 }
 
 pub(crate) fn part_of(v: &Value) -> Option<String> {
-    label(v, metadata::APPLYSET_PART_OF).map(String::from)
-}
-
-/// A label of an object.
-pub(crate) fn label<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.pointer("/metadata/labels")
-        .and_then(|l| l.get(key))
-        .and_then(Value::as_str)
+    v.label(metadata::APPLYSET_PART_OF).map(String::from)
 }
 
 impl Children {
     /// Records a live child unless a newer copy is known, or it was deleted at a
     /// resourceVersion at least as new.
     pub(crate) fn upsert(&self, v: Value) {
-        let id = object_id(&v);
-        let rv = resource_version(&v);
+        let id = ObjectId::of(&v);
+        let rv = v.resource_version();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let index = &mut *guard;
         if let Some(old) = index.objects.get(&id)
-            && let (Some(a), Some(b)) = (resource_version(old), rv)
+            && let (Some(a), Some(b)) = (old.resource_version(), rv)
             && a > b
         {
             return;
@@ -112,7 +81,7 @@ impl Children {
     /// older than the cached copy: the child was made again since, by us, while the watch was
     /// behind) leaves the cached copy alone.
     pub(crate) fn remove(&self, v: &Value) {
-        let id = object_id(v);
+        let id = ObjectId::of(v);
         let now = std::time::Instant::now();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let index = &mut *guard;
@@ -123,7 +92,7 @@ impl Children {
         };
         let newer = index.objects.get(&id).is_some_and(|old| {
             let other_uid = matches!((uid(old), uid(v)), (Some(a), Some(b)) if a != b);
-            let later = matches!((resource_version(old), resource_version(v)), (Some(a), Some(b)) if a > b);
+            let later = matches!((old.resource_version(), v.resource_version()), (Some(a), Some(b)) if a > b);
             other_uid || later
         });
         let removed = if newer { None } else { index.objects.remove(&id) };
@@ -136,10 +105,13 @@ impl Children {
                 index.sets.remove(&set);
             }
         }
-        let gone = [resource_version(v), removed.as_deref().and_then(resource_version)]
-            .into_iter()
-            .flatten()
-            .max();
+        let gone = [
+            v.resource_version(),
+            removed.as_deref().and_then(Object::resource_version),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
         index
             .tombstones
             .retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_TTL);
@@ -165,7 +137,7 @@ impl Children {
         let vanished: Vec<ObjectId> = index
             .objects
             .keys()
-            .filter(|id| id.0 == group && id.1 == watch.kind && !listed.contains(*id))
+            .filter(|id| id.group == group && id.kind == watch.kind && !listed.contains(*id))
             .cloned()
             .collect();
         let mut gone = Vec::new();
@@ -255,7 +227,7 @@ mod tests {
         // ... before our DELETE's answer, still Terminating, is handled.
         children.upsert(namespace("11", true));
         assert!(children.of("applyset-x").is_empty());
-        assert!(children.get(&object_id(&namespace("11", true))).is_none());
+        assert!(children.get(&ObjectId::of(&namespace("11", true))).is_none());
     }
 
     #[test]
@@ -268,7 +240,7 @@ mod tests {
         children.upsert(cm("kept"));
         children.upsert(cm("deleted-in-the-gap"));
         children.upsert(namespace("4", false));
-        let listed: HashSet<ObjectId> = [object_id(&cm("kept"))].into();
+        let listed: HashSet<ObjectId> = [ObjectId::of(&cm("kept"))].into();
         let gone = children.retain_listed(&child_watch("v1", "ConfigMap"), &listed);
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0]["metadata"]["name"], "deleted-in-the-gap");
@@ -295,7 +267,7 @@ mod tests {
         children.remove(&cm("a", "11"));
         assert_eq!(children.of("applyset-x").len(), 1, "the new incarnation stays");
         children.upsert(cm("b", "12"));
-        let kept = children.get(&object_id(&cm("b", "12"))).unwrap();
+        let kept = children.get(&ObjectId::of(&cm("b", "12"))).unwrap();
         assert_eq!(kept["metadata"]["uid"], "b");
         // Its own deletion still removes it.
         children.remove(&cm("b", "13"));
@@ -316,7 +288,7 @@ mod tests {
         let children = Children::default();
         children.upsert(namespace("10", true));
         children.upsert(namespace("9", false));
-        let kept = children.get(&object_id(&namespace("10", true))).unwrap();
+        let kept = children.get(&ObjectId::of(&namespace("10", true))).unwrap();
         assert_eq!(kept["metadata"]["resourceVersion"], "10");
     }
 

@@ -47,4 +47,9 @@ impl Error {
     pub(crate) fn is_conflict(&self) -> bool {
         matches!(self, Error::Api { source: kube::Error::Api(e), .. } if e.code == 409)
     }
+
+    /// Whether the API said the object is gone (404).
+    pub(crate) fn is_not_found(&self) -> bool {
+        matches!(self, Error::Api { source: kube::Error::Api(e), .. } if e.code == 404)
+    }
 }

@@ -2,8 +2,9 @@
 
 use serde_json::Value;
 
-use super::{children::label, informers::WatchKey, queue};
+use super::{informers::WatchKey, queue};
 use crate::metadata;
+use crate::object::Object;
 
 /// Names one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,17 +38,17 @@ impl std::fmt::Display for InstanceKey {
 
 /// The instance a child belongs to, from kro's labels.
 pub(crate) fn owner_of(child: &Value) -> Option<InstanceKey> {
-    let group = label(child, metadata::INSTANCE_GROUP)?;
-    let version = label(child, metadata::INSTANCE_VERSION)?;
+    let group = child.label(metadata::INSTANCE_GROUP)?;
+    let version = child.label(metadata::INSTANCE_VERSION)?;
     Some(InstanceKey {
         api_version: if group.is_empty() {
             version.to_string()
         } else {
             format!("{group}/{version}")
         },
-        kind: label(child, metadata::INSTANCE_KIND)?.to_string(),
-        namespace: label(child, metadata::INSTANCE_NAMESPACE).map(String::from),
-        name: label(child, metadata::INSTANCE_NAME)?.to_string(),
+        kind: child.label(metadata::INSTANCE_KIND)?.to_string(),
+        namespace: child.label(metadata::INSTANCE_NAMESPACE).map(String::from),
+        name: child.label(metadata::INSTANCE_NAME)?.to_string(),
     })
 }
 

@@ -5,11 +5,11 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 
 use serde_json::Value;
 
-use super::{
-    children::{ObjectId, object_id, part_of, resource_version},
-    key::InstanceKey,
+use super::{children::part_of, key::InstanceKey};
+use crate::{
+    metadata,
+    object::{Object, ObjectId, group_of},
 };
-use crate::metadata;
 
 /// What the controller remembers between reconciles.
 #[derive(Debug, Default)]
@@ -37,10 +37,10 @@ const FINALIZED_TTL: Duration = Duration::from_secs(300);
 impl Memory {
     /// `cached`, or the copy our last write returned when that one is newer.
     pub(crate) fn freshest(&self, cached: Value) -> Value {
-        let id = object_id(&cached);
+        let id = ObjectId::of(&cached);
         let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
         match fresh.get(&id) {
-            Some(mine) if resource_version(mine) > resource_version(&cached) => mine.clone(),
+            Some(mine) if mine.resource_version() > cached.resource_version() => mine.clone(),
             Some(_) => {
                 // The cache caught up: our copy is no longer needed.
                 fresh.remove(&id);
@@ -52,7 +52,7 @@ impl Memory {
 
     /// Remembers what a write returned.
     pub(crate) fn saw(&self, written: Value) {
-        let id = object_id(&written);
+        let id = ObjectId::of(&written);
         self.fresh
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -84,7 +84,7 @@ impl Memory {
         let Some(set) = part_of(child) else { return };
         let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(members) = applied.get_mut(&set) {
-            members.remove(&object_id(child));
+            members.remove(&ObjectId::of(child));
             if members.is_empty() {
                 applied.remove(&set);
             }
@@ -93,22 +93,18 @@ impl Memory {
 
     /// Forgets everything about an instance that is gone.
     pub(crate) fn forget_instance(&self, key: &InstanceKey) {
-        let group = key
-            .api_version
-            .rsplit_once('/')
-            .map(|(g, _)| g)
-            .unwrap_or_default();
+        let group = group_of(&key.api_version);
         let set = metadata::applyset_id(&key.name, key.namespace.as_deref(), &key.kind, group);
         self.applied
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&set);
-        let id = (
-            group.to_string(),
-            key.kind.clone(),
-            key.namespace.clone().unwrap_or_default(),
-            key.name.clone(),
-        );
+        let id = ObjectId {
+            group: group.to_string(),
+            kind: key.kind.clone(),
+            namespace: key.namespace.clone().unwrap_or_default(),
+            name: key.name.clone(),
+        };
         self.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         self.states.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }

@@ -8,13 +8,12 @@ use std::{collections::BTreeMap, sync::Arc};
 use kube::api::DeleteParams;
 use serde_json::Value;
 
-use super::{
-    children::{label, object_id},
-    context::Context,
-    error::Error,
-    informers::to_value,
+use super::{context::Context, error::Error, informers::to_value};
+use crate::{
+    child::DesiredChild,
+    metadata,
+    object::{Object, ObjectId},
 };
-use crate::{child::DesiredChild, metadata};
 
 /// Members of the ApplySet that the desired set no longer holds, except children of pending
 /// nodes (whose template could not be rendered this time).
@@ -25,12 +24,15 @@ pub(crate) fn stale(
 ) -> Vec<Arc<Value>> {
     let wanted: Vec<_> = desired
         .iter()
-        .map(|d| object_id(&Value::Object(d.object.clone())))
+        .map(|d| ObjectId::of(&Value::Object(d.object.clone())))
         .collect();
     members
         .iter()
-        .filter(|m| !wanted.contains(&object_id(m)))
-        .filter(|m| !label(m, metadata::NODE_ID).is_some_and(|id| pending.iter().any(|(p, _)| p == id)))
+        .filter(|m| !wanted.contains(&ObjectId::of(m)))
+        .filter(|m| {
+            !m.label(metadata::NODE_ID)
+                .is_some_and(|id| pending.iter().any(|(p, _)| p == id))
+        })
         .cloned()
         .collect()
 }
@@ -52,12 +54,7 @@ pub(crate) fn waves(objects: Vec<Arc<Value>>) -> Vec<Vec<Arc<Value>>> {
 }
 
 fn shown(o: &Value) -> String {
-    let (_, kind, ns, name) = object_id(o);
-    if ns.is_empty() {
-        format!("{kind} {name}")
-    } else {
-        format!("{kind} {ns}/{name}")
-    }
+    ObjectId::of(o).to_string()
 }
 
 /// Deletes `objects` wave by wave. Returns `true` when every object is gone, `false` when a

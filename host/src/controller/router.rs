@@ -9,12 +9,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{
-    children::{ObjectId, label, object_id, trim},
+    children::trim,
     context::Context,
     informers::{Change, Notice, Role, WatchKey},
     key::{InstanceKey, instance_key, owner_of},
 };
 use crate::metadata;
+use crate::object::{Object, ObjectId};
 
 fn fingerprint(v: &Value) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -41,7 +42,7 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
             Change::Applied(v) => (v, false),
             Change::Listed(v) => {
                 if let Some(seen) = relists.get_mut(&key) {
-                    seen.insert(object_id(&v));
+                    seen.insert(ObjectId::of(&v));
                 }
                 (v, false)
             }
@@ -68,7 +69,7 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
         // Only changes to what a reconcile reads count: status updates of graphs and instances
         // (ours included) do not.
         let changed = |role: Role| {
-            let id = object_id(&object);
+            let id = ObjectId::of(&object);
             let mut prints = ctx
                 .interest
                 .fingerprints
@@ -119,7 +120,7 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
             }
             Role::Crds => {
                 // Its owner (label), and graphs refused because another graph held its name.
-                if let Some(owner) = label(&object, metadata::RGD_NAME) {
+                if let Some(owner) = object.label(metadata::RGD_NAME) {
                     ctx.rgd_queue.add(owner.to_string());
                 }
                 let name = object

@@ -1,0 +1,269 @@
+//! The converge stage: passes of resolve (templates, `includeWhen`, `readyWhen`, `forEach`) →
+//! transform (the plugin, namespaces, kro's labels) → apply, repeated while a pass applied
+//! something and resources are still pending (a dependency just appeared), at most once per
+//! node; then the interest in external objects, and the prune of what is no longer desired.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{
+    manage::{ensure_parent, watch_children},
+    observe::{Live, children},
+};
+use crate::controller::{
+    apply::{self, ApplyError, Outcome},
+    context::Context,
+    error::Error,
+    informers::{Role, WatchKey},
+    key::InstanceKey,
+    prune,
+    revisions::Revision,
+};
+use crate::{
+    child::{DesiredChild, ObservedChild},
+    derive::Failure,
+    graph::runtime::{self, Resolution},
+    metadata::InstanceIdentity,
+    object::ObjectId,
+    render::{self, PluginStage},
+};
+
+/// What the passes left.
+#[derive(Debug)]
+pub(super) struct Converged {
+    /// The desired set of the last pass that got that far.
+    pub(super) output: Option<render::Output>,
+    /// The last pass's resolution.
+    pub(super) resolution: Resolution,
+    /// What stopped the passes early, if anything did.
+    pub(super) failure: Option<Failure>,
+}
+
+impl Converged {
+    /// Whether everything desired rendered and applied cleanly, so stale children may go.
+    pub(super) fn clean(&self) -> bool {
+        self.failure.is_none() && self.resolution.first_error().is_none() && self.output.is_some()
+    }
+}
+
+/// Resolve → transform → apply until nothing new becomes renderable. API errors writing the
+/// instance's ApplySet parent annotations are returned; everything else is a [`Failure`] the
+/// status reports.
+pub(super) async fn converge(
+    ctx: &Arc<Context>,
+    rev: &Arc<Revision>,
+    key: &InstanceKey,
+    instance: &mut Value,
+    identity: &InstanceIdentity,
+) -> Result<Converged, Error> {
+    let passes = rev.graph.nodes.len() + 1;
+    let mut output = None;
+    let mut pass = 0;
+    loop {
+        pass += 1;
+        let observed = children(ctx, identity);
+        let resolution = runtime::resolve(&rev.graph, instance, &observed, &Live(ctx));
+        let failure = if resolution.first_error().is_some() {
+            None
+        } else {
+            match transform(ctx, rev, instance, &observed, &resolution).await {
+                Err(f) => Some(f),
+                Ok(out) => match watch_children(ctx, &out.desired).await {
+                    Err(e) => Some(Failure {
+                        reason: "NotReady".into(),
+                        message: e.to_string(),
+                    }),
+                    Ok(()) => {
+                        ensure_parent(ctx, rev, key, instance, &out.desired, true).await?;
+                        let applied = apply_all(ctx, identity, &observed, &out.desired).await;
+                        let again =
+                            matches!(applied, Ok(true)) && !resolution.pending.is_empty() && pass < passes;
+                        output = Some(out);
+                        if again {
+                            continue;
+                        }
+                        applied.err()
+                    }
+                },
+            }
+        };
+        return Ok(Converged {
+            output,
+            resolution,
+            failure,
+        });
+    }
+}
+
+/// Applies every desired child; whether any write happened, or the first failure.
+async fn apply_all(
+    ctx: &Context,
+    identity: &InstanceIdentity,
+    observed: &[ObservedChild],
+    desired: &[DesiredChild],
+) -> Result<bool, Failure> {
+    let mut applied = false;
+    for child in desired {
+        let live = observed
+            .iter()
+            .find(|o| o.key == child.key)
+            .map(|o| o.object.clone())
+            .or_else(|| {
+                ctx.children
+                    .get(&ObjectId::of(&Value::Object(child.object.clone())))
+                    .map(|v| (*v).clone())
+            });
+        match apply::apply(ctx, identity.applyset_id(), child, live.as_ref()).await {
+            Ok(Outcome::Applied(_)) => applied = true,
+            Ok(Outcome::Unchanged) => {}
+            Err(e) => {
+                let reason = match e {
+                    ApplyError::OtherApplySet { .. } => "ApplySetConflict",
+                    ApplyError::NotOurs { .. } => "ResourceNotOwned",
+                    ApplyError::Api { .. } => "ApplyFailed",
+                };
+                return Err(Failure {
+                    reason: reason.into(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// Registers the instance's interest in the external objects it read, so their changes reach it.
+pub(super) async fn watch_externals(ctx: &Context, key: &InstanceKey, resolution: &Resolution) {
+    for t in &resolution.externals {
+        let watch = WatchKey::all(&t.api_version, &t.kind, Role::External);
+        if ctx.informers.ensure(&watch).await.is_ok() {
+            ctx.interest
+                .externals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((t.api_version.clone(), t.kind.clone()))
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+}
+
+/// Deletes the ApplySet's members no longer desired (never those of pending resources), in
+/// waves; once they are gone, the parent annotations shrink to what is left.
+pub(super) async fn prune_stale(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &mut Value,
+    identity: &InstanceIdentity,
+    converged: &Converged,
+) -> Result<(), Error> {
+    let Some(out) = &converged.output else {
+        return Ok(());
+    };
+    let members = ctx.children.of(identity.applyset_id());
+    let stale = prune::stale(&members, &out.desired, &converged.resolution.pending);
+    if stale.is_empty() || prune::delete_waves(ctx, stale).await? {
+        ensure_parent(ctx, rev, key, instance, &out.desired, false).await?;
+    }
+    Ok(())
+}
+
+/// The desired set: templates, then the plugin's `transform` (on a blocking thread, with owned
+/// inputs), namespaces and kro's labels. A kind whose scope is not known yet is looked up by
+/// discovery and the stage runs again.
+/// Renders the desired set (templates, then the plugin on a blocking thread), learning the
+/// scope of kinds it has not met yet.
+async fn transform(
+    ctx: &Context,
+    rev: &Arc<Revision>,
+    instance: &Value,
+    observed: &[ObservedChild],
+    resolution: &Resolution,
+) -> Result<render::Output, Failure> {
+    for _ in 0..4 {
+        let order = rev.graph.topological_order();
+        let result = match &rev.plugin {
+            None => render::desired(render::Input {
+                graph: &rev.rgd,
+                revision: rev.number,
+                instance,
+                observed,
+                rendered: resolution.rendered.clone(),
+                pending: resolution.pending.clone(),
+                node_order: &order,
+                plugin: None,
+                cluster: &Live(ctx),
+                propagate_labels: rev.graph.propagate_labels,
+            }),
+            Some(binding) => {
+                // The plugin runs on a blocking thread with owned inputs.
+                let (rev2, instance2, observed2) = (rev.clone(), instance.clone(), observed.to_vec());
+                let (rendered, pending) = (resolution.rendered.clone(), resolution.pending.clone());
+                let cluster = Live(ctx).snapshot(&rendered);
+                let binding = binding.clone();
+                let started = std::time::Instant::now();
+                let out = ctx
+                    .runtime
+                    .run(move || {
+                        Ok(render::desired(render::Input {
+                            graph: &rev2.rgd,
+                            revision: rev2.number,
+                            instance: &instance2,
+                            observed: &observed2,
+                            rendered,
+                            pending,
+                            node_order: &order,
+                            plugin: Some(PluginStage {
+                                plugin: &binding.plugin,
+                                limits: binding.limits,
+                                config: &binding.config,
+                                allowed_kinds: &binding.allowed_kinds,
+                            }),
+                            cluster: &cluster,
+                            propagate_labels: rev2.graph.propagate_labels,
+                        }))
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(render::Error::Plugin(e)));
+                let outcome = match &out {
+                    Ok(_) => "ok",
+                    Err(e) => e.reason(),
+                };
+                ctx.metrics.plugin_call("transform", started.elapsed(), outcome);
+                out
+            }
+        };
+        match result {
+            Ok(o) => return Ok(o),
+            Err(render::Error::UnknownScope {
+                api_version,
+                kind,
+                key,
+            }) => {
+                if let Err(e) = ctx
+                    .informers
+                    .kinds
+                    .resolve(&ctx.client, &api_version, &kind)
+                    .await
+                {
+                    return Err(Failure {
+                        reason: "NotReady".into(),
+                        message: format!("resource {key}: {e}"),
+                    });
+                }
+            }
+            Err(e) => {
+                return Err(Failure {
+                    reason: e.reason().to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
+    Err(Failure {
+        reason: "NotReady".into(),
+        message: "could not learn the scope of every kind".into(),
+    })
+}

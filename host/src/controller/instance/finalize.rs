@@ -1,0 +1,142 @@
+//! Deletion: every child removed in reverse topological waves (watching every kind the ApplySet
+//! lists, so none is missed after a restart), then the finalizer.
+
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
+
+use serde_json::{Value, json};
+
+use super::{
+    manage::patch_instance,
+    observe::{children, forget},
+    report::{now, report_transition, write_status},
+};
+use crate::controller::{
+    action::Action, context::Context, error::Error, informers::child_watch, key::InstanceKey, prune,
+    revisions::Revision,
+};
+use crate::{
+    derive,
+    graph::NodeKind,
+    metadata::{self, InstanceIdentity},
+    object::Object,
+    status::Mark,
+};
+
+/// Watches every kind the instance's ApplySet says it holds, so no child is missed.
+async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) {
+    let mut kinds: BTreeSet<(String, String)> = BTreeSet::new();
+    for node in &rev.graph.nodes {
+        if matches!(node.kind, NodeKind::Template) {
+            let s = |p: &str| {
+                node.object
+                    .pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            kinds.insert((s("/apiVersion"), s("/kind")));
+        }
+    }
+    for gk in instance
+        .annotation(metadata::APPLYSET_CONTAINS)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
+        let (kind, group) = gk.split_once('.').unwrap_or((gk, ""));
+        if kinds
+            .iter()
+            .any(|(av, k)| k == kind && av.rsplit_once('/').map_or("", |(g, _)| g) == group)
+        {
+            continue;
+        }
+        let resolved = if group.is_empty() {
+            ctx.informers.kinds.resolve(&ctx.client, "v1", kind).await
+        } else {
+            ctx.informers
+                .kinds
+                .resolve_group_kind(&ctx.client, group, kind)
+                .await
+        };
+        if let Ok((r, _)) = resolved {
+            kinds.insert((r.api_version, kind.to_string()));
+        }
+    }
+    for (av, kind) in kinds {
+        if av.contains("${") {
+            continue;
+        }
+        if let Ok(i) = ctx.informers.ensure(&child_watch(&av, &kind)).await {
+            i.wait_synced(Duration::from_secs(10)).await;
+        }
+    }
+}
+
+pub(super) async fn finalize(
+    ctx: &Arc<Context>,
+    rev: &Arc<Revision>,
+    key: &InstanceKey,
+    instance: &Value,
+    identity: &InstanceIdentity,
+) -> Result<Action, Error> {
+    let now = now();
+    let observed = children(ctx, identity);
+    let status = derive::status(&derive::Input {
+        instance,
+        resolution: None,
+        desired: &[],
+        observed: &observed,
+        plugin: None,
+        managed: Mark::managed(),
+        failure: None,
+        suspended: false,
+        deleting: true,
+        now: &now,
+    });
+    report_transition(ctx, rev, key, instance, &status).await;
+    if !instance.has_finalizer(metadata::FINALIZER) {
+        return Ok(Action::done());
+    }
+    let instance = write_status(ctx, rev, key, instance, status)
+        .await?
+        .unwrap_or_else(|| instance.clone());
+    watch_inventory(ctx, rev, &instance).await;
+    let members = ctx.children.of(identity.applyset_id());
+    if !prune::delete_waves(ctx, members).await? {
+        return Ok(Action::after(Duration::from_secs(5)));
+    }
+    let rest: Vec<Value> = instance
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().filter(|x| *x != metadata::FINALIZER).cloned().collect())
+        .unwrap_or_default();
+    let patch = json!({
+        "finalizers": if rest.is_empty() { Value::Null } else { Value::Array(rest) },
+        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+    let mut written = instance.clone();
+    match patch_instance(
+        ctx,
+        rev,
+        key,
+        &mut written,
+        metadata::LABELLER_MANAGER,
+        "remove the finalizer of",
+        patch,
+    )
+    .await
+    {
+        Ok(()) => {}
+        // Already gone: a previous pass removed the finalizer.
+        Err(Error::Api {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => {}
+        Err(e) => return Err(e),
+    }
+    tracing::info!("children deleted; finalizer removed");
+    forget(ctx, key);
+    if let Some(uid) = instance.uid() {
+        ctx.memory.mark_finalized(key, uid);
+    }
+    Ok(Action::done())
+}

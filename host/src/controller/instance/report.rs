@@ -1,0 +1,317 @@
+//! The status stage and its writes: kro's status from what the reconcile found (CEL fields, the
+//! plugin's `derive-status`, conditions, `state`), written only when it changed; an Event per
+//! state transition and per plugin event.
+
+use kube::{
+    Resource,
+    api::{Patch, PatchParams},
+    runtime::events::{Event, EventType},
+};
+use serde_json::{Map, Value, json};
+
+use super::super::action::Action;
+use super::{
+    converge::Converged,
+    observe::{Live, children},
+};
+use crate::controller::{
+    context::Context, error::Error, informers::to_value, key::InstanceKey, revisions::Revision,
+};
+use crate::{
+    derive::{self, Failure},
+    graph::runtime,
+    metadata::{self, InstanceIdentity},
+    plugin::{CallInput, PluginEvent, StatusOutput},
+    status::Mark,
+};
+
+/// What the status stage decided.
+#[derive(Debug)]
+pub(super) struct Report {
+    /// The status to write.
+    status: Map<String, Value>,
+    /// The plugin's `derive-status` output, if it ran.
+    plugin: Option<StatusOutput>,
+    /// The reconcile failed (a plugin error, an apply error, ...): retry with backoff.
+    failed: bool,
+}
+
+/// The status of an instance from what the passes left and what exists now: its children
+/// observed and resolved again, the plugin's `derive-status` (unless a failure stopped the
+/// reconcile), kro's conditions.
+pub(super) async fn status(
+    ctx: &Context,
+    rev: &Revision,
+    instance: &Value,
+    identity: &InstanceIdentity,
+    converged: &Converged,
+    managed: Mark,
+    now: &str,
+) -> Report {
+    let observed = children(ctx, identity);
+    let resolution = runtime::resolve(&rev.graph, instance, &observed, &Live(ctx));
+    let mut failure = converged.failure.clone();
+    let mut plugin = None;
+    if failure.is_none()
+        && let Some(binding) = &rev.plugin
+    {
+        let (b, inst, obs, graph, number) = (
+            binding.clone(),
+            instance.clone(),
+            observed.clone(),
+            rev.rgd.clone(),
+            rev.number,
+        );
+        let started = std::time::Instant::now();
+        let result = ctx
+            .runtime
+            .run(move || {
+                b.plugin.derive_status(
+                    &b.limits,
+                    &CallInput {
+                        graph: &graph,
+                        revision: number,
+                        config: &b.config,
+                        instance: &inst,
+                        observed: &obs,
+                        rendered: &[],
+                        pending: &[],
+                    },
+                )
+            })
+            .await;
+        ctx.metrics.plugin_call(
+            "derive-status",
+            started.elapsed(),
+            result.as_ref().map_or_else(|e| e.reason(), |_| "ok"),
+        );
+        match result {
+            Ok(s) => plugin = Some(s),
+            Err(e) => {
+                failure = Some(Failure {
+                    reason: e.reason().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    let failed = failure.is_some();
+    let desired = converged
+        .output
+        .as_ref()
+        .map(|o| o.desired.as_slice())
+        .unwrap_or_default();
+    let status = derive::status(&derive::Input {
+        instance,
+        resolution: Some(&resolution),
+        desired,
+        observed: &observed,
+        plugin: plugin.as_ref(),
+        managed,
+        failure,
+        suspended: false,
+        deleting: false,
+        now,
+    });
+    Report {
+        status,
+        plugin,
+        failed,
+    }
+}
+
+/// The status of an instance the passes did not run for: one whose labels and finalizer could
+/// not be written (`managed` says why), or a suspended one.
+pub(super) async fn without_passes(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &Value,
+    identity: &InstanceIdentity,
+    managed: Mark,
+    suspended: bool,
+) -> Result<(), Error> {
+    let status = derive::status(&derive::Input {
+        instance,
+        resolution: None,
+        desired: &[],
+        observed: &children(ctx, identity),
+        plugin: None,
+        managed,
+        failure: None,
+        suspended,
+        deleting: false,
+        now: &now(),
+    });
+    report_transition(ctx, rev, key, instance, &status).await;
+    write_status(ctx, rev, key, instance, status).await.map(|_| ())
+}
+
+/// Reports the transition and the plugin's events, and writes the status if it changed; then
+/// what to do next: retry a failure with backoff, else look again when the plugin asks, or
+/// (not yet ACTIVE) after `requeue_interval`.
+pub(super) async fn publish_report(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &Value,
+    converged: &Converged,
+    report: Report,
+) -> Result<Action, Error> {
+    let active = report.status.get("state").and_then(Value::as_str) == Some("ACTIVE");
+    report_transition(ctx, rev, key, instance, &report.status).await;
+    if let Some(out) = &converged.output {
+        plugin_events(ctx, rev, instance, &out.events).await;
+    }
+    if let Some(s) = &report.plugin {
+        plugin_events(ctx, rev, instance, &s.events).await;
+    }
+    write_status(ctx, rev, key, instance, report.status).await?;
+    if report.failed {
+        return Ok(Action::retry());
+    }
+    let hint = converged.output.as_ref().and_then(|o| o.requeue_after);
+    let requeue = match (active, ctx.config.requeue_interval, hint) {
+        (_, _, Some(h)) => Some(h),
+        (false, Some(i), None) => Some(i),
+        _ => None,
+    };
+    Ok(Action {
+        requeue_after: requeue,
+        backoff: false,
+    })
+}
+
+/// Now, as status timestamps are written.
+pub(super) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn publish(
+    ctx: &Context,
+    instance: &Value,
+    rev: &Revision,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let reference = match serde_json::from_value::<kube::api::DynamicObject>(instance.clone()) {
+        Ok(o) => o.object_ref(&rev.resource),
+        Err(_) => return,
+    };
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        tracing::debug!(error = %e, "could not record an event");
+    }
+}
+
+/// Writes `status` unless the instance already has it; returns the instance as written.
+pub(super) async fn write_status(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &Value,
+    status: Map<String, Value>,
+) -> Result<Option<Value>, Error> {
+    let status = Value::Object(status);
+    if instance.get("status") == Some(&status) {
+        return Ok(None);
+    }
+    let mut meta = json!({"name": key.name});
+    if let Some(ns) = &key.namespace {
+        meta["namespace"] = json!(ns);
+    }
+    let body = json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": meta, "status": status});
+    let api = ctx
+        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
+        .await;
+    let written = api
+        .patch_status(
+            &key.name,
+            &PatchParams::apply(metadata::STATUS_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|source| Error::Api {
+            action: "update status of",
+            object: key.to_string(),
+            source,
+        })?;
+    let written = to_value(&written, &rev.resource);
+    ctx.memory.saw(written.clone());
+    Ok(Some(written))
+}
+
+pub(super) async fn report_transition(
+    ctx: &Context,
+    rev: &Revision,
+    key: &InstanceKey,
+    instance: &Value,
+    status: &Map<String, Value>,
+) {
+    let state = status
+        .get("state")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let previous = ctx
+        .memory
+        .states
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key.clone(), state.clone());
+    let before = previous.or_else(|| {
+        instance
+            .pointer("/status/state")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
+    if before.as_deref() == Some(state.as_str()) {
+        return;
+    }
+    let ready = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let reason = ready["reason"].as_str().unwrap_or_default();
+    let message = ready["message"].as_str().unwrap_or_default();
+    let note = format!(
+        "{} -> {state}: {reason}{}",
+        before.as_deref().unwrap_or("(new)"),
+        if message.is_empty() {
+            String::new()
+        } else {
+            format!(": {message}")
+        }
+    );
+    let type_ = if state == "ERROR" {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    tracing::info!(from = before.as_deref().unwrap_or("(new)"), to = %state, %reason, "instance state changed");
+    publish(ctx, instance, rev, type_, "StateChanged", note).await;
+}
+
+pub(super) async fn plugin_events(ctx: &Context, rev: &Revision, instance: &Value, events: &[PluginEvent]) {
+    for e in events {
+        let note = match &e.target {
+            Some(k) => format!("{k}: {}", e.message),
+            None => e.message.clone(),
+        };
+        let t = if e.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, instance, rev, t, &e.reason, note).await;
+    }
+}

@@ -1,0 +1,172 @@
+//! The object layer: typed reads of a Kubernetes object held as JSON (name, namespace, labels,
+//! annotations, finalizers, deletion, resourceVersion, group-kind) and [`ObjectId`], the identity
+//! of an object across versions.
+
+use std::fmt;
+
+use serde_json::Value;
+
+/// Reads of an object's identity and metadata. Every accessor answers `None` (or empty, or
+/// `false`) for a field that is absent or not of its type; none panics.
+pub(crate) trait Object {
+    /// `apiVersion`.
+    fn api_version(&self) -> &str;
+    /// `kind`.
+    fn kind(&self) -> &str;
+    /// `metadata.name`.
+    fn name(&self) -> &str;
+    /// `metadata.namespace`, `None` when absent or empty.
+    fn namespace(&self) -> Option<&str>;
+    /// `metadata.uid`.
+    fn uid(&self) -> Option<&str>;
+    /// `metadata.resourceVersion` as a number (the API server's are decimal).
+    fn resource_version(&self) -> Option<u64>;
+    /// A label.
+    fn label(&self, key: &str) -> Option<&str>;
+    /// An annotation.
+    fn annotation(&self, key: &str) -> Option<&str>;
+    /// Whether `metadata.finalizers` holds `finalizer`.
+    fn has_finalizer(&self, finalizer: &str) -> bool;
+    /// Whether `metadata.deletionTimestamp` is set.
+    fn deleting(&self) -> bool;
+}
+
+fn text<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+impl Object for Value {
+    fn api_version(&self) -> &str {
+        text(self, "/apiVersion").unwrap_or_default()
+    }
+
+    fn kind(&self) -> &str {
+        text(self, "/kind").unwrap_or_default()
+    }
+
+    fn name(&self) -> &str {
+        text(self, "/metadata/name").unwrap_or_default()
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        text(self, "/metadata/namespace").filter(|n| !n.is_empty())
+    }
+
+    fn uid(&self) -> Option<&str> {
+        text(self, "/metadata/uid")
+    }
+
+    fn resource_version(&self) -> Option<u64> {
+        text(self, "/metadata/resourceVersion").and_then(|r| r.parse().ok())
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    }
+
+    fn has_finalizer(&self, finalizer: &str) -> bool {
+        self.pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x == finalizer))
+    }
+
+    fn deleting(&self) -> bool {
+        self.pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+    }
+}
+
+/// The group of an `apiVersion`: `apps` for `apps/v1`, empty for `v1`.
+pub(crate) fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or_default()
+}
+
+/// `Kind.group` (`Deployment.apps`), or `Kind` for the core group, as ApplySets list kinds.
+pub(crate) fn group_kind(api_version: &str, kind: &str) -> String {
+    match group_of(api_version) {
+        "" => kind.to_string(),
+        group => format!("{kind}.{group}"),
+    }
+}
+
+/// The identity of an object across versions: group, kind, namespace and name. Shown as
+/// `Kind namespace/name` (or `Kind name` when cluster-scoped).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ObjectId {
+    /// API group, empty for the core group.
+    pub(crate) group: String,
+    /// Kind.
+    pub(crate) kind: String,
+    /// Namespace, empty when cluster-scoped.
+    pub(crate) namespace: String,
+    /// Name.
+    pub(crate) name: String,
+}
+
+impl ObjectId {
+    /// The identity of `v`.
+    pub(crate) fn of(v: &Value) -> Self {
+        Self {
+            group: group_of(v.api_version()).to_string(),
+            kind: v.kind().to_string(),
+            namespace: v.namespace().unwrap_or_default().to_string(),
+            name: v.name().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn accessors_read_metadata_and_answer_nothing_for_what_is_missing() {
+        let v = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+            "name": "web", "namespace": "shop", "resourceVersion": "42", "labels": {"a": "1"},
+            "finalizers": ["kro.run/finalizer"], "deletionTimestamp": "2026-12-01T00:00:00Z"}});
+        assert_eq!(
+            (v.name(), v.namespace(), v.resource_version()),
+            ("web", Some("shop"), Some(42))
+        );
+        assert_eq!(v.label("a"), Some("1"));
+        assert!(v.has_finalizer("kro.run/finalizer") && v.deleting());
+        let empty = json!({});
+        assert_eq!(
+            (empty.name(), empty.namespace(), empty.annotation("x")),
+            ("", None, None)
+        );
+        assert!(!empty.deleting() && !empty.has_finalizer("x"));
+    }
+
+    #[test]
+    fn an_object_id_shows_kind_namespace_and_name() {
+        let ns =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"}});
+        let cluster = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r"}});
+        assert_eq!(ObjectId::of(&ns).to_string(), "ConfigMap n/a");
+        assert_eq!(ObjectId::of(&cluster).to_string(), "ClusterRole r");
+        assert_eq!(ObjectId::of(&cluster).group, "rbac.authorization.k8s.io");
+        assert_eq!(group_kind("apps/v1", "Deployment"), "Deployment.apps");
+        assert_eq!(group_kind("v1", "Service"), "Service");
+    }
+}
