@@ -21,6 +21,8 @@ pub mod controller;
 pub mod derive;
 pub mod fuzzing;
 pub mod graph;
+#[cfg(test)]
+mod layers;
 pub mod leader;
 pub mod metadata;
 pub mod metrics;
