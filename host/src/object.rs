@@ -84,6 +84,11 @@ impl Object for Value {
     }
 }
 
+/// The string at `pointer` in `v`; empty when absent or not a string.
+pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
 /// The group of an `apiVersion`: `apps` for `apps/v1`, empty for `v1`.
 pub(crate) fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or_default()

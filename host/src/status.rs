@@ -53,7 +53,8 @@ pub(crate) struct Mark {
 }
 
 impl Mark {
-    fn new(status: &'static str, reason: &str, message: impl Into<String>) -> Self {
+    /// A condition `status` (`True`, `False` or `Unknown`) with `reason` and `message`.
+    pub(crate) fn new(status: &'static str, reason: &str, message: impl Into<String>) -> Self {
         Self {
             status,
             reason: reason.to_string(),
@@ -129,7 +130,9 @@ pub(crate) struct Outcome<'a> {
     pub(crate) deleting: bool,
 }
 
-fn condition(type_: &str, mark: &Mark, generation: i64, previous: &[Value], now: &str) -> Value {
+/// The condition `type_` as written in a status: `lastTransitionTime` kept from `previous` while
+/// the status is unchanged, `observedGeneration` set.
+pub(crate) fn condition(type_: &str, mark: &Mark, generation: i64, previous: &[Value], now: &str) -> Value {
     let before = previous
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(type_));
@@ -171,16 +174,7 @@ pub(crate) fn conditions(outcome: &Outcome<'_>) -> (Vec<Value>, InstanceState) {
         };
         list.push(condition(&c.type_, &mark, g, outcome.previous, outcome.now));
     }
-    // Ready: True when every dependent is; otherwise the first False dependent, then the
-    // first Unknown one, gives its status, reason and message.
-    let unhealthy = dependents
-        .iter()
-        .find(|(_, m)| m.status == "False")
-        .or_else(|| dependents.iter().find(|(_, m)| m.status == "Unknown"));
-    let ready = match unhealthy {
-        None => Mark::new("True", READY, ""),
-        Some((_, m)) => (*m).clone(),
-    };
+    let ready = ready(dependents.iter().map(|(_, m)| *m));
     list.push(condition(READY, &ready, g, outcome.previous, outcome.now));
     let state = if outcome.deleting {
         InstanceState::Deleting
@@ -192,6 +186,20 @@ pub(crate) fn conditions(outcome: &Outcome<'_>) -> (Vec<Value>, InstanceState) {
         InstanceState::InProgress
     };
     (list, state)
+}
+
+/// `Ready` over its dependents, for graphs and instances alike: True when every dependent is;
+/// otherwise the first False dependent, then the first Unknown one, gives its status, reason
+/// and message.
+pub(crate) fn ready<'a>(dependents: impl Iterator<Item = &'a Mark> + Clone) -> Mark {
+    let unhealthy = dependents
+        .clone()
+        .find(|m| m.status == "False")
+        .or_else(|| dependents.clone().find(|m| m.status == "Unknown"));
+    match unhealthy {
+        None => Mark::new("True", READY, ""),
+        Some(m) => m.clone(),
+    }
 }
 
 /// Deep-merges `overlay` into `base`: objects merge key by key, anything else replaces.
