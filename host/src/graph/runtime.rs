@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::{Expr, Field, Graph, Node, NodeKind, Part, Step, path_string};
+use super::model::{Expr, Field, Graph, Node, NodeKind, Part, Step, path_string};
 use crate::{
     cel::{EvalError, Program, Scope, json_type},
     child::{ChildKey, DesiredChild, ObservedChild, Readiness},
