@@ -10,6 +10,7 @@ pub(crate) mod compat;
 pub mod crd;
 pub mod dag;
 mod expressions;
+mod markers;
 mod model;
 pub(crate) mod pluralize;
 mod reserved;
