@@ -76,6 +76,8 @@ pub(crate) const PARENT_MANAGER: &str = "kro.run/applyset-parent";
 /// Field manager of an instance's status.
 pub(crate) const STATUS_MANAGER: &str = "kro.run/status";
 
+/// The time offline renders write, so golden files stay stable.
+pub(crate) const OFFLINE_TIME: &str = "1970-01-01T00:00:00Z";
 /// The uid used for instances rendered offline, so golden files stay stable.
 pub(crate) const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
 
