@@ -9,9 +9,8 @@ use kroxide::{
     cluster::Offline,
     graph::{self, Limits, runtime},
     plugin::{CallInput, PluginRuntime, RuntimeConfig},
-    render,
     rgd::ResourceGraphDefinition,
-    yaml,
+    transform, yaml,
 };
 use serde_json::json;
 
@@ -66,7 +65,7 @@ fn main() {
     let order = g.topological_order();
     let render_once = || {
         let r = runtime::resolve(&g, &instance, &observed, &cluster);
-        let out = render::desired(render::Input {
+        let out = transform::desired(transform::Input {
             graph: g.name(),
             revision: 1,
             instance: &instance,
@@ -104,7 +103,7 @@ fn main() {
             rendered: &[],
             pending: &[],
         };
-        let out = render::desired(render::Input {
+        let out = transform::desired(transform::Input {
             graph: "webapps",
             revision: 1,
             instance: &instance,
@@ -112,7 +111,7 @@ fn main() {
             rendered: Vec::new(),
             pending: Vec::new(),
             node_order: &[],
-            plugin: Some(render::PluginStage {
+            plugin: Some(transform::PluginStage {
                 plugin: &plugin,
                 limits,
                 config: &config,

@@ -1,15 +1,18 @@
 //! kroxide: a kro-compatible Kubernetes controller whose graphs may delegate to sandboxed
 //! WebAssembly plugins.
 //!
-//! Data flow of one instance reconcile, one module per stage:
+//! One instance reconcile, one module per stage (docs/architecture.md draws the whole picture):
 //!
 //! ```text
-//! watch -> graph revision -> render (templates, then plugin transform) -> apply -> prune
-//!       -> observe -> derive status -> status patch
+//! observe -> resolve (graph::runtime) -> transform (templates, plugin, labels) -> apply
+//!   -> prune -> status (CEL fields, plugin derive-status, conditions) -> status patch
 //! ```
 //!
-//! Start with [`render::desired`] for what an instance should have, and
-//! [`plugin::PluginRuntime`] for the sandbox.
+//! The controller ([`controller`]) and `kroxide render` ([`commands::render`]) run the same
+//! stages; what they read of a cluster comes through [`cluster::Cluster`]. Start with
+//! [`transform::desired`] for what an instance should have, and [`plugin::PluginRuntime`] for
+//! the sandbox. Items are `pub(crate)` unless the binary, the tests, the benchmarks or the fuzz
+//! targets need them.
 
 pub mod cel;
 pub mod child;
@@ -18,7 +21,6 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod controller;
-pub mod derive;
 pub mod fuzzing;
 pub mod graph;
 #[cfg(test)]
@@ -29,7 +31,7 @@ pub mod metrics;
 mod object;
 pub mod plugin;
 pub mod probes;
-pub mod render;
 pub mod rgd;
 pub mod status;
+pub mod transform;
 pub mod yaml;

@@ -42,7 +42,7 @@ pub enum Error {
     PluginCall(#[from] crate::plugin::Error),
     /// Rendering failed.
     #[error(transparent)]
-    Render(#[from] crate::render::Error),
+    Render(#[from] crate::transform::Error),
     /// The RGD names a plugin but no file was given.
     #[error("RGD {rgd} loads its plugin from ConfigMap {config_map}; pass the .wasm file with --plugin")]
     PluginFileMissing {

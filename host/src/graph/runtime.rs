@@ -165,7 +165,7 @@ fn set_at(object: &mut Value, path: &[Step], value: Value) {
     *node = value;
 }
 
-fn render(object: &Value, fields: &[Field], scope: &Scope) -> Result<Value, Failure> {
+fn fill(object: &Value, fields: &[Field], scope: &Scope) -> Result<Value, Failure> {
     let mut out = object.clone();
     for field in fields {
         let value = eval_expr(&field.expr, scope, &path_string(&field.path))?;
@@ -355,7 +355,7 @@ fn resolve_node(
         NodeKind::External { selector } => resolve_external(node, selector, scope, cluster, instance_ns, res),
         NodeKind::Template if node.is_collection() => resolve_collection(graph, node, scope, observed, res),
         NodeKind::Template => {
-            let object = match render(&node.object, &node.fields, scope) {
+            let object = match fill(&node.object, &node.fields, scope) {
                 Ok(o) => o,
                 Err(Failure::Pending(m)) => return NodeState::Pending(m),
                 Err(Failure::Error(m)) => return NodeState::Error(m),
@@ -423,7 +423,7 @@ fn resolve_collection(
         for (name, value) in &combo {
             scope.set(name, value.clone());
         }
-        let result = render(&node.object, &node.fields, scope);
+        let result = fill(&node.object, &node.fields, scope);
         for (name, _) in &combo {
             scope.remove(name);
         }
@@ -478,7 +478,7 @@ fn resolve_external(
     instance_ns: Option<&str>,
     res: &mut Resolution,
 ) -> NodeState {
-    let reference = match render(&node.object, &node.fields, scope) {
+    let reference = match fill(&node.object, &node.fields, scope) {
         Ok(o) => o,
         Err(Failure::Pending(m)) => return NodeState::Pending(m),
         Err(Failure::Error(m)) => return NodeState::Error(m),

@@ -6,19 +6,18 @@ use serde_json::Value;
 use crate::{
     child::ObservedChild,
     commands::error::Error,
-    derive,
     graph::runtime::{self, Resolution},
     metadata::OFFLINE_TIME,
     plugin::{CallInput, StatusOutput},
-    render::{self, PluginStage},
-    status::Mark,
+    status::{self, Mark},
+    transform::{self, PluginStage},
 };
 
 use super::load::Loaded;
 
 pub(super) struct Pass {
     pub(super) resolution: Resolution,
-    pub(super) output: render::Output,
+    pub(super) output: transform::Output,
 }
 
 pub(super) fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, Error> {
@@ -40,7 +39,7 @@ pub(super) fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, E
         .map(|p| p.allowed_kinds.as_slice())
         .unwrap_or_default();
     let order = graph.topological_order();
-    let input = render::Input {
+    let input = transform::Input {
         graph: &graph.name,
         revision: 1,
         instance: &loaded.instance,
@@ -57,7 +56,7 @@ pub(super) fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, E
         cluster: &loaded.cluster,
         propagate_labels: graph.propagate_labels,
     };
-    let output = render::desired(input)?;
+    let output = transform::desired(input)?;
     Ok(Pass { resolution, output })
 }
 
@@ -94,7 +93,7 @@ fn instance_with_status(
     observed: &[ObservedChild],
     plugin: Option<&StatusOutput>,
 ) -> Value {
-    let fields = derive::status(&derive::Input {
+    let fields = status::derive(&status::Input {
         instance,
         resolution: Some(&pass.resolution),
         desired: &pass.output.desired,

@@ -22,18 +22,18 @@ use crate::controller::{
 };
 use crate::{
     child::{DesiredChild, ObservedChild},
-    derive::Failure,
     graph::runtime::{self, Resolution},
     metadata::InstanceIdentity,
     object::ObjectId,
-    render::{self, PluginStage},
+    status::Failure,
+    transform::{self, PluginStage},
 };
 
 /// What the passes left.
 #[derive(Debug)]
 pub(super) struct Converged {
     /// The desired set of the last pass that got that far.
-    pub(super) output: Option<render::Output>,
+    pub(super) output: Option<transform::Output>,
     /// The last pass's resolution.
     pub(super) resolution: Resolution,
     /// What stopped the passes early, if anything did.
@@ -181,11 +181,11 @@ async fn transform(
     instance: &Value,
     observed: &[ObservedChild],
     resolution: &Resolution,
-) -> Result<render::Output, Failure> {
+) -> Result<transform::Output, Failure> {
     for _ in 0..4 {
         let order = rev.graph.topological_order();
         let result = match &rev.plugin {
-            None => render::desired(render::Input {
+            None => transform::desired(transform::Input {
                 graph: &rev.rgd,
                 revision: rev.number,
                 instance,
@@ -207,7 +207,7 @@ async fn transform(
                 let out = ctx
                     .runtime
                     .run(move || {
-                        Ok(render::desired(render::Input {
+                        Ok(transform::desired(transform::Input {
                             graph: &rev2.rgd,
                             revision: rev2.number,
                             instance: &instance2,
@@ -226,7 +226,7 @@ async fn transform(
                         }))
                     })
                     .await
-                    .unwrap_or_else(|e| Err(render::Error::Plugin(e)));
+                    .unwrap_or_else(|e| Err(transform::Error::Plugin(e)));
                 let outcome = match &out {
                     Ok(_) => "ok",
                     Err(e) => e.reason(),
@@ -237,7 +237,7 @@ async fn transform(
         };
         match result {
             Ok(o) => return Ok(o),
-            Err(render::Error::UnknownScope {
+            Err(transform::Error::UnknownScope {
                 api_version,
                 kind,
                 key,

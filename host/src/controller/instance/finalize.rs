@@ -15,11 +15,10 @@ use crate::controller::{
     revisions::Revision,
 };
 use crate::{
-    derive,
     graph::NodeKind,
     metadata::{self, InstanceIdentity},
     object::Object,
-    status::Mark,
+    status::{self, Mark},
 };
 
 /// Watches every kind the instance's ApplySet says it holds, so no child is missed.
@@ -81,7 +80,7 @@ pub(super) async fn finalize(
 ) -> Result<Action, Error> {
     let now = now();
     let observed = children(ctx, identity);
-    let status = derive::status(&derive::Input {
+    let status = status::derive(&status::Input {
         instance,
         resolution: None,
         desired: &[],

@@ -18,11 +18,10 @@ use crate::controller::{
     context::Context, error::Error, informers::to_value, key::InstanceKey, revisions::Revision,
 };
 use crate::{
-    derive::{self, Failure},
     graph::runtime,
     metadata::{self, InstanceIdentity},
     plugin::{CallInput, PluginEvent, StatusOutput},
-    status::Mark,
+    status::{self, Failure, Mark},
 };
 
 /// What the status stage decided.
@@ -101,7 +100,7 @@ pub(super) async fn status(
         .as_ref()
         .map(|o| o.desired.as_slice())
         .unwrap_or_default();
-    let status = derive::status(&derive::Input {
+    let status = status::derive(&status::Input {
         instance,
         resolution: Some(&resolution),
         desired,
@@ -131,7 +130,7 @@ pub(super) async fn without_passes(
     managed: Mark,
     suspended: bool,
 ) -> Result<(), Error> {
-    let status = derive::status(&derive::Input {
+    let status = status::derive(&status::Input {
         instance,
         resolution: None,
         desired: &[],

@@ -1,7 +1,12 @@
 //! The status stage: an instance's `status` from what the reconcile found: CEL status fields
 //! with the plugin's `derive-status` output deep-merged over them, kro's conditions and
 //! `status.state`. Shared by `kroxide render --include-status` and the controller, so the
-//! offline preview and the cluster agree.
+//! offline preview and the cluster agree. The condition model, shared with graphs, is
+//! [`conditions`].
+
+mod conditions;
+
+pub(crate) use conditions::{Mark, READY, condition, ready};
 
 use serde_json::{Map, Value, json};
 
@@ -9,7 +14,7 @@ use crate::{
     child::{DesiredChild, ObservedChild, Readiness},
     graph::runtime::Resolution,
     plugin::StatusOutput,
-    status::{self, Mark, Outcome},
+    status::conditions::Outcome,
 };
 
 /// A reconcile that could not finish, as `ResourcesReady` reports it.
@@ -110,7 +115,7 @@ fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
 }
 
 /// The status to write. `previous` conditions keep their transition times when unchanged.
-pub(crate) fn status(input: &Input<'_>) -> Map<String, Value> {
+pub(crate) fn derive(input: &Input<'_>) -> Map<String, Value> {
     let previous: Vec<Value> = input
         .instance
         .pointer("/status/conditions")
@@ -139,10 +144,10 @@ pub(crate) fn status(input: &Input<'_>) -> Map<String, Value> {
         failed: failed || resolution_failed,
         deleting: input.deleting,
     };
-    let (conditions, state) = status::conditions(&outcome);
+    let (conditions, state) = conditions::conditions(&outcome);
     let mut fields: Map<String, Value> = input.resolution.map(|r| r.status.clone()).unwrap_or_default();
     if let Some(p) = input.plugin {
-        status::deep_merge(&mut fields, p.status.clone());
+        conditions::deep_merge(&mut fields, p.status.clone());
     }
     // Without a fresh resolution, keep the fields last written rather than dropping them.
     if input.resolution.is_none()
@@ -199,7 +204,7 @@ mod tests {
     fn a_missing_child_keeps_the_instance_in_progress() {
         let i = instance();
         let desired = [child("a")];
-        let s = status(&input(&i, &desired, &[]));
+        let s = derive(&input(&i, &desired, &[]));
         assert_eq!(s["state"], "IN_PROGRESS");
         assert_eq!(s["conditions"][2]["message"], "waiting for a to exist");
         assert_eq!(
@@ -216,7 +221,7 @@ mod tests {
             reason: "PluginTimeout".into(),
             message: "plugin ran past its 100ms deadline".into(),
         });
-        let s = status(&inp);
+        let s = derive(&inp);
         assert_eq!(s["state"], "ERROR");
         assert_eq!(s["conditions"][3]["reason"], "PluginTimeout");
         assert_eq!(s["conditions"][3]["observedGeneration"], 3);
@@ -227,10 +232,10 @@ mod tests {
         let i = instance();
         let mut inp = input(&i, &[], &[]);
         inp.suspended = true;
-        assert_eq!(status(&inp)["conditions"][2]["reason"], "ReconciliationSuspended");
+        assert_eq!(derive(&inp)["conditions"][2]["reason"], "ReconciliationSuspended");
         inp.suspended = false;
         inp.deleting = true;
-        let s = status(&inp);
+        let s = derive(&inp);
         assert_eq!(
             (s["state"].clone(), s["conditions"][2]["status"].clone()),
             (json!("DELETING"), json!("Unknown"))
@@ -245,7 +250,7 @@ mod tests {
             key: ChildKey::new("a"),
             object: json!({"metadata": {"deletionTimestamp": "t"}}),
         }];
-        let s = status(&input(&i, &desired, &observed));
+        let s = derive(&input(&i, &desired, &observed));
         assert_eq!(s["conditions"][2]["reason"], "ResourceDeleting");
     }
 }

@@ -1,6 +1,7 @@
-//! An instance's `status.state` and `status.conditions`, computed exactly as kro does: `Ready`
-//! follows `InstanceManaged`, `GraphResolved` and `ResourcesReady`; a plugin's conditions are
-//! added by type. Pure functions: the caller supplies the clock.
+//! The condition model: one condition [`Mark`] (status, reason, message) and its rendering, for
+//! graphs and instances alike; an instance's `status.state` and `status.conditions`, computed
+//! exactly as kro does: `Ready` follows `InstanceManaged`, `GraphResolved` and `ResourcesReady`;
+//! a plugin's conditions are added by type. Pure functions: the caller supplies the clock.
 
 use serde_json::{Map, Value, json};
 
