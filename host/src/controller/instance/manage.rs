@@ -15,9 +15,9 @@ use crate::controller::{
 };
 use crate::{
     child::DesiredChild,
-    graph::NodeKind,
+    graph::{Graph, NodeKind},
     metadata::{self, InstanceIdentity},
-    object::{Object, group_kind},
+    object::{Object, group_kind, str_at},
 };
 
 pub(super) async fn ensure_managed(
@@ -98,9 +98,10 @@ pub(super) async fn patch_instance(
     Ok(())
 }
 
-/// Keeps the ApplySet parent annotations: the group-kinds and extra namespaces of children.
-/// With `grow`, kinds are only added (before applying, so a crash leaks nothing); otherwise the
-/// annotations are set exactly (after a clean prune).
+/// Keeps the instance's ApplySet parent annotations in step with its children: the member
+/// kinds (every kind the graph's templates name, so the set does not change as resources become
+/// renderable one by one) and the namespaces beyond the instance's. While children are being
+/// applied (`grow`) the sets only grow; after a prune they shrink to what is desired.
 pub(super) async fn ensure_parent(
     ctx: &Context,
     rev: &Revision,
@@ -109,51 +110,9 @@ pub(super) async fn ensure_parent(
     desired: &[DesiredChild],
     grow: bool,
 ) -> Result<(), Error> {
-    // Every kind the graph's templates name, so the set does not change as resources become
-    // renderable one by one.
-    let mut kinds: BTreeSet<String> = desired
-        .iter()
-        .map(|d| group_kind(d.api_version(), d.kind()))
-        .collect();
-    for node in &rev.graph.nodes {
-        if matches!(node.kind, NodeKind::Template) {
-            let s = |p: &str| node.object.pointer(p).and_then(Value::as_str).unwrap_or_default();
-            if !s("/apiVersion").contains("${") && !s("/kind").contains("${") {
-                kinds.insert(group_kind(s("/apiVersion"), s("/kind")));
-            }
-        }
-    }
-    let mut namespaces: BTreeSet<String> = desired
-        .iter()
-        .filter_map(|d| d.namespace())
-        .filter(|n| Some(*n) != key.namespace.as_deref())
-        .map(String::from)
-        .collect();
-    let current_kinds: BTreeSet<String> = instance
-        .annotation(metadata::APPLYSET_CONTAINS)
-        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
-        .unwrap_or_default();
-    let current_namespaces: BTreeSet<String> = instance
-        .annotation(metadata::APPLYSET_NAMESPACES)
-        .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
-        .unwrap_or_default();
-    if grow {
-        kinds.extend(current_kinds.iter().cloned());
-        namespaces.extend(current_namespaces.iter().cloned());
-    }
-    let tooling = concat!("kroxide/v", env!("CARGO_PKG_VERSION"));
-    if kinds == current_kinds
-        && namespaces == current_namespaces
-        && instance.annotation(metadata::APPLYSET_TOOLING) == Some(tooling)
-    {
+    let Some(annotations) = parent_annotations(&rev.graph, key.namespace.as_deref(), instance, desired, grow)
+    else {
         return Ok(());
-    }
-    let mut annotations = json!({(metadata::APPLYSET_TOOLING): tooling, (metadata::APPLYSET_CONTAINS): kinds.into_iter().collect::<Vec<_>>().join(",")});
-    // A merge patch: `null` removes the annotation when no namespace is left.
-    annotations[metadata::APPLYSET_NAMESPACES] = if namespaces.is_empty() {
-        Value::Null
-    } else {
-        json!(namespaces.into_iter().collect::<Vec<_>>().join(","))
     };
     patch_instance(
         ctx,
@@ -167,6 +126,63 @@ pub(super) async fn ensure_parent(
     .await
 }
 
+/// The ApplySet parent annotations to merge into `instance`, or `None` when they are current.
+fn parent_annotations(
+    graph: &Graph,
+    namespace: Option<&str>,
+    instance: &Value,
+    desired: &[DesiredChild],
+    grow: bool,
+) -> Option<Value> {
+    let mut kinds: BTreeSet<String> = desired
+        .iter()
+        .map(|d| group_kind(d.api_version(), d.kind()))
+        .collect();
+    for node in &graph.nodes {
+        if matches!(node.kind, NodeKind::Template) {
+            let (av, kind) = (str_at(&node.object, "/apiVersion"), str_at(&node.object, "/kind"));
+            if !av.contains("${") && !kind.contains("${") {
+                kinds.insert(group_kind(av, kind));
+            }
+        }
+    }
+    let mut namespaces: BTreeSet<String> = desired
+        .iter()
+        .filter_map(|d| d.namespace())
+        .filter(|n| Some(*n) != namespace)
+        .map(String::from)
+        .collect();
+    let listed = |key: &str| -> BTreeSet<String> {
+        instance
+            .annotation(key)
+            .map(|s| s.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+            .unwrap_or_default()
+    };
+    let (current_kinds, current_namespaces) = (
+        listed(metadata::APPLYSET_CONTAINS),
+        listed(metadata::APPLYSET_NAMESPACES),
+    );
+    if grow {
+        kinds.extend(current_kinds.iter().cloned());
+        namespaces.extend(current_namespaces.iter().cloned());
+    }
+    let tooling = concat!("kroxide/v", env!("CARGO_PKG_VERSION"));
+    if kinds == current_kinds
+        && namespaces == current_namespaces
+        && instance.annotation(metadata::APPLYSET_TOOLING) == Some(tooling)
+    {
+        return None;
+    }
+    let mut annotations = json!({(metadata::APPLYSET_TOOLING): tooling, (metadata::APPLYSET_CONTAINS): kinds.into_iter().collect::<Vec<_>>().join(",")});
+    // A merge patch: `null` removes the annotation when no namespace is left.
+    annotations[metadata::APPLYSET_NAMESPACES] = if namespaces.is_empty() {
+        Value::Null
+    } else {
+        json!(namespaces.into_iter().collect::<Vec<_>>().join(","))
+    };
+    Some(annotations)
+}
+
 pub(super) async fn watch_children(ctx: &Context, desired: &[DesiredChild]) -> Result<(), Error> {
     let kinds: BTreeSet<(String, String)> = desired
         .iter()
@@ -177,4 +193,75 @@ pub(super) async fn watch_children(ctx: &Context, desired: &[DesiredChild]) -> R
         informer.wait_synced(Duration::from_secs(10)).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{
+        child::{ChildKey, Readiness},
+        graph::{self, Limits},
+        rgd::ResourceGraphDefinition,
+    };
+
+    fn graph() -> Graph {
+        let rgd = ResourceGraphDefinition::from_value(
+            &json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+                "metadata": {"name": "apps.kro.run", "uid": "u"},
+                "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "App", "spec": {}},
+                    "resources": [
+                        {"id": "config", "template": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}},
+                        {"id": "deployment", "template": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}}}]}}),
+            "test",
+        )
+        .unwrap();
+        graph::build(&rgd, Limits::default()).unwrap()
+    }
+
+    fn child(api_version: &str, kind: &str, namespace: &str) -> DesiredChild {
+        let object = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "x", "namespace": namespace}});
+        DesiredChild {
+            key: ChildKey::new("config"),
+            object: object.as_object().unwrap().clone(),
+            ready: Readiness::Unknown,
+        }
+    }
+
+    #[test]
+    fn the_parent_lists_every_kind_the_templates_name_before_any_child_exists() {
+        let a = parent_annotations(&graph(), Some("shop"), &json!({}), &[], true).unwrap();
+        assert_eq!(a[metadata::APPLYSET_CONTAINS], "ConfigMap,Deployment.apps");
+        assert_eq!(a[metadata::APPLYSET_NAMESPACES], Value::Null);
+    }
+
+    #[test]
+    fn current_parent_annotations_need_no_write() {
+        let first = parent_annotations(&graph(), Some("shop"), &json!({}), &[], true).unwrap();
+        let instance = json!({"metadata": {"annotations": first}});
+        assert_eq!(
+            parent_annotations(&graph(), Some("shop"), &instance, &[], true),
+            None
+        );
+    }
+
+    #[test]
+    fn namespaces_grow_while_applying_and_shrink_after_a_prune() {
+        let other = [child("v1", "ConfigMap", "other")];
+        let grown = parent_annotations(&graph(), Some("shop"), &json!({}), &other, true).unwrap();
+        assert_eq!(grown[metadata::APPLYSET_NAMESPACES], "other");
+        let instance = json!({"metadata": {"annotations": grown}});
+        assert_eq!(
+            parent_annotations(&graph(), Some("shop"), &instance, &[], true),
+            None,
+            "while applying, a namespace no child has yet stays listed"
+        );
+        let shrunk = parent_annotations(&graph(), Some("shop"), &instance, &[], false).unwrap();
+        assert_eq!(
+            shrunk[metadata::APPLYSET_NAMESPACES],
+            Value::Null,
+            "null removes it"
+        );
+    }
 }

@@ -166,19 +166,30 @@ pub(super) async fn publish_report(
         plugin_events(ctx, rev, instance, &s.events).await;
     }
     write_status(ctx, rev, key, instance, report.status).await?;
-    if report.failed {
-        return Ok(Action::retry());
-    }
     let hint = converged.output.as_ref().and_then(|o| o.requeue_after);
-    let requeue = match (active, ctx.config.requeue_interval, hint) {
+    Ok(next(report.failed, active, ctx.config.requeue_interval, hint))
+}
+
+/// What to do after a reconcile: retry a failure with backoff; else look again when the plugin
+/// asks, or (not ACTIVE yet) after `requeue_interval`; else wait for a change.
+fn next(
+    failed: bool,
+    active: bool,
+    requeue_interval: Option<std::time::Duration>,
+    hint: Option<std::time::Duration>,
+) -> Action {
+    if failed {
+        return Action::retry();
+    }
+    let requeue = match (active, requeue_interval, hint) {
         (_, _, Some(h)) => Some(h),
         (false, Some(i), None) => Some(i),
         _ => None,
     };
-    Ok(Action {
+    Action {
         requeue_after: requeue,
         backoff: false,
-    })
+    }
 }
 
 /// Now, as status timestamps are written.
@@ -312,5 +323,47 @@ pub(super) async fn plugin_events(ctx: &Context, rev: &Revision, instance: &Valu
             EventType::Normal
         };
         publish(ctx, instance, rev, t, &e.reason, note).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_reconcile_retries_with_backoff_whatever_else_is_asked() {
+        let a = next(
+            true,
+            false,
+            Some(Duration::from_secs(1)),
+            Some(Duration::from_secs(9)),
+        );
+        assert_eq!(a, Action::retry());
+    }
+
+    #[test]
+    fn the_plugins_requeue_hint_wins_even_when_active() {
+        let hint = Some(Duration::from_secs(9));
+        assert_eq!(
+            next(false, true, None, hint),
+            Action::after(Duration::from_secs(9))
+        );
+        assert_eq!(
+            next(false, false, Some(Duration::from_secs(1)), hint),
+            Action::after(Duration::from_secs(9))
+        );
+    }
+
+    #[test]
+    fn an_instance_not_active_yet_is_looked_at_again_after_the_requeue_interval_and_an_active_one_is_not() {
+        let interval = Some(Duration::from_secs(3));
+        assert_eq!(
+            next(false, false, interval, None),
+            Action::after(Duration::from_secs(3))
+        );
+        assert_eq!(next(false, true, interval, None), Action::done());
+        assert_eq!(next(false, false, None, None), Action::done());
     }
 }

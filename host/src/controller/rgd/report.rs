@@ -258,3 +258,71 @@ pub(super) async fn write_status(
         .saw(crate::controller::informers::to_value(&written, &resource));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == type_)
+            .unwrap_or_else(|| panic!("no {type_} in {status}"))
+    }
+
+    #[test]
+    fn a_served_graph_is_active_and_ready() {
+        let status = status_of(
+            &json!({"metadata": {"generation": 3}}),
+            &Report::healthy("App", None, Some(2), "revision 2 compiled and active"),
+        );
+        assert_eq!(status["state"], "Active");
+        assert_eq!(condition(&status, "Ready")["status"], "True");
+        assert_eq!(condition(&status, "Ready")["observedGeneration"], 3);
+        assert_eq!(status["lastIssuedRevision"], 2);
+    }
+
+    #[test]
+    fn a_refused_graph_is_inactive_and_ready_gives_the_refusal() {
+        let refusal = Refusal::new(Reason::InvalidResourceGraph, "resource x: unknown field");
+        let status = status_of(&json!({}), &Report::refused(refusal));
+        assert_eq!(status["state"], "Inactive");
+        let accepted = condition(&status, "GraphAccepted");
+        assert_eq!(
+            (accepted["status"].as_str(), accepted["reason"].as_str()),
+            (Some("False"), Some("InvalidResourceGraph"))
+        );
+        assert_eq!(condition(&status, "KindReady")["status"], "Unknown");
+        let ready = condition(&status, "Ready");
+        assert_eq!(
+            (ready["status"].as_str(), ready["message"].as_str()),
+            (Some("False"), Some("resource x: unknown field"))
+        );
+    }
+
+    #[test]
+    fn a_refused_update_keeps_what_the_last_good_graph_reported_and_unchanged_conditions_keep_their_time() {
+        let before = json!({"status": {
+            "topologicalOrder": ["config", "deployment"],
+            "lastIssuedRevision": 4,
+            "conditions": [{"type": "KindReady", "status": "Unknown", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+        let status = status_of(
+            &before,
+            &Report::refused(Refusal::new(Reason::BreakingChanges, "no")),
+        );
+        assert_eq!(status["topologicalOrder"], json!(["config", "deployment"]));
+        assert_eq!(status["lastIssuedRevision"], 4);
+        assert_eq!(
+            condition(&status, "KindReady")["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert_ne!(
+            condition(&status, "GraphAccepted")["lastTransitionTime"],
+            "2026-01-01T00:00:00Z"
+        );
+    }
+}
