@@ -127,9 +127,14 @@ pub(crate) fn derive(input: &Input<'_>) -> Map<String, Value> {
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
+    // A resource that cannot render, else a status field whose expression fails for a reason
+    // other than missing data: the graph did not resolve for this instance.
     let resolved = match input.resolution.and_then(Resolution::first_error) {
         Some((id, message)) => Mark::resolution_failed(format!("resource {id}: {message}")),
-        None => Mark::resolved(),
+        None => match input.resolution.and_then(|r| r.status_errors.first()) {
+            Some(message) => Mark::resolution_failed(message.clone()),
+            None => Mark::resolved(),
+        },
     };
     let resolution_failed = resolved.status == "False";
     let (resources, failed) = resources_mark(input);
@@ -211,6 +216,33 @@ mod tests {
             s["url"], "old",
             "fields survive a reconcile that could not resolve"
         );
+    }
+
+    /// Regression: `Resolution::status_errors` was written and never read, so a status field
+    /// whose expression failed (not for missing data) vanished from the status silently.
+    #[test]
+    fn an_error_in_a_status_expression_is_reported_not_dropped() {
+        let i = instance();
+        let resolution = Resolution {
+            status_errors: vec![
+                "field status.url: expression \"schema.spec.port + 'x'\": no such overload".into(),
+            ],
+            ..Resolution::default()
+        };
+        let mut inp = input(&i, &[], &[]);
+        inp.resolution = Some(&resolution);
+        let s = derive(&inp);
+        let resolved = &s["conditions"][1];
+        assert_eq!(resolved["type"], "GraphResolved");
+        assert_eq!(
+            (resolved["status"].as_str(), resolved["reason"].as_str()),
+            (Some("False"), Some("ResolutionFailed"))
+        );
+        assert!(
+            resolved["message"].as_str().unwrap().contains("status.url"),
+            "{resolved}"
+        );
+        assert_eq!(s["state"], "ERROR");
     }
 
     #[test]
