@@ -36,6 +36,7 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     reconciles: Family<Labels, Counter>,
     reconcile_errors: Family<Labels, Counter>,
+    failures: Family<Labels, Counter>,
     reconcile_seconds: HistogramFamily,
     queue_depth: Family<Labels, Gauge>,
     applies: Family<Labels, Counter>,
@@ -54,6 +55,7 @@ impl Default for Metrics {
             registry: Mutex::new(Registry::with_prefix("kroxide")),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
+            failures: Family::default(),
             reconcile_seconds: Family::new_with_constructor(latency as fn() -> Histogram),
             queue_depth: Family::default(),
             applies: Family::default(),
@@ -76,6 +78,11 @@ impl Default for Metrics {
                 "reconcile_errors",
                 "Reconciles that failed, by kind and graph",
                 m.reconcile_errors.clone(),
+            );
+            r.register(
+                "reconcile_failures",
+                "Reconciles that left a graph Inactive or an instance in ERROR, by kind, graph and condition reason",
+                m.failures.clone(),
             );
             r.register(
                 "reconcile_duration_seconds",
@@ -150,6 +157,14 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A reconcile that left its object failed (a graph Inactive, an instance in ERROR), with the
+    /// reason its `Ready` condition gives (`InvalidResourceGraph`, `PluginTimeout`, ...).
+    pub(crate) fn failure(&self, kind: &str, graph: &str, reason: &str) {
+        self.failures
+            .get_or_create(&labels(&[("kind", kind), ("graph", graph), ("reason", reason)]))
+            .inc();
+    }
+
     /// An apply decision: `applied`, `unchanged` or `error`.
     pub(crate) fn apply(&self, result: &str) {
         self.applies.get_or_create(&labels(&[("result", result)])).inc();
@@ -212,11 +227,13 @@ mod tests {
         m.observe_reconcile("instance", "web", std::time::Duration::from_millis(3), true);
         m.plugin_call("transform", std::time::Duration::from_millis(1), "PluginTimeout");
         m.set_gauges(1, 2, 1024, true);
+        m.failure("instance", "web", "PluginTimeout");
         let text = m.encode();
         for family in [
             "kroxide_reconcile_total{kind=\"instance\",graph=\"web\"} 1",
             "kroxide_reconcile_errors_total{kind=\"instance\",graph=\"web\"} 1",
             "kroxide_reconcile_duration_seconds_bucket",
+            "kroxide_reconcile_failures_total{kind=\"instance\",graph=\"web\",reason=\"PluginTimeout\"} 1",
             "kroxide_queue_depth{queue=\"instance\"} 2",
             "kroxide_plugin_traps_total{reason=\"PluginTimeout\"} 1",
             "kroxide_plugin_call_duration_seconds_count{export=\"transform\"} 1",

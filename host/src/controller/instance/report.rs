@@ -112,6 +112,14 @@ pub(super) async fn status(
         deleting: false,
         now,
     });
+    if status.get("state").and_then(Value::as_str) == Some("ERROR") {
+        let ready = status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.last());
+        let reason = ready.and_then(|r| r["reason"].as_str()).unwrap_or_default();
+        ctx.metrics.failure("instance", &rev.rgd, reason);
+    }
     Report {
         status,
         plugin,

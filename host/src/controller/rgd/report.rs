@@ -233,6 +233,14 @@ pub(super) async fn write_status(
     report: &Report,
 ) -> Result<(), Error> {
     let status = status_of(rgd, report);
+    if status["state"] == "Inactive" {
+        let reason = status["conditions"]
+            .as_array()
+            .and_then(|c| c.last())
+            .map(|r| &r["reason"]);
+        ctx.metrics
+            .failure("rgd", name, reason.and_then(Value::as_str).unwrap_or_default());
+    }
     if rgd.get("status") == Some(&status) {
         return Ok(());
     }
