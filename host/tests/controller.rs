@@ -116,7 +116,7 @@ async fn an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none
     apply_rgd(&env, three_configmaps()).await;
     wait_active(&env, "budgets.test.kroxide.dev").await;
     // Let the graph settle, then count from here.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    env.settle().await;
     env.reset_requests();
     let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
     let inst: DynamicObject = serde_json::from_value(
@@ -126,7 +126,7 @@ async fn an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none
     .unwrap();
     api.create(&PostParams::default(), &inst).await.unwrap();
     wait_state(&api, "b1", "ACTIVE").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.settle().await;
     let to_active = writes(&env);
     println!("writes until ACTIVE:\n{}", write_table(&env));
     assert!(
@@ -212,7 +212,7 @@ async fn live_objects_holding_server_defaults_cause_no_writes(server: Server) {
         env.get("v1", "Service", "apps", "d1").await.unwrap()["spec"]["ports"][0]["targetPort"],
         80
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.settle().await;
     env.reset_requests();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(writes(&env).is_empty(), "{}", write_table(&env));
@@ -285,7 +285,7 @@ async fn state_made_by_kro_is_adopted_without_creates_or_deletes(server: Server)
     env.reset_requests();
     let second = start(&env, &[]).await;
     wait_state(&api, "old", "ACTIVE").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.settle().await;
     println!("writes while adopting:\n{}", write_table(&env));
     let churn: Vec<_> = writes(&env)
         .into_iter()

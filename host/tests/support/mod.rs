@@ -273,6 +273,30 @@ impl Env {
         }
     }
 
+    /// Waits until the API server has logged no request for 300 ms (at most 10 s): the
+    /// controller has finished reacting to what happened. Replaces settle sleeps.
+    pub async fn settle(&self) {
+        let quiet = Duration::from_millis(300);
+        match &self.backend {
+            Backend::Embedded(s) => {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                let mut last = s.counters().snapshot().len();
+                let mut since = std::time::Instant::now();
+                while std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let now = s.counters().snapshot().len();
+                    if now != last {
+                        (last, since) = (now, std::time::Instant::now());
+                    } else if since.elapsed() >= quiet {
+                        return;
+                    }
+                }
+            }
+            // Reading the audit log blocks: let this worker's other tasks move meanwhile.
+            Backend::Real(c) => tokio::task::block_in_place(|| c.settle(quiet, Duration::from_secs(10))),
+        }
+    }
+
     /// Every request since the start or the last [`Env::reset_requests`].
     pub fn requests(&self) -> Vec<Request> {
         match &self.backend {

@@ -173,8 +173,9 @@ async fn get_prints_columns_yaml_and_watches(server: Server) {
     }
 
     // get -w prints the existing row, then the change.
-    let watch = k.spawn(&["get", "wd", "-w", "--request-timeout=4s"]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut watch = k.stream(&["get", "wd", "-w", "--request-timeout=4s"]);
+    // The first row is printed once the list is done; the watch starts from it.
+    watch.wait_for_line("w1", Duration::from_secs(10));
     k.ok(&[
         "patch",
         "wd",
@@ -183,7 +184,7 @@ async fn get_prints_columns_yaml_and_watches(server: Server) {
         "-p",
         r#"{"spec":{"size":7}}"#,
     ]);
-    let out = watch.join().unwrap().stdout;
+    let out = watch.finish().stdout;
     let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("w1")).collect();
     assert!(rows.len() >= 2 && rows.last().unwrap().contains(" 7 "), "{out}");
     s.shutdown().await;
@@ -242,8 +243,10 @@ async fn delete_waits_for_finalizers_and_wait_sees_conditions(server: Server) {
         !k.ok(&["get", "wd", "w1", "-o", "jsonpath={.metadata.deletionTimestamp}"])
             .is_empty()
     );
-    let deleting = k.spawn(&["delete", "wd", "w1", "--timeout=20s"]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut deleting = k.stream(&["delete", "wd", "w1", "--timeout=20s"]);
+    // kubectl prints `deleted` when the server has taken the delete, then waits for the
+    // finalizer.
+    deleting.wait_for_line("deleted", Duration::from_secs(10));
     k.ok(&[
         "patch",
         "wd",
@@ -252,7 +255,7 @@ async fn delete_waits_for_finalizers_and_wait_sees_conditions(server: Server) {
         "-p",
         r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
     ]);
-    let out = deleting.join().unwrap();
+    let out = deleting.finish();
     assert!(out.ok, "{}", out.stderr);
     // kubectl 1.36 adds " from default namespace".
     assert!(

@@ -161,6 +161,53 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// A kubectl still running, its stdout read line by line.
+pub struct Streaming {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<String>,
+    seen: String,
+}
+
+impl Streaming {
+    /// Waits until a line of stdout contains `needle`; panics with what was printed after
+    /// `timeout`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push_str(&line);
+                    self.seen.push('\n');
+                    if line.contains(needle) {
+                        return;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?} within {timeout:?}; printed:\n{}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for kubectl to exit.
+    pub fn finish(mut self) -> Run {
+        use std::io::Read;
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let status = self.child.wait().expect("kubectl exits");
+        Run {
+            ok: status.success(),
+            stdout: self.reader.join().expect("reader"),
+            stderr,
+        }
+    }
+}
+
 impl From<Output> for Run {
     fn from(o: Output) -> Self {
         Run {
@@ -223,6 +270,35 @@ impl Kubectl {
     pub fn spawn(&self, args: &[&str]) -> std::thread::JoinHandle<Run> {
         let mut c = self.command(&self.program, args);
         std::thread::spawn(move || c.output().expect("kubectl runs").into())
+    }
+
+    /// Starts kubectl with its stdout read as it comes, so a test can wait for a line (the
+    /// first row of `get -w`, the `deleted` of a delete that then waits) instead of sleeping.
+    pub fn stream(&self, args: &[&str]) -> Streaming {
+        let mut child = self
+            .command(&self.program, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+                let _ = tx.send(line);
+            }
+            all
+        });
+        Streaming {
+            child,
+            lines,
+            reader,
+            seen: String::new(),
+        }
     }
 
     /// Runs kubectl with `stdin`.
