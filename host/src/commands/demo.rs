@@ -41,6 +41,18 @@ const WEBAPP_WASM: &[u8] = include_bytes!(concat!(env!("KROXIDE_PLUGIN_DIR"), "/
 
 const NAMESPACE: &str = "kroxide-system";
 
+/// The controller's flags in the demo: the embedded server's kubeconfig, no endpoints.
+fn controller_flags(kubeconfig: &std::path::Path) -> ControllerFlags {
+    let args = [
+        "kroxide".to_string(),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--namespace={NAMESPACE}"),
+        "--metrics-bind-address=0".into(),
+        "--health-probe-bind-address=0".into(),
+    ];
+    <ControllerFlags as clap::Parser>::try_parse_from(args).expect("demo flags are valid")
+}
+
 /// `kroxide controller`'s flags, parsed as the command line would.
 #[derive(Debug, clap::Parser)]
 struct ControllerFlags {
@@ -135,11 +147,12 @@ async fn wait_for(
     }
 }
 
+/// Lays out rows as kubectl does: columns padded to their widest cell, three spaces apart.
 fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| {
             rows.iter()
-                .map(|r| r.get(c).map_or(0, String::len))
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
                 .max()
                 .unwrap_or(0)
         })
@@ -157,90 +170,111 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn ready_of(status: &Value) -> String {
-    status
-        .get("conditions")
-        .and_then(Value::as_array)
-        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("")
-        .to_string()
+/// What `kubectl get` shows for `path`: the server's Table (its printer columns, AGE included),
+/// header and rows, the columns kubectl shows by default (priority 0). With `prefix`, names are
+/// written `prefix/name`, as kubectl does when it gets several kinds at once.
+async fn get_table(client: &Client, path: &str, prefix: Option<&str>) -> Result<Vec<Vec<String>>, Error> {
+    let request = http::Request::get(path)
+        .header(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io",
+        )
+        .body(Vec::new())
+        .expect("a valid request");
+    let text = client
+        .request_text(request)
+        .await
+        .map_err(api_err(format!("GET {path}")))?;
+    let table: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let shown: Vec<usize> = table["columnDefinitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| c["priority"].as_i64().unwrap_or(0) == 0)
+        .map(|(i, _)| i)
+        .collect();
+    let columns = table["columnDefinitions"].as_array().cloned().unwrap_or_default();
+    let mut rows = vec![
+        shown
+            .iter()
+            .map(|&i| columns[i]["name"].as_str().unwrap_or_default().to_uppercase())
+            .collect::<Vec<_>>(),
+    ];
+    for row in table["rows"].as_array().into_iter().flatten() {
+        let cells = row["cells"].as_array().cloned().unwrap_or_default();
+        rows.push(
+            shown
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| {
+                    let cell = match cells.get(i) {
+                        Some(Value::String(s)) => s.clone(),
+                        None | Some(Value::Null) => "<none>".to_string(),
+                        Some(other) => other.to_string(),
+                    };
+                    match (n, prefix) {
+                        (0, Some(p)) => format!("{p}/{cell}"),
+                        _ => cell,
+                    }
+                })
+                .collect(),
+        );
+    }
+    Ok(rows)
 }
 
-async fn report(server: &ApiServer, instances: &[(Value, &str)]) -> String {
+/// What the demo prints: `kubectl get` of the graphs, each instance and its children, as the
+/// real kubectl prints them (the server's printer columns and ages).
+async fn report(client: &Client, instances: &[(Value, &str)]) -> Result<String, Error> {
     let mut out = String::from("$ kubectl get resourcegraphdefinitions\n");
-    let mut rows = vec![
-        ["NAME", "APIVERSION", "KIND", "STATE", "READY"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for name in server.names("kro.run/v1alpha1", "ResourceGraphDefinition", None) {
-        let r = server
-            .get("kro.run/v1alpha1", "ResourceGraphDefinition", "", &name)
-            .unwrap_or(Value::Null);
-        let s = |p: &str| r.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
-        rows.push(vec![
-            name.clone(),
-            s("/spec/schema/apiVersion"),
-            s("/spec/schema/kind"),
-            s("/status/state"),
-            ready_of(&r["status"]),
-        ]);
-    }
-    out.push_str(&table(&rows));
+    out.push_str(&table(
+        &get_table(client, "/apis/kro.run/v1alpha1/resourcegraphdefinitions", None).await?,
+    ));
     for (instance, plural) in instances {
-        let s = |p: &str| {
-            instance
-                .pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        let ns = s("/metadata/namespace");
+        let s = |p: &str| instance.pointer(p).and_then(Value::as_str).unwrap_or("");
+        let (ns, name, api_version) = (s("/metadata/namespace"), s("/metadata/name"), s("/apiVersion"));
         out.push_str(&format!("\n$ kubectl get {plural} -n {ns}\n"));
-        out.push_str(&table(&[
-            ["NAME", "STATE", "READY"].map(String::from).to_vec(),
-            vec![
-                s("/metadata/name"),
-                s("/status/state"),
-                ready_of(&instance["status"]),
-            ],
-        ]));
-        let applyset = instance
-            .pointer("/metadata/labels/applyset.kubernetes.io~1id")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        out.push_str(&format!(
-            "\nits children (labelled kro.run/instance-name={}, kro.run/node-id):\n",
-            s("/metadata/name")
+        out.push_str(&table(
+            &get_table(
+                client,
+                &format!("/apis/{api_version}/namespaces/{ns}/{plural}"),
+                None,
+            )
+            .await?,
         ));
-        let mut rows = vec![["KIND", "NAME", "NODE"].map(String::from).to_vec()];
-        for (api_version, kind) in [
-            ("apps/v1", "Deployment"),
-            ("v1", "Service"),
-            ("networking.k8s.io/v1", "Ingress"),
-            ("v1", "ConfigMap"),
+        out.push_str(&format!(
+            "\n$ kubectl get deployments,services,ingresses,configmaps -n {ns} -l kro.run/instance-name={name}\n"
+        ));
+        let mut first = true;
+        for (path, resource, prefix) in [
+            ("/apis/apps/v1", "deployments", "deployment.apps"),
+            ("/api/v1", "services", "service"),
+            (
+                "/apis/networking.k8s.io/v1",
+                "ingresses",
+                "ingress.networking.k8s.io",
+            ),
+            ("/api/v1", "configmaps", "configmap"),
         ] {
-            for name in server.names(api_version, kind, Some(&ns)) {
-                let child = server.get(api_version, kind, &ns, &name).unwrap_or(Value::Null);
-                let labels = &child["metadata"]["labels"];
-                if labels["applyset.kubernetes.io/part-of"] == applyset {
-                    rows.push(vec![
-                        kind.to_string(),
-                        name,
-                        labels["kro.run/node-id"].as_str().unwrap_or("").to_string(),
-                    ]);
+            let url =
+                format!("{path}/namespaces/{ns}/{resource}?labelSelector=kro.run%2Finstance-name%3D{name}");
+            let rows = get_table(client, &url, Some(prefix)).await?;
+            if rows.len() > 1 {
+                if !first {
+                    out.push('\n');
                 }
+                first = false;
+                out.push_str(&table(&rows));
             }
         }
-        out.push_str(&table(&rows));
         let mut fields = instance["status"].clone();
         if let Some(m) = fields.as_object_mut() {
             m.remove("conditions");
         }
-        out.push_str(&format!("its status: {fields}\n"));
+        out.push_str(&format!("\nits status: {fields}\n"));
     }
-    out
+    Ok(out)
 }
 
 /// Runs the demo. With `once`, returns after printing; otherwise serves until Ctrl-C.
@@ -297,15 +331,7 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
 
     let t = Instant::now();
     step("starting the controller");
-    let args = [
-        "kroxide".to_string(),
-        "controller".into(),
-        format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--namespace={NAMESPACE}"),
-        "--metrics-bind-address=0".into(),
-        "--health-probe-bind-address=0".into(),
-    ];
-    let flags = <ControllerFlags as clap::Parser>::try_parse_from(args).expect("demo flags are valid");
+    let flags = controller_flags(&kubeconfig);
     let config = ControllerConfig::from_args(&flags.args)?;
     let controller_client = controller::client(&config).await?;
     let (ctx, notices) = controller::context(config, controller_client, Default::default()).await?;
@@ -396,7 +422,10 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
         total.elapsed().as_secs_f64()
     );
 
-    let mut out = report(&server, &[(web_live, "webservices"), (app_live, "webapps")]).await;
+    let mut out = report(&client, &[(web_live, "webservices"), (app_live, "webapps")]).await?;
+    out.push_str(
+        "\nThe controller runs in this process and logs warnings to stderr; RUST_LOG=kroxide=info shows every reconcile.\n",
+    );
     if once {
         running.stop(Duration::from_secs(5)).await;
         server.shutdown().await;
@@ -423,4 +452,17 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
         stderr: String::new(),
         code: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demos_controller_flags_parse_into_a_valid_configuration() {
+        let flags = controller_flags(std::path::Path::new("/tmp/kubeconfig"));
+        let config = ControllerConfig::from_args(&flags.args).unwrap();
+        assert_eq!(config.namespace, NAMESPACE);
+        assert!(config.metrics_addr.is_none() && config.health_addr.is_none());
+    }
 }
