@@ -11,9 +11,7 @@ use crate::{
     plugin::{Context, Plugin},
     types::{Key, Readiness, is_valid_id},
 };
-
-/// Condition types the host owns.
-const HOST_CONDITIONS: [&str; 4] = ["Ready", "InstanceManaged", "GraphResolved", "ResourcesReady"];
+use kroxide_contract::{HOST_CONDITIONS, HOST_STATUS_FIELDS};
 
 /// Parses JSON the host sent. The host only sends valid JSON, so the message stays short
 /// (formatting serde_json's own error would cost every plugin kilobytes of code).
@@ -176,7 +174,7 @@ fn derive_status_inner<P: Plugin>(input: bindings::StatusInput) -> Result<bindin
     let mut status = Status::default();
     P::derive_status(&cx, &mut status)?;
     let (fields, conditions, ready, events) = status.into_parts();
-    for reserved in ["state", "conditions"] {
+    for reserved in HOST_STATUS_FIELDS {
         if fields.contains_key(reserved) {
             return Err(Error::internal(format!(
                 "status.{reserved}: belongs to the host; a plugin cannot set it"

@@ -56,11 +56,9 @@ impl fmt::Display for Key {
     }
 }
 
-/// Checks a node id against `^[a-z][a-zA-Z0-9]*$`, the rule for RGD resource ids.
-pub fn is_valid_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric())
-}
+/// Checks a node id against `^[a-z][a-zA-Z0-9]*$`, the rule for RGD resource ids (shared with
+/// the host through `kroxide-contract`).
+pub use kroxide_contract::is_valid_id;
 
 /// Whether a child, or the instance's resources as a whole, are ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -41,11 +41,8 @@ impl fmt::Display for ChildKey {
     }
 }
 
-/// Checks a node id against kro's rule `^[a-z][a-zA-Z0-9]*$`.
-pub(crate) fn is_valid_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric())
-}
+/// Checks a node id against kro's rule `^[a-z][a-zA-Z0-9]*$` (the plugin contract's rule too).
+pub use kroxide_contract::is_valid_id;
 
 /// Whether a child, or an instance's resources as a whole, are ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]

@@ -2,7 +2,7 @@
 //! plugin may use and the exports it must have.
 
 /// The version of the `kroxide:plugin` world this host speaks.
-pub const WORLD_VERSION: &str = "0.1.0";
+pub use kroxide_contract::WORLD_VERSION;
 
 /// Imports a plugin may have: only ours.
 pub(crate) const ALLOWED_IMPORTS: [&str; 2] = ["kroxide:plugin/log@0.1.0", "kroxide:plugin/types@0.1.0"];

@@ -3,13 +3,11 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use kroxide_contract::{HOST_CONDITIONS, HOST_STATUS_FIELDS};
 use serde_json::{Map, Value};
 
 use super::{bindings, settings::RuntimeConfig};
 use crate::child::{ChildKey, DesiredChild, Readiness, is_valid_id};
-
-/// Condition types the host owns.
-pub(crate) const HOST_CONDITIONS: [&str; 4] = ["Ready", "InstanceManaged", "GraphResolved", "ResourcesReady"];
 
 /// A Kubernetes Event a plugin asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +214,7 @@ pub(crate) fn status(out: bindings::StatusOutput, config: &RuntimeConfig) -> Res
         Ok(_) => return Err(fault("status", "must be a JSON object")),
         Err(e) => return Err(fault("status", format!("not valid JSON: {e}"))),
     };
-    for reserved in ["state", "conditions"] {
+    for reserved in HOST_STATUS_FIELDS {
         if status.contains_key(reserved) {
             return Err(fault(format!("status.{reserved}"), "belongs to the host"));
         }
