@@ -45,22 +45,16 @@ pub(crate) fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value
         return false;
     };
     record.hash == hash
-        && live.pointer("/metadata/uid").and_then(Value::as_str) == Some(record.uid.as_str())
+        && live.uid() == Some(record.uid.as_str())
         && owned_fields(live) == Some(&record.fields)
-        && live
-            .pointer("/metadata/deletionTimestamp")
-            .is_none_or(Value::is_null)
+        && !live.deleting()
 }
 
 /// Whether an existing object may become this ApplySet's child: it is already in it (our
 /// watch has not seen it yet), or its owner handed it over with [`metadata::ADOPT`].
 pub(crate) fn may_take_over(existing: &Value, applyset: &str) -> bool {
     existing.label(metadata::APPLYSET_PART_OF) == Some(applyset)
-        || existing
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(metadata::ADOPT))
-            .and_then(Value::as_str)
-            == Some("true")
+        || existing.annotation(metadata::ADOPT) == Some("true")
 }
 
 /// What happened to one child.
@@ -203,11 +197,7 @@ pub(crate) async fn apply(
     ctx.metrics.apply("applied");
     let entry = Applied {
         hash,
-        uid: applied
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        uid: applied.uid().unwrap_or_default().to_string(),
         fields: owned_fields(&applied).cloned().unwrap_or(Value::Null),
     };
     ctx.memory.record_applied(applyset, id, entry);

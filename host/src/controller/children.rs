@@ -85,11 +85,7 @@ impl Children {
         let now = std::time::Instant::now();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let index = &mut *guard;
-        let uid = |o: &Value| {
-            o.pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
+        let uid = |o: &Value| o.uid().map(str::to_owned);
         let newer = index.objects.get(&id).is_some_and(|old| {
             let other_uid = matches!((uid(old), uid(v)), (Some(a), Some(b)) if a != b);
             let later = matches!((old.resource_version(), v.resource_version()), (Some(a), Some(b)) if a > b);

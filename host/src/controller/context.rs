@@ -5,12 +5,12 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crate::object::Object;
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject},
     runtime::events::{Recorder, Reporter},
 };
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{
@@ -77,11 +77,7 @@ impl Context {
             return false;
         }
         let seen = self.graphs_seen.lock().unwrap_or_else(|e| e.into_inner());
-        rgds.list().iter().all(|r| {
-            r.pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| seen.contains(n))
-        })
+        rgds.list().iter().all(|r| seen.contains(r.name()))
     }
 
     /// An API handle for `resource` (in `namespace` when namespaced), after waiting for the

@@ -43,9 +43,7 @@ pub(crate) fn waves(objects: Vec<Arc<Value>>) -> Vec<Vec<Arc<Value>>> {
     let mut by_order: BTreeMap<std::cmp::Reverse<i64>, Vec<Arc<Value>>> = BTreeMap::new();
     for o in objects {
         let order = o
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(metadata::APPLY_ORDER))
-            .and_then(Value::as_str)
+            .annotation(metadata::APPLY_ORDER)
             .and_then(|s| s.parse::<i64>().ok())
             .unwrap_or(-1);
         by_order.entry(std::cmp::Reverse(order)).or_default().push(o);
@@ -66,33 +64,24 @@ pub(crate) async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Res
     for wave in waves(objects) {
         let mut waiting = false;
         for o in wave {
-            if o.pointer("/metadata/deletionTimestamp")
-                .is_some_and(|t| !t.is_null())
-            {
+            if o.deleting() {
                 waiting = true;
                 continue;
             }
-            let api_version = o.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-            let kind = o.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let (api_version, kind) = (o.api_version(), o.kind());
             let (resource, namespaced) = ctx
                 .informers
                 .kinds
                 .resolve(&ctx.client, api_version, kind)
                 .await?;
-            let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
-            let name = o
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let (ns, name) = (o.namespace(), o.name());
             let api = ctx.api(&resource, namespaced, ns).await;
             match api.delete(name, &DeleteParams::background()).await {
                 Ok(answer) => match answer.left() {
                     // The object itself: still there, held by finalizers.
                     Some(still) => {
                         let v = to_value(&still, &resource);
-                        waiting |= v
-                            .pointer("/metadata/deletionTimestamp")
-                            .is_some_and(|t| !t.is_null());
+                        waiting |= v.deleting();
                         ctx.children.upsert(v);
                     }
                     // A Status: deleted.

@@ -84,10 +84,8 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
         };
         match key.role {
             Role::Rgds => {
-                if changed(Role::Rgds)
-                    && let Some(name) = object.pointer("/metadata/name").and_then(Value::as_str)
-                {
-                    ctx.rgd_queue.add(name.to_string());
+                if changed(Role::Rgds) && !object.name().is_empty() {
+                    ctx.rgd_queue.add(object.name().to_string());
                 }
             }
             Role::Instances => {
@@ -123,10 +121,7 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
                 if let Some(owner) = object.label(metadata::RGD_NAME) {
                     ctx.rgd_queue.add(owner.to_string());
                 }
-                let name = object
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let name = object.name();
                 let waiting: Vec<String> = ctx
                     .interest
                     .crds

@@ -125,9 +125,7 @@ impl Cluster for Live<'_> {
         let mut out: Vec<Value> = i
             .list()
             .into_iter()
-            .filter(|o| {
-                namespace.is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n))
-            })
+            .filter(|o| namespace.is_none_or(|n| o.namespace() == Some(n)))
             .filter(|o| sel.matches_object(o))
             .collect();
         out.sort_by_key(ObjectId::of);

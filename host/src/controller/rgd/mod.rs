@@ -22,7 +22,7 @@ use crate::controller::{
 use crate::{
     graph::{self},
     metadata,
-    object::str_at,
+    object::Object,
     rgd::ResourceGraphDefinition,
 };
 
@@ -53,10 +53,7 @@ pub(crate) async fn reconcile(ctx: &Arc<Context>, name: &str) -> Result<Action, 
         }
     };
     let raw = ctx.memory.freshest(cached);
-    let deleting = raw
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null());
-    if deleting {
+    if raw.deleting() {
         // A graph deleted while this controller was down has no revision yet: serve it first
         // (if it compiles), so the instances that remain are still reconciled and finalized.
         if ctx.graphs.get(name).is_none()
@@ -210,11 +207,8 @@ async fn serve(ctx: &Arc<Context>, name: &str, mut raw: Value, deleting: bool) -
                 ctx.instance_queue.add(super::key::InstanceKey {
                     api_version: api_version.clone(),
                     kind: graph.names.kind.clone(),
-                    namespace: obj
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .map(String::from),
-                    name: str_at(&obj, "/metadata/name").to_string(),
+                    namespace: obj.namespace().map(String::from),
+                    name: obj.name().to_string(),
                 });
             }
         }
