@@ -1,0 +1,207 @@
+//! Serving a graph, stage by stage: kro's finalizer, admission (the RGD parsed and built into a
+//! graph), the plugin, the kind (its CRD applied and Established), the watches, then a new
+//! revision when anything changed. A stage that refuses says why on the graph's conditions; the
+//! last good revision keeps serving meanwhile.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use super::{
+    crd::{ensure_crd, watch_kinds},
+    delete::{finalizers, set_finalizers},
+    plugin::load_plugin,
+    report::{Reason, Refusal, Report, cond, unknown, write_status},
+};
+use crate::{
+    controller::{
+        action::Action,
+        context::Context,
+        error::Error,
+        informers::{Informer, Role, WatchKey, rgd_watch},
+        key::InstanceKey,
+        revisions::{PluginBinding, Revision},
+    },
+    graph::{self, Graph},
+    metadata,
+    object::Object,
+    rgd::ResourceGraphDefinition,
+};
+
+/// Serves the graph `name` (being deleted when `deleting`: no finalizer is added then).
+pub(super) async fn serve(
+    ctx: &Arc<Context>,
+    name: &str,
+    raw: Value,
+    deleting: bool,
+) -> Result<Action, Error> {
+    let raw = ensure_finalizer(ctx, name, raw, deleting).await?;
+    let (rgd, graph) = match admit(ctx, name, &raw) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refused(ctx, name, &raw, Report::refused(refusal)).await,
+    };
+    let plugin = match &rgd.spec.plugin {
+        None => None,
+        Some(spec) => match load_plugin(ctx, name, spec).await {
+            Ok(p) => Some(p),
+            Err(refusal) => {
+                tracing::info!(reason = refusal.reason.as_str(), message = %refusal.message, "plugin refused; the last good revision keeps serving");
+                let mut report = Report::refused(refusal);
+                report.graph = Some(graph.clone());
+                return refused(ctx, name, &raw, report).await;
+            }
+        },
+    };
+    let mut report = Report::healthy(&graph.names.kind, Some(graph.clone()), None, "");
+    if let Err(refusal) = ensure_crd(ctx, &rgd, &graph, &raw).await {
+        return kind_not_ready(ctx, name, &raw, report, refusal).await;
+    }
+    let (informer, watch) = match start_watches(ctx, &graph).await {
+        Ok(started) => started,
+        Err(Refusal { reason, message }) => {
+            if reason == Reason::InvalidResourceGraph {
+                report.accepted = cond("GraphAccepted", false, reason.as_str(), message);
+            } else {
+                report.controller = cond("ControllerReady", false, reason.as_str(), message);
+            }
+            write_status(ctx, name, &raw, &report).await?;
+            return Ok(Action::after(Duration::from_secs(5)));
+        }
+    };
+    let number = issue_revision(ctx, name, &raw, &rgd, &graph, plugin, &informer, watch);
+    report.revision = Some(number);
+    report.revisions.mark.message = format!("revision {number} compiled and active");
+    write_status(ctx, name, &raw, &report).await?;
+    Ok(Action::done())
+}
+
+/// Adds kro's finalizer (unless the graph is being deleted) and returns the freshest copy.
+async fn ensure_finalizer(ctx: &Context, name: &str, mut raw: Value, deleting: bool) -> Result<Value, Error> {
+    let fins = finalizers(&raw);
+    if !deleting && !fins.iter().any(|f| f == metadata::FINALIZER) {
+        let mut next = fins.clone();
+        next.push(metadata::FINALIZER.to_string());
+        set_finalizers(ctx, name, &raw, next).await?;
+        if let Some(i) = ctx.informers.get(&rgd_watch())
+            && let Some(c) = i.get(None, name)
+        {
+            raw = ctx.memory.freshest(c);
+        }
+    }
+    Ok(raw)
+}
+
+/// The RGD parsed and built into a graph, or why it is refused (`InvalidResourceGraph`).
+fn admit(ctx: &Context, name: &str, raw: &Value) -> Result<(ResourceGraphDefinition, Arc<Graph>), Refusal> {
+    let invalid = |e: String| Refusal::new(Reason::InvalidResourceGraph, e);
+    let rgd = ResourceGraphDefinition::from_value(raw, name).map_err(|e| invalid(e.to_string()))?;
+    let graph = graph::build(&rgd, ctx.config.graph_limits).map_err(|e| {
+        tracing::info!(error = %e, "graph refused");
+        invalid(e.to_string())
+    })?;
+    Ok((rgd, Arc::new(graph)))
+}
+
+/// Reports a refusal and waits for the graph (or its plugin) to change.
+async fn refused(ctx: &Context, name: &str, raw: &Value, report: Report) -> Result<Action, Error> {
+    write_status(ctx, name, raw, &report).await?;
+    Ok(Action::done())
+}
+
+/// The kind is not ready: `KindReady=False` and the controller waits for it. The CRD watch
+/// brings the graph back when its CRD changes; the timer is a fallback.
+async fn kind_not_ready(
+    ctx: &Context,
+    name: &str,
+    raw: &Value,
+    mut report: Report,
+    Refusal { reason, message }: Refusal,
+) -> Result<Action, Error> {
+    report.kind = cond("KindReady", false, reason.as_str(), message);
+    report.controller = unknown("ControllerReady", "Pending", "waiting for the kind");
+    write_status(ctx, name, raw, &report).await?;
+    Ok(Action::after(if reason == Reason::Pending {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(30)
+    }))
+}
+
+/// Watches the kinds the graph reads and writes, then its instances.
+async fn start_watches(ctx: &Context, graph: &Graph) -> Result<(Arc<Informer>, WatchKey), Refusal> {
+    let api_version = graph.names.api_version();
+    ctx.informers.kinds.forget(&api_version, &graph.names.kind);
+    let watch = WatchKey::all(&api_version, &graph.names.kind, Role::Instances);
+    watch_kinds(ctx, graph).await?;
+    let informer = ctx
+        .informers
+        .ensure(&watch)
+        .await
+        .map_err(|e| Refusal::new(Reason::FailedToStart, e.to_string()))?;
+    Ok((informer, watch))
+}
+
+/// Serves a new revision when the spec, labels, annotations or plugin changed (and requeues
+/// every instance onto it); returns the number of the revision serving.
+#[allow(clippy::too_many_arguments, reason = "the stage's inputs, named")]
+fn issue_revision(
+    ctx: &Context,
+    name: &str,
+    raw: &Value,
+    rgd: &ResourceGraphDefinition,
+    graph: &Arc<Graph>,
+    plugin: Option<PluginBinding>,
+    informer: &Informer,
+    watch: WatchKey,
+) -> u64 {
+    let fingerprint = {
+        let mut h = Sha256::new();
+        for part in [
+            raw.get("spec"),
+            raw.pointer("/metadata/labels"),
+            raw.pointer("/metadata/annotations"),
+        ] {
+            h.update(part.map(Value::to_string).unwrap_or_default());
+        }
+        if let Some(p) = &plugin {
+            h.update(p.plugin.digest().to_string());
+        }
+        format!("{:x}", h.finalize())
+    };
+    let current = ctx.graphs.get(name);
+    let number = match &current {
+        Some(c) if c.fingerprint == fingerprint => return c.number,
+        Some(c) => c.number + 1,
+        None => {
+            raw.pointer("/status/lastIssuedRevision")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                + 1
+        }
+    };
+    let api_version = graph.names.api_version();
+    ctx.graphs.set(Arc::new(Revision {
+        rgd: name.to_string(),
+        rgd_uid: rgd.metadata.uid.clone(),
+        number,
+        graph: graph.clone(),
+        plugin,
+        resource: informer.resource.clone(),
+        namespaced: informer.namespaced,
+        watch,
+        fingerprint,
+    }));
+    tracing::info!(revision = number, kind = %graph.names.kind, "serving graph revision");
+    if informer.synced() {
+        for obj in informer.list() {
+            ctx.instance_queue.add(InstanceKey {
+                api_version: api_version.clone(),
+                kind: graph.names.kind.clone(),
+                namespace: obj.namespace().map(String::from),
+                name: obj.name().to_string(),
+            });
+        }
+    }
+    number
+}
