@@ -710,7 +710,51 @@ async fn a_slow_plugin_graph_does_not_starve_other_graphs(server: Server) {
     env.shutdown().await;
 }
 
+/// Regression: the finalizer deleted only the children in the controller's cache, and let the
+/// instance go. A child whose create response was lost while its watch was down is in the
+/// cluster and nowhere else (the seeded fault test once left such a Deployment behind). Here the
+/// cache cannot see the child because it lacks `kro.run/owned`, which the children's watch
+/// selects on; it is a member of the instance's ApplySet all the same, and must go with it.
+async fn a_member_the_cache_never_saw_is_deleted_with_its_instance(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, one_configmap("unseen.test.kroxide.dev", "Unseen")).await;
+    wait_active(&env, "unseen.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Unseen", "apps").await;
+    let inst: DynamicObject = serde_json::from_value(json!({"apiVersion": "test.kroxide.dev/v1alpha1",
+        "kind": "Unseen", "metadata": {"name": "u1", "namespace": "apps"}, "spec": {}}))
+    .unwrap();
+    api.create(&PostParams::default(), &inst).await.unwrap();
+    wait_state(&api, "u1", "ACTIVE").await;
+    let live = api.get("u1").await.unwrap();
+    let set = live.metadata.labels.as_ref().unwrap()["applyset.kubernetes.io/id"].clone();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    let unseen: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "u1-unseen",
+        "labels": {"applyset.kubernetes.io/part-of": set}}}))
+    .unwrap();
+    cms.create(&PostParams::default(), &unseen).await.unwrap();
+    api.delete("u1", &DeleteParams::default()).await.unwrap();
+    eventually("instance gone", Duration::from_secs(30), async || {
+        api.get_opt("u1").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        cms.get_opt("u1-unseen")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.metadata.deletion_timestamp.is_some()),
+        "the member the cache never saw outlived its instance"
+    );
+    assert!(
+        cms.get_opt("u1").await.unwrap().is_none(),
+        "the child it knew is gone too"
+    );
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    a_member_the_cache_never_saw_is_deleted_with_its_instance,
     a_slow_plugin_graph_does_not_starve_other_graphs,
     memory_of_deleted_instances_is_released,
     a_missing_optional_field_is_reported_with_the_field_and_expression,

@@ -1,8 +1,10 @@
 //! Deletion: every child removed in reverse topological waves (watching every kind the ApplySet
-//! lists, so none is missed after a restart), then the finalizer.
+//! lists, so none is missed after a restart; then asking the server for members the cache has
+//! not seen), then the finalizer.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use super::{
@@ -11,18 +13,25 @@ use super::{
     report::{now, report_transition, write_status},
 };
 use crate::controller::{
-    action::Action, context::Context, error::Error, informers::child_watch, key::InstanceKey, prune,
+    action::Action,
+    children::trim,
+    context::Context,
+    error::Error,
+    informers::{child_watch, to_value},
+    key::InstanceKey,
+    prune,
     revisions::Revision,
 };
 use crate::{
     graph::NodeKind,
     metadata::{self, InstanceIdentity},
-    object::Object,
+    object::{Object, ObjectId},
     status::{self, Mark},
 };
 
-/// Watches every kind the instance's ApplySet says it holds, so no child is missed.
-async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) {
+/// Every kind the instance's children may have (the graph's template kinds and what the ApplySet
+/// parent lists, which a previous revision may have used), watched and synced.
+async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) -> Vec<(String, String)> {
     let mut kinds: BTreeSet<(String, String)> = BTreeSet::new();
     for node in &rev.graph.nodes {
         if matches!(node.kind, NodeKind::Template) {
@@ -61,14 +70,48 @@ async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) {
             kinds.insert((r.api_version, kind.to_string()));
         }
     }
-    for (av, kind) in kinds {
-        if av.contains("${") {
-            continue;
-        }
-        if let Ok(i) = ctx.informers.ensure(&child_watch(&av, &kind)).await {
+    kinds.retain(|(av, _)| !av.contains("${"));
+    for (av, kind) in &kinds {
+        if let Ok(i) = ctx.informers.ensure(&child_watch(av, kind)).await {
             i.wait_synced(Duration::from_secs(10)).await;
         }
     }
+    kinds.into_iter().collect()
+}
+
+/// Members of the ApplySet the server has and the cache does not know: a child whose create
+/// response was lost while its watch was down is in the cluster and nowhere else. Read with a
+/// live list per kind, never from the cache, before the finalizer lets the instance go.
+async fn unseen_members(
+    ctx: &Context,
+    identity: &InstanceIdentity,
+    kinds: &[(String, String)],
+) -> Result<Vec<Value>, Error> {
+    let selector = format!("{}={}", metadata::APPLYSET_PART_OF, identity.applyset_id());
+    let mut out = Vec::new();
+    for (api_version, kind) in kinds {
+        let (resource, namespaced) = ctx
+            .informers
+            .kinds
+            .resolve(&ctx.client, api_version, kind)
+            .await?;
+        let api = ctx.api(&resource, namespaced, None).await;
+        let listed = api
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| Error::Api {
+                action: "list",
+                object: format!("{kind} of ApplySet {}", identity.applyset_id()),
+                source,
+            })?;
+        for item in listed.items {
+            let v = to_value(&item, &resource);
+            if ctx.children.get(&ObjectId::of(&v)).is_none() {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn finalize(
@@ -99,10 +142,21 @@ pub(super) async fn finalize(
     let instance = write_status(ctx, rev, key, instance, status)
         .await?
         .unwrap_or_else(|| instance.clone());
-    watch_inventory(ctx, rev, &instance).await;
+    let kinds = watch_inventory(ctx, rev, &instance).await;
     let members = ctx.children.of(identity.applyset_id());
     if !prune::delete_waves(ctx, members).await? {
         return Ok(Action::after(Duration::from_secs(5)));
+    }
+    let unseen = unseen_members(ctx, identity, &kinds).await?;
+    if !unseen.is_empty() {
+        tracing::info!(
+            children = unseen.len(),
+            "children the cache had not seen found; deleting them first"
+        );
+        for child in unseen {
+            ctx.children.upsert(trim(child));
+        }
+        return Ok(Action::after(Duration::from_millis(200)));
     }
     let rest: Vec<Value> = instance
         .pointer("/metadata/finalizers")
