@@ -17,11 +17,42 @@ use crate::{
     status::conditions::Outcome,
 };
 
+/// The step of an instance's reconcile that failed, with the condition reason kro reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// A child's kind could not be watched, or its scope learnt (`NotReady`).
+    KindNotReady,
+    /// A child is a member of another instance's ApplySet (`ApplySetConflict`).
+    ApplySetConflict,
+    /// An object with the child's identity exists and is not the instance's (`ResourceNotOwned`).
+    ResourceNotOwned,
+    /// The API refused a child's apply (`ApplyFailed`).
+    ApplyFailed,
+    /// The transform stage failed with its own reason (the plugin's `PluginTimeout`,
+    /// `PluginTrap`, ..., or a refused child).
+    Transform(&'static str),
+    /// The plugin's `derive-status` failed with its reason.
+    DeriveStatus(&'static str),
+}
+
+impl Reason {
+    /// The condition reason.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::KindNotReady => "NotReady",
+            Self::ApplySetConflict => "ApplySetConflict",
+            Self::ResourceNotOwned => "ResourceNotOwned",
+            Self::ApplyFailed => "ApplyFailed",
+            Self::Transform(reason) | Self::DeriveStatus(reason) => reason,
+        }
+    }
+}
+
 /// A reconcile that could not finish, as `ResourcesReady` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
-    /// Condition reason: `PluginTimeout`, `PluginTrap`, `ApplyFailed`, ...
-    pub(crate) reason: String,
+    /// The step that failed and its condition reason.
+    pub(crate) reason: Reason,
     /// What went wrong, naming the object or field.
     pub(crate) message: String,
 }
@@ -65,7 +96,7 @@ fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
         );
     }
     if let Some(f) = &input.failure {
-        return (Mark::not_ready(&f.reason, f.message.clone()), true);
+        return (Mark::not_ready(f.reason.as_str(), f.message.clone()), true);
     }
     let terminating: Vec<String> = input
         .observed
@@ -246,11 +277,35 @@ mod tests {
     }
 
     #[test]
+    fn each_failed_step_reports_kros_reason() {
+        let reasons = [
+            Reason::KindNotReady,
+            Reason::ApplySetConflict,
+            Reason::ResourceNotOwned,
+            Reason::ApplyFailed,
+            Reason::Transform("PluginTrap"),
+            Reason::DeriveStatus("PluginTimeout"),
+        ]
+        .map(Reason::as_str);
+        assert_eq!(
+            reasons,
+            [
+                "NotReady",
+                "ApplySetConflict",
+                "ResourceNotOwned",
+                "ApplyFailed",
+                "PluginTrap",
+                "PluginTimeout"
+            ]
+        );
+    }
+
+    #[test]
     fn a_plugin_failure_is_an_error_naming_its_reason() {
         let i = instance();
         let mut inp = input(&i, &[], &[]);
         inp.failure = Some(Failure {
-            reason: "PluginTimeout".into(),
+            reason: Reason::DeriveStatus("PluginTimeout"),
             message: "plugin ran past its 100ms deadline".into(),
         });
         let s = derive(&inp);

@@ -25,7 +25,7 @@ use crate::{
     graph::runtime::{self, Resolution},
     metadata::InstanceIdentity,
     object::ObjectId,
-    status::Failure,
+    status::{Failure, Reason},
     transform::{self, PluginStage},
 };
 
@@ -71,7 +71,7 @@ pub(super) async fn converge(
                 Err(f) => Some(f),
                 Ok(out) => match watch_children(ctx, &out.desired).await {
                     Err(e) => Some(Failure {
-                        reason: "NotReady".into(),
+                        reason: Reason::KindNotReady,
                         message: e.to_string(),
                     }),
                     Ok(()) => {
@@ -119,12 +119,12 @@ async fn apply_all(
             Ok(Outcome::Unchanged) => {}
             Err(e) => {
                 let reason = match e {
-                    ApplyError::OtherApplySet { .. } => "ApplySetConflict",
-                    ApplyError::NotOurs { .. } => "ResourceNotOwned",
-                    ApplyError::Api { .. } => "ApplyFailed",
+                    ApplyError::OtherApplySet { .. } => Reason::ApplySetConflict,
+                    ApplyError::NotOurs { .. } => Reason::ResourceNotOwned,
+                    ApplyError::Api { .. } => Reason::ApplyFailed,
                 };
                 return Err(Failure {
-                    reason: reason.into(),
+                    reason,
                     message: e.to_string(),
                 });
             }
@@ -249,21 +249,21 @@ async fn transform(
                     .await
                 {
                     return Err(Failure {
-                        reason: "NotReady".into(),
+                        reason: Reason::KindNotReady,
                         message: format!("resource {key}: {e}"),
                     });
                 }
             }
             Err(e) => {
                 return Err(Failure {
-                    reason: e.reason().to_string(),
+                    reason: Reason::Transform(e.reason()),
                     message: e.to_string(),
                 });
             }
         }
     }
     Err(Failure {
-        reason: "NotReady".into(),
+        reason: Reason::KindNotReady,
         message: "could not learn the scope of every kind".into(),
     })
 }

@@ -21,7 +21,7 @@ use crate::{
     graph::runtime,
     metadata::{self, InstanceIdentity},
     plugin::{CallInput, PluginEvent, StatusOutput},
-    status::{self, Failure, Mark},
+    status::{self, Failure, Mark, Reason},
 };
 
 /// What the status stage decided.
@@ -88,7 +88,7 @@ pub(super) async fn status(
             Ok(s) => plugin = Some(s),
             Err(e) => {
                 failure = Some(Failure {
-                    reason: e.reason().to_string(),
+                    reason: Reason::DeriveStatus(e.reason()),
                     message: e.to_string(),
                 })
             }
