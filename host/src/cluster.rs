@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use kroxide_schema::{kinds, selector::Selector};
 use serde_json::Value;
 
+use crate::object::str_at;
+
 /// Reads of a cluster. Implementations never write.
 pub trait Cluster {
     /// Whether objects of `kind` in `api_version` live in namespaces; `None` when the kind is
@@ -40,10 +42,6 @@ impl Offline {
     }
 }
 
-fn field<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
-}
-
 impl Cluster for Offline {
     fn namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
         self.custom
@@ -58,12 +56,12 @@ impl Cluster for Offline {
         self.objects
             .iter()
             .find(|d| {
-                field(d, "/apiVersion") == api_version
-                    && field(d, "/kind") == kind
-                    && field(d, "/metadata/name") == name
+                str_at(d, "/apiVersion") == api_version
+                    && str_at(d, "/kind") == kind
+                    && str_at(d, "/metadata/name") == name
                     && (namespace.is_none()
-                        || field(d, "/metadata/namespace").is_empty()
-                        || Some(field(d, "/metadata/namespace")) == namespace)
+                        || str_at(d, "/metadata/namespace").is_empty()
+                        || Some(str_at(d, "/metadata/namespace")) == namespace)
             })
             .cloned()
     }
@@ -75,9 +73,9 @@ impl Cluster for Offline {
         self.objects
             .iter()
             .filter(|d| {
-                field(d, "/apiVersion") == api_version
-                    && field(d, "/kind") == kind
-                    && namespace.is_none_or(|n| field(d, "/metadata/namespace") == n)
+                str_at(d, "/apiVersion") == api_version
+                    && str_at(d, "/kind") == kind
+                    && namespace.is_none_or(|n| str_at(d, "/metadata/namespace") == n)
                     && sel.matches_object(d)
             })
             .cloned()

@@ -86,7 +86,7 @@ impl Object for Value {
 
 /// The string at `pointer` in `v`; empty when absent or not a string.
 pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    text(v, pointer).unwrap_or_default()
 }
 
 /// The group of an `apiVersion`: `apps` for `apps/v1`, empty for `v1`.

@@ -14,6 +14,14 @@ pub(crate) const KIND: &str = "ResourceGraphDefinition";
 /// Default ConfigMap key holding a plugin.
 pub(crate) const DEFAULT_PLUGIN_KEY: &str = "plugin.wasm";
 
+/// The API resource of ResourceGraphDefinitions, for requests.
+pub(crate) fn api_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(GROUP, "v1alpha1", KIND),
+        "resourcegraphdefinitions",
+    )
+}
+
 /// A ResourceGraphDefinition: a schema for a new kind, and the resources each instance gets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

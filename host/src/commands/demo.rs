@@ -186,15 +186,10 @@ async fn get_table(client: &Client, path: &str, prefix: Option<&str>) -> Result<
         .await
         .map_err(api_err(format!("GET {path}")))?;
     let table: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let shown: Vec<usize> = table["columnDefinitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, c)| c["priority"].as_i64().unwrap_or(0) == 0)
-        .map(|(i, _)| i)
-        .collect();
     let columns = table["columnDefinitions"].as_array().cloned().unwrap_or_default();
+    let shown: Vec<usize> = (0..columns.len())
+        .filter(|&i| columns[i]["priority"].as_i64().unwrap_or(0) == 0)
+        .collect();
     let mut rows = vec![
         shown
             .iter()

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::{cel::Program, metadata, rgd::PluginSpec};
 
 use super::{crd::KindNames, dag, simpleschema};
+use crate::object::str_at;
 
 /// Limits of collections (`forEach`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +165,13 @@ impl Node {
     /// Whether it is an external reference.
     pub(crate) fn is_external(&self) -> bool {
         matches!(self.kind, NodeKind::External { .. })
+    }
+
+    /// The `apiVersion` and `kind` it names, unless either is an expression (then they are
+    /// known per instance only).
+    pub(crate) fn static_kind(&self) -> Option<(&str, &str)> {
+        let (api_version, kind) = (str_at(&self.object, "/apiVersion"), str_at(&self.object, "/kind"));
+        (!api_version.contains("${") && !kind.contains("${")).then_some((api_version, kind))
     }
 }
 

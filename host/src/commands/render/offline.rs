@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use crate::{
     child::{ChildKey, DesiredChild, ObservedChild},
     commands::error::Error,
-    graph::{self},
+    graph,
     metadata::{self, OFFLINE_TIME},
+    object::Object,
 };
 
 use super::{
@@ -47,30 +48,18 @@ impl std::fmt::Display for Pending {
 fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Vec<ObservedChild> {
     let mut out = Vec::new();
     for doc in docs {
-        let s = |p: &str| {
-            doc.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        let label = |k: &str| {
-            doc.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
-        let key = match label(metadata::NODE_ID) {
+        let key = match doc.label(metadata::NODE_ID) {
             Some(id) => Some(ChildKey {
-                id,
-                index: label(metadata::COLLECTION_INDEX).and_then(|i| i.parse().ok()),
+                id: id.to_string(),
+                index: doc.label(metadata::COLLECTION_INDEX).and_then(|i| i.parse().ok()),
             }),
             None => desired
                 .iter()
                 .find(|d| {
-                    d.api_version() == s("/apiVersion")
-                        && d.kind() == s("/kind")
-                        && d.name() == s("/metadata/name")
-                        && (s("/metadata/namespace").is_empty()
-                            || d.namespace() == Some(&s("/metadata/namespace")))
+                    d.api_version() == doc.api_version()
+                        && d.kind() == doc.kind()
+                        && d.name() == doc.name()
+                        && doc.namespace().is_none_or(|ns| d.namespace() == Some(ns))
                 })
                 .map(|d| d.key.clone()),
         };
@@ -148,16 +137,22 @@ pub(super) fn pending(
             .iter()
             .find(|o| o.key.id == id)
             .map(|o| {
-                let s = |p: &str| o.object.pointer(p).and_then(Value::as_str).unwrap_or_default();
-                let ns = s("/metadata/namespace");
-                let name = if ns.is_empty() {
-                    s("/metadata/name").to_string()
-                } else {
-                    format!("{ns}/{}", s("/metadata/name"))
+                let v = &o.object;
+                let name = match v.namespace() {
+                    Some(ns) => format!("{ns}/{}", v.name()),
+                    None => v.name().to_string(),
                 };
-                format!("{id} ({} {} {name})", s("/apiVersion"), s("/kind"))
+                format!("{id} ({} {} {name})", v.api_version(), v.kind())
             })
             .unwrap_or_else(|| id.to_string())
+    };
+    // An external reference whose kind an --observed object has is taken as given.
+    let given = |node: &graph::Node| {
+        let (av, kind) = (node.object.api_version(), node.object.kind());
+        loaded
+            .observed_docs
+            .iter()
+            .any(|d| d.api_version() == av && d.kind() == kind)
     };
     pass.resolution
         .pending
@@ -169,12 +164,7 @@ pub(super) fn pending(
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|d| !live.iter().any(|o| &o.key.id == *d))
-                .filter(|d| {
-                    !loaded
-                        .graph
-                        .node(d)
-                        .is_some_and(|n| n.is_external() && external_given(loaded, n))
-                })
+                .filter(|d| !loaded.graph.node(d).is_some_and(|n| n.is_external() && given(n)))
                 .map(|d| described(d))
                 .collect();
             Pending {
@@ -184,13 +174,4 @@ pub(super) fn pending(
             }
         })
         .collect()
-}
-
-/// Whether an `--observed` document gives the object an external reference reads.
-fn external_given(loaded: &Loaded, node: &graph::Node) -> bool {
-    let s = |p: &str| node.object.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    loaded.observed_docs.iter().any(|d| {
-        let t = |p: &str| d.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        t("/apiVersion") == s("/apiVersion") && t("/kind") == s("/kind")
-    })
 }

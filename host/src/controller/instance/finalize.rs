@@ -23,7 +23,6 @@ use crate::controller::{
     revisions::Revision,
 };
 use crate::{
-    graph::NodeKind,
     metadata::{self, InstanceIdentity},
     object::{Object, ObjectId},
     status::{self, Mark},
@@ -32,19 +31,14 @@ use crate::{
 /// Every kind the instance's children may have (the graph's template kinds and what the ApplySet
 /// parent lists, which a previous revision may have used), watched and synced.
 async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) -> Vec<(String, String)> {
-    let mut kinds: BTreeSet<(String, String)> = BTreeSet::new();
-    for node in &rev.graph.nodes {
-        if matches!(node.kind, NodeKind::Template) {
-            let s = |p: &str| {
-                node.object
-                    .pointer(p)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            kinds.insert((s("/apiVersion"), s("/kind")));
-        }
-    }
+    let mut kinds: BTreeSet<(String, String)> = rev
+        .graph
+        .nodes
+        .iter()
+        .filter(|n| !n.is_external())
+        .filter_map(|n| n.static_kind())
+        .map(|(av, kind)| (av.to_string(), kind.to_string()))
+        .collect();
     for gk in instance
         .annotation(metadata::APPLYSET_CONTAINS)
         .unwrap_or_default()
@@ -70,7 +64,6 @@ async fn watch_inventory(ctx: &Context, rev: &Revision, instance: &Value) -> Vec
             kinds.insert((r.api_version, kind.to_string()));
         }
     }
-    kinds.retain(|(av, _)| !av.contains("${"));
     for (av, kind) in &kinds {
         if let Ok(i) = ctx.informers.ensure(&child_watch(av, kind)).await {
             i.wait_synced(Duration::from_secs(10)).await;

@@ -15,9 +15,9 @@ use crate::controller::{
 };
 use crate::{
     child::DesiredChild,
-    graph::{Graph, NodeKind},
+    graph::Graph,
     metadata::{self, InstanceIdentity},
-    object::{Object, group_kind, str_at},
+    object::{Object, group_kind},
 };
 
 pub(super) async fn ensure_managed(
@@ -138,14 +138,12 @@ fn parent_annotations(
         .iter()
         .map(|d| group_kind(d.api_version(), d.kind()))
         .collect();
-    for node in &graph.nodes {
-        if matches!(node.kind, NodeKind::Template) {
-            let (av, kind) = (str_at(&node.object, "/apiVersion"), str_at(&node.object, "/kind"));
-            if !av.contains("${") && !kind.contains("${") {
-                kinds.insert(group_kind(av, kind));
-            }
-        }
-    }
+    let templates = graph.nodes.iter().filter(|n| !n.is_external());
+    kinds.extend(
+        templates
+            .filter_map(|n| n.static_kind())
+            .map(|(av, kind)| group_kind(av, kind)),
+    );
     let mut namespaces: BTreeSet<String> = desired
         .iter()
         .filter_map(|d| d.namespace())

@@ -185,11 +185,9 @@ pub(super) const ESTABLISH_WAIT: Duration = Duration::from_secs(1);
 /// Watches the kinds a graph reads and writes, so reconciles find them in cache.
 pub(super) async fn watch_kinds(ctx: &Context, graph: &Graph) -> Result<(), Refusal> {
     for node in &graph.nodes {
-        let api_version = str_at(&node.object, "/apiVersion");
-        let kind = str_at(&node.object, "/kind");
-        if api_version.contains("${") || kind.contains("${") {
+        let Some((api_version, kind)) = node.static_kind() else {
             continue;
-        }
+        };
         let key = match node.kind {
             NodeKind::External { .. } => WatchKey::all(api_version, kind, Role::External),
             NodeKind::Template => child_watch(api_version, kind),

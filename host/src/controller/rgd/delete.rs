@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api,
-    api::{ApiResource, DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use serde_json::{Value, json};
 
@@ -15,20 +15,13 @@ use crate::{metadata, object::str_at, rgd::ResourceGraphDefinition};
 
 use super::report::{Report, cond, write_status};
 
-pub(super) fn rgd_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("kro.run", "v1alpha1", crate::rgd::KIND),
-        "resourcegraphdefinitions",
-    )
-}
-
 pub(super) async fn set_finalizers(
     ctx: &Context,
     name: &str,
     rgd: &Value,
     finalizers: Vec<String>,
 ) -> Result<(), Error> {
-    let api = ctx.api(&rgd_resource(), false, None).await;
+    let api = ctx.api(&crate::rgd::api_resource(), false, None).await;
     let value = if finalizers.is_empty() {
         Value::Null
     } else {
@@ -47,8 +40,10 @@ pub(super) async fn set_finalizers(
             object: format!("ResourceGraphDefinition {name}"),
             source,
         })?;
-    ctx.memory
-        .saw(crate::controller::informers::to_value(&written, &rgd_resource()));
+    ctx.memory.saw(crate::controller::informers::to_value(
+        &written,
+        &crate::rgd::api_resource(),
+    ));
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use kube::api::{ApiResource, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::controller::{context::Context, error::Error};
@@ -244,10 +244,7 @@ pub(super) async fn write_status(
     if rgd.get("status") == Some(&status) {
         return Ok(());
     }
-    let resource = ApiResource::from_gvk_with_plural(
-        &kube::api::GroupVersionKind::gvk("kro.run", "v1alpha1", crate::rgd::KIND),
-        "resourcegraphdefinitions",
-    );
+    let resource = crate::rgd::api_resource();
     let api = ctx.api(&resource, false, None).await;
     let body = json!({"apiVersion": crate::rgd::API_VERSION, "kind": crate::rgd::KIND, "metadata": {"name": name}, "status": status});
     let written = api
