@@ -4,6 +4,7 @@
 
 pub mod defaults;
 pub mod kinds;
+pub mod openapi;
 pub mod quantity;
 pub mod selector;
 pub mod structural;

@@ -1,101 +1,12 @@
 //! Decoding of built-in kinds as the real server's JSON decoder does it, driven by the OpenAPI v3
-//! schemas of the real kube-apiserver (`openapi/kubernetes.json`, written by `openapi/snapshot`):
+//! schemas of the real kube-apiserver (`kroxide_schema::openapi`, written by `openapi/snapshot`):
 //! a value of the wrong JSON type is a 400 with Go's wording (`json: cannot unmarshal string into
 //! Go struct field DeploymentSpec.spec.replicas of type int32`), and unknown fields are refused
 //! (`Strict`), dropped with a warning (`Warn`) or dropped silently (`Ignore`).
 
-use std::{collections::HashMap, sync::LazyLock};
+pub use kroxide_schema::openapi::{SNAPSHOT, Snapshot};
 
-use serde_json::{Map, Value};
-
-/// The snapshot: the Kubernetes version it came from and every component schema by name.
-#[derive(Debug)]
-pub struct Snapshot {
-    /// `gitVersion` of the server the schemas came from, e.g. `v1.36.3`.
-    pub kubernetes_version: String,
-    /// Component schemas by name (`io.k8s.api.apps.v1.Deployment`).
-    pub schemas: Map<String, Value>,
-    roots: HashMap<(String, String, String), String>,
-}
-
-/// The committed snapshot, parsed on first use.
-pub static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
-    let v: Value = serde_json::from_str(include_str!("../openapi/kubernetes.json"))
-        .expect("the committed snapshot is JSON");
-    let kubernetes_version = v["kubernetesVersion"].as_str().unwrap_or_default().to_string();
-    let schemas = v["schemas"].as_object().cloned().unwrap_or_default();
-    let mut roots = HashMap::new();
-    for (name, s) in &schemas {
-        for gvk in s["x-kubernetes-group-version-kind"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let part = |k: &str| gvk[k].as_str().unwrap_or_default().to_string();
-            roots.insert((part("group"), part("version"), part("kind")), name.clone());
-        }
-    }
-    Snapshot {
-        kubernetes_version,
-        schemas,
-        roots,
-    }
-});
-
-impl Snapshot {
-    /// The name of the schema of a built-in kind.
-    pub fn root(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
-        self.roots
-            .get(&(group.to_string(), version.to_string(), kind.to_string()))
-            .map(String::as_str)
-    }
-
-    /// Follows `$ref` and a one-element `allOf` wrapper to the named schema, if any.
-    pub fn resolve<'a>(&'a self, s: &'a Value) -> (Option<&'a str>, &'a Value) {
-        let reference = s["$ref"]
-            .as_str()
-            .or_else(|| s["allOf"].get(0).and_then(|a| a["$ref"].as_str()));
-        match reference.and_then(|r| r.strip_prefix("#/components/schemas/")) {
-            Some(name) => match self.schemas.get(name) {
-                Some(target) => (Some(name), target),
-                None => (None, s),
-            },
-            None => (None, s),
-        }
-    }
-
-    /// Every schema name `root` refers to, itself included.
-    pub fn closure(&self, root: &str) -> Vec<String> {
-        let mut seen = std::collections::BTreeSet::new();
-        let mut todo = vec![root.to_string()];
-        while let Some(n) = todo.pop() {
-            if !seen.insert(n.clone()) {
-                continue;
-            }
-            if let Some(s) = self.schemas.get(&n) {
-                refs(s, &mut todo);
-            }
-        }
-        seen.into_iter().collect()
-    }
-}
-
-fn refs(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Object(m) => {
-            if let Some(r) = m
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| r.strip_prefix("#/components/schemas/"))
-            {
-                out.push(r.to_string());
-            }
-            m.values().for_each(|x| refs(x, out));
-        }
-        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
-        _ => {}
-    }
-}
+use serde_json::Value;
 
 /// Why a body cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
