@@ -43,11 +43,14 @@ fn main() {
         .unwrap()
         .remove(0);
     let rgd = ResourceGraphDefinition::from_value(&doc, "web-service").unwrap();
-    let expressions = graph::build(&rgd, Limits::default()).unwrap().expression_count();
+    let catalog = graph::Catalog::default();
+    let expressions = graph::build(&rgd, Limits::default(), &catalog)
+        .unwrap()
+        .expression_count();
     let (build_p50, build_p99) = timed(200, || {
-        graph::build(&rgd, Limits::default()).unwrap();
+        graph::build(&rgd, Limits::default(), &catalog).unwrap();
     });
-    let g = graph::build(&rgd, Limits::default()).unwrap();
+    let g = graph::build(&rgd, Limits::default(), &catalog).unwrap();
     let instance = json!({
         "apiVersion": "examples.kroxide.dev/v1alpha1", "kind": "WebService",
         "metadata": { "name": "storefront", "namespace": "shop", "uid": "7f1c2a3e-1111-4c1d-9a0b-5e6f7a8b9c0d", "generation": 4,

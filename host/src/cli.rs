@@ -22,9 +22,13 @@ pub enum Command {
     Render(RenderArgs),
     /// Check ResourceGraphDefinition files offline (exit 1 if any is invalid).
     Validate {
-        /// RGD files.
+        /// Files, directories or `-` (stdin), as `kubectl apply -f` reads them; documents other
+        /// than ResourceGraphDefinitions and CRDs are skipped.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// CustomResourceDefinitions of custom kinds the graphs use, to type-check against.
+        #[arg(long = "crd")]
+        crds: Vec<PathBuf>,
     },
     /// Print generated artifacts.
     #[command(subcommand)]
@@ -165,16 +169,12 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
                 code,
             })
         }
-        Command::Validate { files } => {
-            let (text, valid) = commands::validate::validate(&files);
-            Ok(if valid {
-                Outcome::ok(text, String::new())
-            } else {
-                Outcome {
-                    stdout: String::new(),
-                    stderr: text,
-                    code: 1,
-                }
+        Command::Validate { files, crds } => {
+            let report = commands::validate::validate(&files, &crds)?;
+            Ok(Outcome {
+                stdout: report.stdout,
+                stderr: report.stderr,
+                code: if report.valid { 0 } else { 1 },
             })
         }
         Command::Generate(GenerateCommand::Crd { rgd }) => Ok(Outcome::ok(

@@ -24,7 +24,7 @@ pub fn rgd_admission(text: &str) {
     };
     for doc in docs {
         if let Ok(rgd) = ResourceGraphDefinition::from_value(&doc, "fuzz") {
-            let _ = graph::build(&rgd, Limits::default());
+            let _ = graph::build(&rgd, Limits::default(), &graph::Catalog::default());
         }
     }
 }

@@ -38,6 +38,41 @@ pub fn parse_documents(text: &str, path: &Path) -> Result<Vec<Value>, Error> {
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
+/// Parses like [`parse_documents`], but as kubectl reads YAML: a key repeated in a mapping is
+/// accepted, the last value winning, and the repetition is returned as a warning.
+///
+/// # Errors
+/// [`Error::Parse`] for anything else that is not valid YAML.
+pub(crate) fn parse_documents_lenient(
+    text: &str,
+    path: &Path,
+) -> Result<(Vec<Value>, Option<String>), Error> {
+    match serde_saphyr::from_multiple::<Value>(text) {
+        Ok(docs) => Ok((docs.into_iter().filter(|d| !d.is_null()).collect(), None)),
+        Err(e) if e.to_string().to_lowercase().contains("duplicate") => {
+            let options =
+                serde_saphyr::options! { duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins };
+            let docs: Vec<Value> =
+                serde_saphyr::from_multiple_with_options(text, options).map_err(|e| Error::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+            let first_line = e.to_string().lines().next().unwrap_or_default().to_string();
+            Ok((
+                docs.into_iter().filter(|d| !d.is_null()).collect(),
+                Some(format!(
+                    "{}: {first_line} (the last value is used, as kubectl does)",
+                    path.display()
+                )),
+            ))
+        }
+        Err(e) => Err(Error::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
+    }
+}
+
 /// Reads every document of a YAML file.
 ///
 /// # Errors
@@ -104,6 +139,18 @@ mod tests {
             parse_documents(&to_stream(&docs), Path::new("t.yaml")).unwrap(),
             docs
         );
+    }
+
+    #[test]
+    fn a_repeated_key_is_accepted_with_a_warning_naming_it_and_the_last_value_wins() {
+        let (docs, warning) = parse_documents_lenient("a: 1\nb: 2\na: 3\n", Path::new("dup.yaml")).unwrap();
+        assert_eq!(docs, [json!({ "a": 3, "b": 2 })]);
+        let warning = warning.expect("a warning");
+        assert!(
+            warning.starts_with("dup.yaml: ") && warning.contains('a'),
+            "{warning}"
+        );
+        assert!(parse_documents("a: 1\na: 3\n", Path::new("dup.yaml")).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! eval: cost estimate from the actual inputs -> budget check -> evaluate -> JSON
 //! ```
 
+pub(crate) mod checker;
 pub(crate) mod convert;
 pub(crate) mod functions;
 pub(crate) mod inspect;
@@ -137,6 +138,15 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "isIP",
     "cidr",
 ];
+
+/// Every function an expression may call, member functions of Kubernetes' types included.
+#[cfg(test)]
+pub(crate) fn known_functions() -> impl Iterator<Item = &'static str> {
+    KNOWN_FUNCTIONS
+        .iter()
+        .copied()
+        .chain(kubernetes::OPAQUE_MEMBERS.iter().map(|(name, _)| *name))
+}
 
 /// Functions kro documents that kroxide refuses with a specific message.
 fn refusal(function: &str) -> Option<&'static str> {

@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use super::{error::Error, render::load_graph};
+use super::{
+    error::Error,
+    render::{load_graph, offline_catalog},
+};
 use crate::{graph::crd, yaml};
 
 /// The CRD as YAML: the RGD CRD without `rgd`, the instance CRD of the RGD in `rgd` otherwise.
@@ -12,7 +15,7 @@ use crate::{graph::crd, yaml};
 pub fn crd(rgd: Option<&Path>) -> Result<String, Error> {
     let value = match rgd {
         None => crd::rgd_crd(),
-        Some(path) => load_graph(path)?.1.crd,
+        Some(path) => load_graph(path, &offline_catalog(&[]))?.1.crd,
     };
     Ok(yaml::to_string(&value))
 }

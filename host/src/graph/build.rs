@@ -14,9 +14,13 @@ use super::model::{Error, Field, Graph, Limits, Node, NodeKind, path_string};
 use super::reserved::reserved_group;
 use super::reserved::{RESERVED_IDS, is_valid_id, kind_ok, reserved_keys, version_ok};
 use super::status::build_status;
-use super::{crd, dag, simpleschema};
+use super::{catalog::Catalog, crd, dag, simpleschema, typecheck};
 
-pub fn build(rgd: &ResourceGraphDefinition, limits: Limits) -> Result<Graph, Error> {
+/// Builds and type-checks `rgd`, reading the schemas of the kinds it names from `catalog`.
+///
+/// # Errors
+/// The first thing kro's admission refuses, in kro's words.
+pub fn build(rgd: &ResourceGraphDefinition, limits: Limits, catalog: &Catalog) -> Result<Graph, Error> {
     let schema = &rgd.spec.schema;
     if !kind_ok(&schema.kind) {
         return Err(Error::Validation(format!(
@@ -96,7 +100,11 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits) -> Result<Graph, Err
         .collect();
 
     // Status.
-    let (status, status_schema) = build_status(rgd, &ids, &spec_schema, &transformer)?;
+    let (status, mut status_schema) = build_status(rgd, &ids, &spec_schema, &transformer)?;
+    let checked = typecheck::check(&nodes, &status, &spec_schema, catalog)?;
+    for (path, schema) in checked.status {
+        set_status_type(&mut status_schema, &path, schema);
+    }
     let names = crd::KindNames::of(rgd);
     let crd = crd::instance_crd(rgd, &names, spec_schema.clone(), status_schema);
     Ok(Graph {
@@ -274,4 +282,13 @@ fn build_node(
         for_each,
         dependencies,
     })
+}
+
+/// Puts the inferred schema of the status field at `path` into the status schema.
+fn set_status_type(status_schema: &mut Value, path: &[String], schema: Value) {
+    let mut at = status_schema;
+    for key in path {
+        at = &mut at["properties"][key.as_str()];
+    }
+    *at = schema;
 }

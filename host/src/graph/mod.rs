@@ -6,6 +6,7 @@
 //! `schema.*` paths), `forEach` identity, dependencies and cycles, status fields.
 
 mod build;
+pub mod catalog;
 pub(crate) mod compat;
 pub mod crd;
 pub mod dag;
@@ -17,10 +18,15 @@ mod reserved;
 pub mod runtime;
 pub mod simpleschema;
 mod status;
+mod typecheck;
+pub(crate) mod types;
 
 pub use build::build;
+pub use catalog::{Catalog, CustomKinds};
 pub use model::{Error, Graph, Limits};
 pub(crate) use model::{Node, NodeKind};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod typecheck_tests;

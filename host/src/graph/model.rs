@@ -46,12 +46,23 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A resource's kind is not served (kro's wording: its schema is not found).
+    #[error("failed to build resource {id:?}: {message}")]
+    KindNotFound {
+        /// The resource id.
+        id: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The dependency graph has a cycle.
     #[error("failed to build dependency graph: {0}")]
     Cycle(#[from] dag::CycleError),
     /// A status field is wrong.
     #[error("failed to build instance status schema: {0}")]
     Status(String),
+    /// An expression does not type-check, or its type does not fit where it is used.
+    #[error("{0}")]
+    Type(String),
 }
 
 /// A step of a field path: an object key or a list index.

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use super::{runtime::*, *};
+use super::{catalog::Catalog, runtime::*, *};
 use crate::{
     child::{ChildKey, ObservedChild},
     cluster::{Cluster, Offline},
@@ -38,7 +38,9 @@ fn webapp() -> Value {
 }
 
 fn build_err(spec: Value) -> String {
-    build(&rgd(spec), Limits::default()).unwrap_err().to_string()
+    build(&rgd(spec), Limits::default(), &Catalog::default())
+        .unwrap_err()
+        .to_string()
 }
 
 fn with_resources(resources: Value) -> Value {
@@ -51,7 +53,7 @@ fn cm(name: &str) -> Value {
 
 #[test]
 fn dependencies_order_resources_and_keep_declaration_order_otherwise() {
-    let g = build(&rgd(webapp()), Limits::default()).unwrap();
+    let g = build(&rgd(webapp()), Limits::default(), &Catalog::default()).unwrap();
     assert_eq!(g.topological_order(), ["deployment", "service", "ingress"]);
     assert_eq!(
         g.node("service").unwrap().dependencies.iter().collect::<Vec<_>>(),
@@ -65,7 +67,7 @@ fn dependencies_order_resources_and_keep_declaration_order_otherwise() {
 
 #[test]
 fn the_instance_crd_has_kros_shape() {
-    let g = build(&rgd(webapp()), Limits::default()).unwrap();
+    let g = build(&rgd(webapp()), Limits::default(), &Catalog::default()).unwrap();
     let crd = &g.crd;
     assert_eq!(crd["metadata"]["name"], "webapps.kro.run");
     assert_eq!(
@@ -97,7 +99,8 @@ fn the_instance_crd_has_kros_shape() {
     assert_eq!(status["endpoint"], json!({ "type": "string" }));
     assert_eq!(
         status["available"],
-        json!({ "x-kubernetes-preserve-unknown-fields": true })
+        json!({ "type": "integer" }),
+        "typed from deployment.status.availableReplicas"
     );
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     assert_eq!(spec["properties"]["ingress"]["default"], json!({}));
@@ -110,7 +113,7 @@ fn user_printer_columns_replace_the_defaults() {
         json!([{ "name": "Image", "type": "string", "jsonPath": ".spec.image" }]);
     spec["schema"]["shortNames"] = json!(["wa"]);
     spec["schema"]["scope"] = json!("Cluster");
-    let g = build(&rgd(spec), Limits::default()).unwrap();
+    let g = build(&rgd(spec), Limits::default(), &Catalog::default()).unwrap();
     assert_eq!(
         g.crd["spec"]["versions"][0]["additionalPrinterColumns"],
         json!([{ "name": "Image", "type": "string", "jsonPath": ".spec.image" }])
@@ -220,7 +223,7 @@ fn live(id: &str, object: Value) -> ObservedChild {
 
 #[test]
 fn a_dependent_waits_until_its_dependency_is_ready() {
-    let g = build(&rgd(webapp()), Limits::default()).unwrap();
+    let g = build(&rgd(webapp()), Limits::default(), &Catalog::default()).unwrap();
     let inst = instance(json!({ "image": "nginx", "replicas": 2, "ingress": { "enabled": false } }));
     let r = resolve(&g, &inst, &[], &Offline::default());
     assert_eq!(
@@ -275,7 +278,7 @@ fn a_skipped_resource_skips_its_dependents() {
         { "id": "a", "includeWhen": ["${schema.spec.name == 'on'}"], "template": cm("a") },
         { "id": "b", "template": cm("${a.metadata.name}-b") }
     ]));
-    let g = build(&rgd(spec), Limits::default()).unwrap();
+    let g = build(&rgd(spec), Limits::default(), &Catalog::default()).unwrap();
     let r = resolve(&g, &instance(json!({ "name": "off" })), &[], &Offline::default());
     assert_eq!(r.skipped, ["a", "b"]);
     assert!(r.rendered.is_empty());
@@ -290,7 +293,7 @@ fn for_each_expands_the_cartesian_product_in_order() {
             "readyWhen": ["${each.data.ok == 'yes'}"],
             "template": cm("${region}-${tier}") }]
     });
-    let g = build(&rgd(spec), Limits::default()).unwrap();
+    let g = build(&rgd(spec), Limits::default(), &Catalog::default()).unwrap();
     let inst = instance(json!({ "regions": ["eu", "us"], "tiers": ["web", "db"] }));
     let r = resolve(&g, &inst, &[], &Offline::default());
     let names: Vec<&str> = r
@@ -341,7 +344,7 @@ fn external_references_are_read_and_never_rendered() {
         { "id": "shared", "externalRef": { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "shared" } } },
         { "id": "app", "template": { "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "app" }, "data": { "region": "${shared.data.region}" } } }
     ]));
-    let g = build(&rgd(spec), Limits::default()).unwrap();
+    let g = build(&rgd(spec), Limits::default(), &Catalog::default()).unwrap();
     let r = resolve(&g, &instance(json!({})), &[], &OneConfigMap);
     assert_eq!(r.rendered.len(), 1);
     assert_eq!(r.rendered[0].object["data"]["region"], "eu-west-1");
@@ -358,13 +361,15 @@ fn external_references_are_read_and_never_rendered() {
 
 #[test]
 fn a_type_error_at_runtime_names_the_field_and_expression() {
-    let spec = with_resources(json!([{ "id": "a", "template": cm("x-${schema.spec.items}") }]));
-    let g = build(&rgd(spec), Limits::default()).unwrap();
+    // `dyn` escapes the type checker, which refuses `schema.spec.items` here at admission.
+    let spec = with_resources(json!([{ "id": "a", "template": cm("x-${dyn(schema.spec.items)}") }]));
+    let g = build(&rgd(spec), Limits::default(), &Catalog::default()).unwrap();
     let r = resolve(&g, &instance(json!({ "items": ["a"] })), &[], &Offline::default());
     let (id, message) = r.first_error().unwrap();
     assert_eq!(id, "a");
     assert!(
-        message.starts_with("field metadata.name: expression \"schema.spec.items\" must return a string"),
+        message
+            .starts_with("field metadata.name: expression \"dyn(schema.spec.items)\" must return a string"),
         "{message}"
     );
 }
@@ -390,6 +395,7 @@ fn a_kind_in_a_kubernetes_reserved_group_is_refused_at_admission() {
                 json!({ "schema": { "apiVersion": "v1alpha1", "kind": "Thing", "group": group }, "resources": [] }),
             ),
             Limits::default(),
+            &Catalog::default(),
         );
         assert!(ok.is_ok(), "{group}: {:?}", ok.err());
     }

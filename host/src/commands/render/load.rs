@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::{
     cluster::Offline,
     commands::error::Error,
-    graph::{self, Graph, Limits},
+    graph::{self, Catalog, CustomKinds, Graph, Limits},
     metadata::{OFFLINE_TIME, OFFLINE_UID},
     plugin::{Digest, LoadedPlugin, PluginRuntime, RuntimeConfig},
     rgd::{ResourceGraphDefinition, Scope},
@@ -72,22 +72,69 @@ fn one_document(path: &Path, what: &str) -> Result<Value, Error> {
     }
 }
 
-/// Reads and builds an RGD file into a graph.
+/// Reads and builds an RGD file into a graph, type-checked against `catalog`.
 ///
 /// # Errors
 /// The file is unreadable, not an RGD, or not a valid graph.
-pub fn load_graph(path: &Path) -> Result<(ResourceGraphDefinition, Graph), Error> {
+pub fn load_graph(path: &Path, catalog: &Catalog) -> Result<(ResourceGraphDefinition, Graph), Error> {
     let doc = one_document(path, "ResourceGraphDefinition")?;
-    let rgd = ResourceGraphDefinition::from_value(&doc, &path.display().to_string())?;
-    let graph = graph::build(&rgd, Limits::default()).map_err(|source| Error::Graph {
+    build_graph(&doc, path, catalog)
+}
+
+/// Builds one RGD document read from `path`.
+///
+/// # Errors
+/// Not an RGD, or not a valid graph.
+pub fn build_graph(
+    doc: &Value,
+    path: &Path,
+    catalog: &Catalog,
+) -> Result<(ResourceGraphDefinition, Graph), Error> {
+    let rgd = ResourceGraphDefinition::from_value(doc, &path.display().to_string())?;
+    let graph = graph::build(&rgd, Limits::default(), catalog).map_err(|source| Error::Graph {
         path: path.to_path_buf(),
         source,
     })?;
     Ok((rgd, graph))
 }
 
+/// Reads CustomResourceDefinition files: each CRD with the file it came from.
+///
+/// # Errors
+/// A file is unreadable, or holds something else than CRDs.
+pub fn read_crds(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Value)>, Error> {
+    let mut out = Vec::new();
+    for path in paths {
+        for crd in yaml::read_path(path)? {
+            if crd.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+                return Err(Error::Input {
+                    path: path.clone(),
+                    message: format!(
+                        "expected a CustomResourceDefinition, found {}",
+                        crd.get("kind")
+                            .and_then(Value::as_str)
+                            .unwrap_or("a document without kind")
+                    ),
+                });
+            }
+            out.push((path.clone(), crd));
+        }
+    }
+    Ok(out)
+}
+
+/// The schemas offline commands check against: built-in kinds and the CRDs given.
+pub fn offline_catalog(crds: &[(PathBuf, Value)]) -> Catalog {
+    let mut catalog = Catalog::new(CustomKinds::Unchecked);
+    for (_, crd) in crds {
+        catalog.add_crd(crd);
+    }
+    catalog
+}
+
 pub(super) fn load(options: &Options) -> Result<Loaded, Error> {
-    let (rgd, graph) = load_graph(&options.rgd)?;
+    let crds = read_crds(&options.crds)?;
+    let (rgd, graph) = load_graph(&options.rgd, &offline_catalog(&crds))?;
     let mut instance = one_document(&options.instance, "instance")?;
     let (want_api, want_kind) = (graph.names.api_version(), graph.names.kind.clone());
     let s = |k: &str| {
@@ -112,10 +159,8 @@ pub(super) fn load(options: &Options) -> Result<Loaded, Error> {
     admit_instance(&mut instance, &graph, &options.instance)?;
 
     let mut cluster = Offline::default();
-    for path in &options.crds {
-        for crd in yaml::read_documents(path)? {
-            register_crd(&mut cluster, &crd, path)?;
-        }
+    for (_, crd) in &crds {
+        register_crd(&mut cluster, crd);
     }
     // Instances of this graph's kind (chaining) are known too.
     cluster.insert_kind(
@@ -245,14 +290,8 @@ fn offline_metadata(instance: &mut Value, scope: Scope, path: &Path) -> Result<(
     Ok(())
 }
 
-fn register_crd(cluster: &mut Offline, crd: &Value, path: &Path) -> Result<(), Error> {
+fn register_crd(cluster: &mut Offline, crd: &Value) {
     let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    if s("/kind") != "CustomResourceDefinition" {
-        return Err(Error::Input {
-            path: path.to_path_buf(),
-            message: format!("expected a CustomResourceDefinition, found {}", s("/kind")),
-        });
-    }
     let namespaced = s("/spec/scope") != "Cluster";
     for version in crd
         .pointer("/spec/versions")
@@ -267,5 +306,4 @@ fn register_crd(cluster: &mut Offline, crd: &Value, path: &Path) -> Result<(), E
             namespaced,
         );
     }
-    Ok(())
 }

@@ -18,7 +18,7 @@ mod load;
 mod offline;
 mod pass;
 
-pub use load::{Format, Options, load_graph};
+pub use load::{Format, Options, build_graph, load_graph, offline_catalog, read_crds};
 use load::{Loaded, load};
 pub use offline::Pending;
 use offline::{pending, settle};

@@ -215,7 +215,7 @@ mod tests {
             "test",
         )
         .unwrap();
-        graph::build(&rgd, Limits::default()).unwrap()
+        graph::build(&rgd, Limits::default(), &graph::Catalog::default()).unwrap()
     }
 
     fn child(api_version: &str, kind: &str, namespace: &str) -> DesiredChild {

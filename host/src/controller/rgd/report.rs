@@ -65,6 +65,9 @@ pub(super) struct Refusal {
     pub(super) reason: Reason,
     /// What, naming the object and the field.
     pub(super) message: String,
+    /// Whether to look again later without a change to the graph (what it waits for, such as
+    /// a kind not served yet, may appear by itself).
+    pub(super) retry: bool,
 }
 
 impl Refusal {
@@ -72,7 +75,13 @@ impl Refusal {
         Self {
             reason,
             message: message.into(),
+            retry: false,
         }
+    }
+
+    /// This refusal, to be looked at again later.
+    pub(super) fn retrying(self) -> Self {
+        Self { retry: true, ..self }
     }
 }
 

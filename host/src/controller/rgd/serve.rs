@@ -5,6 +5,8 @@
 
 use std::{sync::Arc, time::Duration};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -23,9 +25,9 @@ use crate::{
         key::InstanceKey,
         revisions::{PluginBinding, Revision},
     },
-    graph::{self, Graph},
+    graph::{self, Catalog, CustomKinds, Graph, catalog::KindSchema},
     metadata,
-    object::Object,
+    object::{Object, str_at},
     rgd::ResourceGraphDefinition,
 };
 
@@ -37,9 +39,19 @@ pub(super) async fn serve(
     deleting: bool,
 ) -> Result<Action, Error> {
     let raw = ensure_finalizer(ctx, name, raw, deleting).await?;
-    let (rgd, graph) = match admit(ctx, name, &raw) {
+    let (rgd, graph) = match admit(ctx, name, &raw).await {
         Ok(admitted) => admitted,
-        Err(refusal) => return refused(ctx, name, &raw, Report::refused(refusal)).await,
+        Err(refusal) => {
+            let retry = refusal.retry;
+            refused(ctx, name, &raw, Report::refused(refusal)).await?;
+            // A kind not served yet may be by the next look (another graph's CRD, a CRD
+            // applied after the graph).
+            return Ok(if retry {
+                Action::after(Duration::from_secs(10))
+            } else {
+                Action::done()
+            });
+        }
     };
     let plugin = match &rgd.spec.plugin {
         None => None,
@@ -59,7 +71,7 @@ pub(super) async fn serve(
     }
     let (informer, watch) = match start_watches(ctx, &graph).await {
         Ok(started) => started,
-        Err(Refusal { reason, message }) => {
+        Err(Refusal { reason, message, .. }) => {
             if reason == Reason::InvalidResourceGraph {
                 report.accepted = cond("GraphAccepted", false, reason.as_str(), message);
             } else {
@@ -92,15 +104,62 @@ async fn ensure_finalizer(ctx: &Context, name: &str, mut raw: Value, deleting: b
     Ok(raw)
 }
 
-/// The RGD parsed and built into a graph, or why it is refused (`InvalidResourceGraph`).
-fn admit(ctx: &Context, name: &str, raw: &Value) -> Result<(ResourceGraphDefinition, Arc<Graph>), Refusal> {
+/// The RGD parsed, built into a graph and type-checked against the schemas of the kinds it
+/// names, or why it is refused (`InvalidResourceGraph`).
+async fn admit(
+    ctx: &Context,
+    name: &str,
+    raw: &Value,
+) -> Result<(ResourceGraphDefinition, Arc<Graph>), Refusal> {
     let invalid = |e: String| Refusal::new(Reason::InvalidResourceGraph, e);
     let rgd = ResourceGraphDefinition::from_value(raw, name).map_err(|e| invalid(e.to_string()))?;
-    let graph = graph::build(&rgd, ctx.config.graph_limits).map_err(|e| {
+    let catalog = catalog(ctx, &rgd).await?;
+    let graph = graph::build(&rgd, ctx.config.graph_limits, &catalog).map_err(|e| {
         tracing::info!(error = %e, "graph refused");
-        invalid(e.to_string())
+        let retry = matches!(e, graph::Error::KindNotFound { .. });
+        let refusal = invalid(e.to_string());
+        if retry { refusal.retrying() } else { refusal }
     })?;
     Ok((rgd, Arc::new(graph)))
+}
+
+/// The schemas of the kinds `rgd` names: built-in kinds from the snapshot; any other kind from
+/// the cluster (discovery, then its CustomResourceDefinition; served without one, it is left
+/// unchecked). A kind the cluster does not serve stays unknown, so admission refuses the graph.
+async fn catalog(ctx: &Context, rgd: &ResourceGraphDefinition) -> Result<Catalog, Refusal> {
+    let mut catalog = Catalog::new(CustomKinds::Refused);
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    for r in &rgd.spec.resources {
+        let Some(object) = r.template.as_ref().or(r.external_ref.as_ref()) else {
+            continue;
+        };
+        let (api_version, kind) = (str_at(object, "/apiVersion"), str_at(object, "/kind"));
+        if api_version.contains("${") || kind.contains("${") || api_version.is_empty() || kind.is_empty() {
+            continue;
+        }
+        if matches!(catalog.lookup(api_version, kind), KindSchema::Known(_)) {
+            continue;
+        }
+        let Ok((resource, _)) = ctx.informers.kinds.resolve(&ctx.client, api_version, kind).await else {
+            continue;
+        };
+        let crd_name = format!("{}.{}", resource.plural, resource.group);
+        ctx.limiter.acquire().await;
+        match crds.get_opt(&crd_name).await {
+            Ok(Some(crd)) => catalog.add_crd(&serde_json::to_value(crd).unwrap_or(Value::Null)),
+            Ok(None) => catalog.add_unchecked(api_version, kind),
+            Err(e) => {
+                return Err(Refusal::new(
+                    Reason::Pending,
+                    format!(
+                        "reading CustomResourceDefinition {crd_name} for resource {}: {e}",
+                        r.id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(catalog)
 }
 
 /// Reports a refusal and waits for the graph (or its plugin) to change.
@@ -116,7 +175,7 @@ async fn kind_not_ready(
     name: &str,
     raw: &Value,
     mut report: Report,
-    Refusal { reason, message }: Refusal,
+    Refusal { reason, message, .. }: Refusal,
 ) -> Result<Action, Error> {
     report.kind = cond("KindReady", false, reason.as_str(), message);
     report.controller = unknown("ControllerReady", "Pending", "waiting for the kind");
