@@ -26,6 +26,9 @@ pub enum Command {
         /// than ResourceGraphDefinitions and CRDs are skipped.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Read directories' subdirectories too, as `kubectl apply -R`.
+        #[arg(short = 'R', long)]
+        recursive: bool,
         /// CustomResourceDefinitions of custom kinds the graphs use, to type-check against.
         #[arg(long = "crd")]
         crds: Vec<PathBuf>,
@@ -169,8 +172,13 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
                 code,
             })
         }
-        Command::Validate { files, crds } => {
-            let report = commands::validate::validate(&files, &crds)?;
+        Command::Validate {
+            files,
+            recursive,
+            crds,
+        } => {
+            let report =
+                commands::validate::validate(&files, recursive, &crds, &mut std::io::stdin().lock())?;
             Ok(Outcome {
                 stdout: report.stdout,
                 stderr: report.stderr,

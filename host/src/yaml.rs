@@ -57,7 +57,13 @@ pub(crate) fn parse_documents_lenient(
                     path: path.to_path_buf(),
                     message: e.to_string(),
                 })?;
-            let first_line = e.to_string().lines().next().unwrap_or_default().to_string();
+            let text = e.to_string();
+            let first_line = text.lines().next().unwrap_or_default();
+            let first_line = first_line.strip_prefix("error: ").unwrap_or(first_line);
+            let first_line = first_line
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(first_line);
             Ok((
                 docs.into_iter().filter(|d| !d.is_null()).collect(),
                 Some(format!(

@@ -753,7 +753,158 @@ async fn a_member_the_cache_never_saw_is_deleted_with_its_instance(server: Serve
     env.shutdown().await;
 }
 
+/// A graph naming a custom kind is checked against that kind's CRD in the cluster: refused
+/// while the kind is not served (and looked at again, so it recovers without an edit), then
+/// refused for a string put into the CRD's integer field, then admitted once fixed.
+async fn a_custom_kind_is_type_checked_against_its_crd_once_the_cluster_serves_it(server: Server) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    let name = "gadgetusers.test.kroxide.dev";
+    let graph = |size: &str| {
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition", "metadata": {"name": name},
+        "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "GadgetUser", "group": "test.kroxide.dev",
+                "spec": {"label": "string | default=big", "size": "integer | default=3"}},
+            "resources": [{"id": "gadget", "template": {"apiVersion": "tools.kroxide.dev/v1", "kind": "Gadget",
+                "metadata": {"name": "${schema.metadata.name}"}, "spec": {"size": size}}}]}})
+    };
+    let accepted = |want: &'static str| {
+        let env = &env;
+        async move {
+            eventually(
+                &format!("GraphAccepted {want}"),
+                Duration::from_secs(30),
+                async || {
+                    let status = rgd_state(env, name).await?;
+                    let c = status["conditions"]
+                        .as_array()?
+                        .iter()
+                        .find(|c| c["type"] == "GraphAccepted")?
+                        .clone();
+                    c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(want))
+                        .then_some(c)
+                },
+            )
+            .await
+        }
+    };
+    apply_rgd(&env, graph("${schema.spec.label}")).await;
+    let refused = accepted("schema not found").await;
+    assert_eq!(refused["reason"], "InvalidResourceGraph");
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gadgets.tools.kroxide.dev"},
+        "spec": {"group": "tools.kroxide.dev", "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object", "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}}))
+    .unwrap();
+    Api::<CustomResourceDefinition>::all(env.client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let mismatch = accepted("type mismatch").await;
+    assert_eq!(
+        mismatch["message"],
+        "type mismatch in resource \"gadget\" at path \"spec.size\": expression \"schema.spec.label\" returns type \"string\" but expected \"int\""
+    );
+    apply_rgd(&env, graph("${schema.spec.size}")).await;
+    wait_active(&env, name).await;
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
+/// The CRD the controller applies for the web-service example is the one `kroxide generate crd`
+/// prints, status fields typed from their expressions.
+async fn the_crd_the_controller_applies_is_the_one_generate_crd_prints(server: Server) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web-service/rgd.yaml");
+    let rgd = kroxide::yaml::read_documents(&file).unwrap().remove(0);
+    apply_rgd(&env, rgd).await;
+    wait_active(&env, "webservices.examples.kroxide.dev").await;
+    let generated =
+        kroxide::yaml::parse_documents(&kroxide::commands::generate::crd(Some(&file)).unwrap(), &file)
+            .unwrap()
+            .remove(0);
+    let live = Api::<CustomResourceDefinition>::all(env.client.clone())
+        .get("webservices.examples.kroxide.dev")
+        .await
+        .unwrap();
+    let live = serde_json::to_value(live).unwrap();
+    // Through the same type, so numbers print alike (the API's minimum is a float).
+    let generated =
+        serde_json::to_value(serde_json::from_value::<CustomResourceDefinition>(generated).unwrap()).unwrap();
+    let schema = |crd: &Value| {
+        crd.pointer("/spec/versions/0/schema/openAPIV3Schema")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(schema(&live), schema(&generated));
+    assert_eq!(live["spec"]["names"], generated["spec"]["names"]);
+    assert_eq!(
+        schema(&live)["properties"]["status"]["properties"]["availableReplicas"],
+        json!({"type": "integer"})
+    );
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
+/// Regression: a controller killed with a create in flight, whose request landed after the next
+/// controller had finalized the instance, left that child behind for good (found by the crash
+/// test: `Deployment w0112`). Children of an instance the server no longer has are collected.
+async fn children_left_after_their_instance_was_finalized_are_collected(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    create_instance(&api, "Budget", "late").await;
+    wait_state(&api, "late", "ACTIVE").await;
+    running.stop(Duration::from_secs(5)).await;
+    // The instance goes while no controller runs, its finalizer taken off: its children stay,
+    // as a child created after a finalizer's last look would.
+    api.patch(
+        "late",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    api.delete("late", &DeleteParams::default()).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    assert!(cms.get_opt("late-one").await.unwrap().is_some());
+    let running = start(&env, &[]).await;
+    eventually(
+        "the orphaned children deleted",
+        Duration::from_secs(20),
+        async || {
+            let mut left = 0;
+            for name in ["late-one", "late-two", "late-three"] {
+                if cms
+                    .get_opt(name)
+                    .await
+                    .ok()?
+                    .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+                {
+                    left += 1;
+                }
+            }
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    children_left_after_their_instance_was_finalized_are_collected,
+    a_custom_kind_is_type_checked_against_its_crd_once_the_cluster_serves_it,
+    the_crd_the_controller_applies_is_the_one_generate_crd_prints,
     a_member_the_cache_never_saw_is_deleted_with_its_instance,
     a_slow_plugin_graph_does_not_starve_other_graphs,
     memory_of_deleted_instances_is_released,

@@ -9,7 +9,11 @@ use std::{path::PathBuf, time::Duration};
 use k8s_openapi::{
     api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
-use kroxide::{commands::render::load_graph, graph::crd::rgd_crd, yaml};
+use kroxide::{
+    commands::render::{load_graph, offline_catalog},
+    graph::crd::rgd_crd,
+    yaml,
+};
 use kroxide_schema::structural;
 use kube::{
     Api, Client,
@@ -89,7 +93,7 @@ async fn generated_crds_are_accepted_and_instances_defaulted_as_offline(server: 
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for file in &files {
-        let (_, graph) = load_graph(file).unwrap();
+        let (_, graph) = load_graph(file, &offline_catalog(&[])).unwrap();
         let crd = graph.crd().clone();
         install(&client, crd.clone()).await;
         let instance_file = file.with_file_name("instance.yaml");

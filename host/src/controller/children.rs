@@ -154,6 +154,12 @@ impl Children {
     }
 
     /// The members of an ApplySet.
+    /// Every child in the cache.
+    pub(crate) fn all(&self) -> Vec<Arc<Value>> {
+        let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        guard.objects.values().cloned().collect()
+    }
+
     pub(crate) fn of(&self, applyset: &str) -> Vec<Arc<Value>> {
         let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         guard

@@ -186,3 +186,31 @@ pub(super) async fn finalize(
     }
     Ok(Action::done())
 }
+
+/// Children of an instance the cache no longer has: once the server confirms the instance is
+/// gone, they are deleted (dependents first), as its finalizer would have; while the server
+/// still has it, the cache is behind and the instance's own reconcile will come.
+pub(super) async fn collect_orphans(
+    ctx: &Arc<Context>,
+    rev: &Arc<Revision>,
+    key: &InstanceKey,
+    members: Vec<Arc<Value>>,
+) -> Result<Action, Error> {
+    let api = ctx
+        .api(&rev.resource, rev.namespaced, key.namespace.as_deref())
+        .await;
+    let live = api.get_opt(&key.name).await.map_err(|source| Error::Api {
+        action: "get",
+        object: format!("{} {}", key.kind, key.name),
+        source,
+    })?;
+    if live.is_some() {
+        return Ok(Action::after(crate::controller::action::NOT_SYNCED_RETRY));
+    }
+    tracing::info!(
+        children = members.len(),
+        "children of a deleted instance found (made after it was finalized); deleting them"
+    );
+    prune::delete_waves(ctx, members).await?;
+    Ok(Action::after(Duration::from_secs(1)))
+}

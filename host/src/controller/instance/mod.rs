@@ -27,6 +27,7 @@ use observe::Observed;
 pub(crate) async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<Action, Error> {
     let (rev, mut instance) = match observe::instance(ctx, key) {
         Observed::Live(rev, instance) => (rev, instance),
+        Observed::Orphans(rev, members) => return finalize::collect_orphans(ctx, &rev, key, members).await,
         Observed::Done(action) => return Ok(action),
     };
     let identity = InstanceIdentity::from_object(&instance);

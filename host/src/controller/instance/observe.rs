@@ -22,6 +22,10 @@ use crate::{
 pub(super) enum Observed {
     /// The instance, served by `Revision`.
     Live(std::sync::Arc<Revision>, Value),
+    /// The instance is gone from the cache, yet children of its ApplySet are there: made by a
+    /// request that landed after the instance was finalized (a controller killed with it in
+    /// flight), they belong to nobody unless collected.
+    Orphans(std::sync::Arc<Revision>, Vec<std::sync::Arc<Value>>),
     /// Nothing to do now; look again per the action.
     Done(Action),
 }
@@ -40,6 +44,12 @@ pub(super) fn instance(ctx: &Context, key: &InstanceKey) -> Observed {
         // At start-up the key can come before the list that holds it is complete.
         Lookup::NotSynced => return Observed::Done(Action::after(NOT_SYNCED_RETRY)),
         Lookup::Absent => {
+            let group = key.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+            let applyset = metadata::applyset_id(&key.name, key.namespace.as_deref(), &key.kind, group);
+            let members = ctx.children.of(&applyset);
+            if !members.is_empty() {
+                return Observed::Orphans(rev, members);
+            }
             forget(ctx, key);
             ctx.memory.forget_finalized(key);
             return Observed::Done(Action::done());

@@ -22,7 +22,7 @@ use crate::{
         context::Context,
         error::Error,
         informers::{Informer, Role, WatchKey, rgd_watch},
-        key::InstanceKey,
+        key::{InstanceKey, owner_of},
         revisions::{PluginBinding, Revision},
     },
     graph::{self, Catalog, CustomKinds, Graph, catalog::KindSchema},
@@ -260,6 +260,16 @@ fn issue_revision(
                 namespace: obj.namespace().map(String::from),
                 name: obj.name().to_string(),
             });
+        }
+    }
+    // Instances the watch does not list but children name: gone, their children left over
+    // (the instance's reconcile collects them). Their events came before this revision did.
+    for child in ctx.children.all() {
+        if let Some(owner) = owner_of(&child)
+            && owner.api_version == api_version
+            && owner.kind == graph.names.kind
+        {
+            ctx.instance_queue.add(owner);
         }
     }
     number
