@@ -137,8 +137,9 @@ impl Checker<'_> {
 
     fn node(&self, node: &Node, scope: &Scope, root: Option<&Value>) -> Result<(), Error> {
         let id = &node.id;
-        // forEach: lists; the iterators get their element types.
-        let mut fields_scope = scope.clone();
+        // forEach: lists; the iterators get their element types (in a scope of the node's own:
+        // copying a scope costs, so only collections do).
+        let mut iterators = None;
         for (name, program) in &node.for_each {
             let ty = scope.check(program.source()).map_err(|f| {
                 Error::Type(format!(
@@ -156,8 +157,9 @@ impl Checker<'_> {
                     )));
                 }
             };
-            fields_scope.bind(name, elem);
+            iterators.get_or_insert_with(|| scope.clone()).bind(name, elem);
         }
+        let fields_scope = iterators.as_ref().unwrap_or(scope);
         // Template fields: each result fits the field's schema.
         for field in &node.fields {
             let at = path_string(&field.path);
@@ -207,13 +209,10 @@ impl Checker<'_> {
         for p in &node.include_when {
             self.boolean(scope, p.source(), id, "includeWhen")?;
         }
-        let ready_scope = if node.is_collection() {
-            scope.with("each", self.registry.root_type(id))
-        } else {
-            scope.clone()
-        };
+        let each = (node.is_collection() && !node.ready_when.is_empty())
+            .then(|| scope.with("each", self.registry.root_type(id)));
         for p in &node.ready_when {
-            self.boolean(&ready_scope, p.source(), id, "readyWhen")?;
+            self.boolean(each.as_ref().unwrap_or(scope), p.source(), id, "readyWhen")?;
         }
         Ok(())
     }
