@@ -251,6 +251,14 @@ pub(crate) fn library() -> Vec<FunctionDecl> {
             vec![("lists_removeAtIndex", vec![lt.clone(), Int], lt)],
         ),
         method("merge", vec![("map_merge_map", vec![kv.clone(), kv.clone()], kv)]),
+        method(
+            "deepMerge",
+            vec![(
+                "map_deepMerge_map",
+                vec![CelType::map(t("K"), t("V")), CelType::map(t("K"), t("V"))],
+                CelType::map(t("K"), t("V")),
+            )],
+        ),
         function("json.marshal", vec![("json_marshal_dyn", vec![Dyn], String)]),
         function(
             "json.unmarshal",

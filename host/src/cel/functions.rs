@@ -123,6 +123,27 @@ value_fn!(map_merge, |a| match (&a[0], &a[1]) {
     _ => Err(err("merge", "expects two maps")),
 });
 
+/// `a.deepMerge(b)`: `a` with `b` laid over it; where both hold a map under a key, those maps
+/// are merged the same way, anything else (lists included) is taken from `b`.
+fn deep_merge(left: &Map, right: &Map) -> Map {
+    let mut merged: HashMap<Key, Value> = (*left.map).clone();
+    for (k, v) in right.map.iter() {
+        let next = match (merged.get(k), v) {
+            (Some(Value::Map(l)), Value::Map(r)) => Value::Map(deep_merge(l, r)),
+            _ => v.clone(),
+        };
+        merged.insert(k.clone(), next);
+    }
+    Map {
+        map: Arc::new(merged),
+    }
+}
+
+value_fn!(map_deep_merge, |a| match (&a[0], &a[1]) {
+    (Value::Map(left), Value::Map(right)) => Ok(Value::Map(deep_merge(left, right))),
+    _ => Err(err("deepMerge", "expects two maps")),
+});
+
 // === lists (kro and Kubernetes) ===
 
 fn list<'a>(function: &str, v: &'a Value) -> Result<&'a Arc<Vec<Value>>, ExecutionError> {
@@ -363,6 +384,13 @@ pub(crate) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
         json_unmarshal,
     )?;
     env.add_member_overload("merge", "map_merge_map", MAP_TYPE, vec![MAP_TYPE], map_merge)?;
+    env.add_member_overload(
+        "deepMerge",
+        "map_deepMerge_map",
+        MAP_TYPE,
+        vec![MAP_TYPE],
+        map_deep_merge,
+    )?;
     env.add_overload(
         "lists.setAtIndex",
         "lists_setAtIndex",

@@ -8,6 +8,7 @@
 //! ```
 
 pub(crate) mod checker;
+mod comprehensions;
 pub(crate) mod convert;
 pub(crate) mod functions;
 pub(crate) mod inspect;
@@ -118,6 +119,7 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "json.marshal",
     "json.unmarshal",
     "merge",
+    "deepMerge",
     "lists.setAtIndex",
     "lists.insertAtIndex",
     "lists.removeAtIndex",
@@ -152,9 +154,6 @@ pub(crate) fn known_functions() -> impl Iterator<Item = &'static str> {
 fn refusal(function: &str) -> Option<&'static str> {
     match function {
         "omit" => Some("omit() requires the CELOmitFunction feature gate"),
-        "transformList" | "transformMap" | "transformMapEntry" => Some(
-            "two-variable comprehensions (transformList, transformMap, transformMapEntry) are not supported",
-        ),
         _ => None,
     }
 }
@@ -305,6 +304,7 @@ impl Engine {
         env.add_extension(cel::extensions::lists)?;
         env.add_extension(cel::extensions::encoders)?;
         env.add_macro(bind_macro())?;
+        comprehensions::register(&mut env)?;
         functions::register(&mut env)?;
         Ok(Self {
             env: Arc::new(env),
@@ -343,7 +343,11 @@ impl Engine {
         let unknown: Vec<String> = references
             .functions
             .iter()
-            .filter(|f| !self.known.contains(f.as_str()) && f.as_str() != functions::ITER_HELPER)
+            .filter(|f| {
+                !self.known.contains(f.as_str())
+                    && f.as_str() != functions::ITER_HELPER
+                    && !comprehensions::HELPERS.contains(&f.as_str())
+            })
             .cloned()
             .collect();
         if !unknown.is_empty() {

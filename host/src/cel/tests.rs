@@ -316,3 +316,89 @@ fn hostile_expressions_are_stopped_before_they_run() {
 fn a_modest_comprehension_fits_the_budget() {
     assert_eq!(eval("lists.range(100).map(x, x * 2).sum()"), json!(9900));
 }
+
+#[test]
+fn two_variable_comprehensions_iterate_index_and_element_or_key_and_value() {
+    for (src, want) in [
+        ("schema.spec.tags.all(i, t, i < 3 && size(t) == 1)", json!(true)),
+        ("schema.spec.tags.exists(i, t, i == 1 && t == 'a')", json!(true)),
+        ("schema.spec.tags.exists(i, t, i == 0 && t == 'a')", json!(false)),
+        ("schema.spec.tags.existsOne(i, t, t < 'c')", json!(false)),
+        ("schema.spec.labels.existsOne(k, v, v == '2')", json!(true)),
+        (
+            "schema.spec.tags.transformList(i, t, t + string(i))",
+            json!(["b0", "a1", "c2"]),
+        ),
+        (
+            "schema.spec.tags.transformList(i, t, i > 0, t)",
+            json!(["a", "c"]),
+        ),
+        (
+            "schema.spec.labels.transformList(k, v, k + '=' + v)",
+            json!(["a=2", "m=3", "z=1"]),
+        ),
+        (
+            "schema.spec.labels.transformMap(k, v, int(v) * 10)",
+            json!({"a": 20, "m": 30, "z": 10}),
+        ),
+        (
+            "schema.spec.labels.transformMap(k, v, k != 'm', v + k)",
+            json!({"a": "2a", "z": "1z"}),
+        ),
+        (
+            "schema.spec.tags.transformMap(i, t, i)",
+            json!({"0": 0, "1": 1, "2": 2}),
+        ),
+        (
+            "schema.spec.labels.transformMapEntry(k, v, {v: k})",
+            json!({"1": "z", "2": "a", "3": "m"}),
+        ),
+        (
+            "schema.spec.labels.transformMapEntry(k, v, k == 'a', {'first': v})",
+            json!({"first": "2"}),
+        ),
+        ("schema.spec.empty.transformList(i, t, t)", json!([])),
+        (
+            "schema.spec.tags.map(t, [t].transformList(i, u, u + t))",
+            json!([["bb"], ["aa"], ["cc"]]),
+        ),
+    ] {
+        assert_eq!(eval(src), want, "{src}");
+    }
+}
+
+#[test]
+fn a_two_variable_comprehension_refuses_bad_variables_and_duplicate_entries() {
+    assert!(matches!(
+        compile_err("schema.spec.tags.all(i, i, true)"),
+        CompileError::Parse(m) if m.contains("two different variable names")
+    ));
+    assert!(matches!(
+        compile_err("schema.spec.tags.all(1, t, true)"),
+        CompileError::Parse(_)
+    ));
+    let e = eval_err("schema.spec.labels.transformMapEntry(k, v, {'same': v})");
+    assert!(
+        e.to_string().contains("key \"same\" already exists") || e.to_string().contains("already exists"),
+        "{e}"
+    );
+    let e = eval_err("schema.spec.replicas.all(i, v, true)");
+    assert!(e.to_string().contains("needs a list or a map"), "{e}");
+}
+
+#[test]
+fn deep_merge_merges_nested_maps_and_takes_everything_else_from_the_argument() {
+    assert_eq!(
+        eval("{'a': {'x': 1, 'y': [1]}, 'b': 1}.deepMerge({'a': {'y': [2], 'z': 3}, 'c': 2})"),
+        json!({"a": {"x": 1, "y": [2], "z": 3}, "b": 1, "c": 2})
+    );
+    assert_eq!(
+        eval("{'a': {'x': 1}}.deepMerge({'a': 'flat'})"),
+        json!({"a": "flat"})
+    );
+    assert_eq!(
+        eval("{'a': 1}.merge({'a': 2})"),
+        json!({"a": 2}),
+        "merge is shallow and the argument wins"
+    );
+}

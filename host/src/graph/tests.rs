@@ -400,3 +400,28 @@ fn a_kind_in_a_kubernetes_reserved_group_is_refused_at_admission() {
         assert!(ok.is_ok(), "{group}: {:?}", ok.err());
     }
 }
+
+#[test]
+fn a_template_renders_two_variable_comprehensions_and_deep_merges() {
+    let spec = json!({ "schema": { "apiVersion": "v1alpha1", "kind": "Thing",
+            "spec": { "labels": "map[string]string", "items": "[]string" } },
+        "resources": [{ "id": "a", "template": { "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "a", "labels": "${schema.spec.labels.transformMap(k, v, v + '-x')}",
+                "annotations": "${{'base': 'b', 'n': 'old'}.deepMerge(schema.spec.labels)}" },
+            "data": { "joined": "${schema.spec.items.transformList(i, s, string(i) + '=' + s).join(',')}" } } }]
+    });
+    let g = build(&rgd(spec), Limits::default(), &Catalog::default()).unwrap();
+    let r = resolve(
+        &g,
+        &instance(json!({ "labels": { "n": "new", "m": "1" }, "items": ["p", "q"] })),
+        &[],
+        &Offline::default(),
+    );
+    let object = &r.rendered[0].object;
+    assert_eq!(object["metadata"]["labels"], json!({ "m": "1-x", "n": "new-x" }));
+    assert_eq!(
+        object["metadata"]["annotations"],
+        json!({ "base": "b", "m": "1", "n": "new" })
+    );
+    assert_eq!(object["data"]["joined"], "0=p,1=q");
+}

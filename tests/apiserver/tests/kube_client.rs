@@ -58,10 +58,20 @@ async fn install_widgets(client: &Client) -> kube::core::ApiResource {
         .await
         .unwrap()
         .unwrap();
-    let (ar, _) = oneshot::pinned_kind(client, &GroupVersionKind::gvk("example.com", "v1", "Widget"))
-        .await
-        .unwrap();
-    ar
+    // A real kube-apiserver serves the new group's discovery a moment after Established (its
+    // discovery is eventually consistent): poll for it, with a deadline.
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match oneshot::pinned_kind(client, &gvk).await {
+            Ok((ar, _)) => return ar,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("Widget is not discoverable 10 s after Established: {e}"),
+        }
+    }
 }
 
 fn cm(name: &str, data: Value) -> ConfigMap {
