@@ -67,6 +67,12 @@ pub struct ControllerArgs {
         default_value = "127.0.0.1:8079"
     )]
     pub(crate) health_probe_bind_address: String,
+    /// Feature gates, as kro's and Kubernetes' (`CELOmitFunction=true,OtherGate=false`):
+    /// `CELOmitFunction` lets template fields use `omit()`; `InstanceConditionEvents` and
+    /// `InstanceConditionMetrics` are accepted and change nothing here (Events follow every
+    /// transition already). An unknown gate is an error.
+    #[arg(long, env = "KROXIDE_FEATURE_GATES", default_value = "")]
+    pub(crate) feature_gates: String,
     /// Most items one forEach collection may expand to.
     #[arg(long, env = "KROXIDE_RGD_MAX_COLLECTION_SIZE", default_value_t = 1000)]
     pub(crate) rgd_max_collection_size: usize,
@@ -228,6 +234,44 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A feature gate that is unknown or not `Name=true|false`.
+    #[error("--feature-gates: {0}")]
+    FeatureGate(String),
+}
+
+/// The feature gates kroxide knows, as kro names them.
+pub(crate) const FEATURE_GATES: [&str; 3] = [
+    "CELOmitFunction",
+    "InstanceConditionEvents",
+    "InstanceConditionMetrics",
+];
+
+/// Parses `Name=true,Other=false`; returns whether `CELOmitFunction` is on.
+///
+/// # Errors
+/// [`Error::FeatureGate`] naming the entry that is unknown or not a boolean.
+pub(crate) fn parse_feature_gates(value: &str) -> Result<bool, Error> {
+    let mut omit = false;
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, on) = entry
+            .split_once('=')
+            .ok_or_else(|| Error::FeatureGate(format!("{entry:?} is not Name=true or Name=false")))?;
+        let on: bool = on
+            .trim()
+            .parse()
+            .map_err(|_| Error::FeatureGate(format!("{entry:?}: the value must be true or false")))?;
+        match name.trim() {
+            "CELOmitFunction" => omit = on,
+            known if FEATURE_GATES.contains(&known) => {}
+            other => {
+                return Err(Error::FeatureGate(format!(
+                    "unknown feature gate {other:?} (known: {})",
+                    FEATURE_GATES.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(omit)
 }
 
 /// Parses a bind address: `0` (off), `:8078` (every interface), `127.0.0.1:0`.
@@ -451,6 +495,7 @@ impl ControllerConfig {
             graph_limits: Limits {
                 max_collection_size: args.rgd_max_collection_size,
                 max_collection_dimensions: args.rgd_max_collection_dimension_size,
+                omit: parse_feature_gates(&args.feature_gates)?,
             },
             runtime,
             memory_limit,
@@ -476,6 +521,37 @@ mod tests {
         let mut argv = vec!["kroxide"];
         argv.extend(extra);
         ControllerConfig::from_args(&Wrap::try_parse_from(argv).unwrap().args)
+    }
+
+    #[test]
+    fn the_omit_feature_gate_is_off_by_default_and_turned_on_as_kro_turns_it_on() {
+        assert!(!parse(&[]).unwrap().graph_limits.omit);
+        assert!(
+            parse(&["--feature-gates=CELOmitFunction=true"])
+                .unwrap()
+                .graph_limits
+                .omit
+        );
+        assert!(
+            !parse(&["--feature-gates=CELOmitFunction=false,InstanceConditionEvents=true"])
+                .unwrap()
+                .graph_limits
+                .omit
+        );
+        let unknown = parse(&["--feature-gates=OmitEverything=true"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("unknown feature gate \"OmitEverything\" (known: CELOmitFunction"),
+            "{unknown}"
+        );
+        let not_bool = parse(&["--feature-gates=CELOmitFunction=yes"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            not_bool,
+            "--feature-gates: \"CELOmitFunction=yes\": the value must be true or false"
+        );
     }
 
     #[test]

@@ -259,6 +259,7 @@ pub(crate) fn library() -> Vec<FunctionDecl> {
                 CelType::map(t("K"), t("V")),
             )],
         ),
+        function("omit", vec![("omit", vec![], Dyn)]),
         function("json.marshal", vec![("json_marshal_dyn", vec![Dyn], String)]),
         function(
             "json.unmarshal",

@@ -346,6 +346,13 @@ value_fn!(iter_helper, |a| Ok(match &a[0] {
     other => other.clone(),
 }));
 
+/// `omit()`: the field holding it is left out of the rendered object (kro's `CELOmitFunction`).
+pub(crate) const OMIT: &str = "omit";
+/// What `omit()` evaluates to: a text no template holds, recognised when the object is filled.
+pub(crate) const OMIT_SENTINEL: &str = "\u{0}kroxide:omit\u{0}";
+
+value_fn!(omit_fn, |_a| Ok(string(OMIT_SENTINEL)));
+
 /// Registers kroxide's functions on `env`.
 ///
 /// # Errors
@@ -448,6 +455,7 @@ pub(crate) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
         vec![STRING_TYPE, INT_TYPE],
         string_find_all_n,
     )?;
+    env.add_overload(OMIT, "omit", vec![], omit_fn)?;
     super::kubernetes::register(env)?;
     env.add_overload(ITER_HELPER, "kroxide_iter_dyn", vec![DYN_TYPE], iter_helper)?;
     Ok(())

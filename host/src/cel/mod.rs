@@ -120,6 +120,7 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "json.unmarshal",
     "merge",
     "deepMerge",
+    "omit",
     "lists.setAtIndex",
     "lists.insertAtIndex",
     "lists.removeAtIndex",
@@ -150,11 +151,34 @@ pub(crate) fn known_functions() -> impl Iterator<Item = &'static str> {
         .chain(kubernetes::OPAQUE_MEMBERS.iter().map(|(name, _)| *name))
 }
 
-/// Functions kro documents that kroxide refuses with a specific message.
-fn refusal(function: &str) -> Option<&'static str> {
-    match function {
-        "omit" => Some("omit() requires the CELOmitFunction feature gate"),
-        _ => None,
+/// Whether an expression may call `omit()`, and what it is told when it may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Omit {
+    /// A template field, with the `CELOmitFunction` feature gate on.
+    Allowed,
+    /// Refused, with this message.
+    Refused(&'static str),
+}
+
+/// `omit()` with the `CELOmitFunction` feature gate off.
+pub(crate) const OMIT_GATED: &str = "omit() requires the CELOmitFunction feature gate";
+/// `omit()` where only template fields may use it.
+pub(crate) const OMIT_NOT_HERE: &str =
+    "omit() is only allowed in resource template fields (not in includeWhen, readyWhen, forEach or status)";
+
+impl Omit {
+    /// Where omit() is not allowed: the message, given whether the feature gate is on.
+    pub(crate) fn refused(gate: bool) -> Self {
+        Self::Refused(if gate { OMIT_NOT_HERE } else { OMIT_GATED })
+    }
+
+    /// In a template field: allowed when the feature gate is on.
+    pub(crate) fn in_template(gate: bool) -> Self {
+        if gate {
+            Self::Allowed
+        } else {
+            Self::Refused(OMIT_GATED)
+        }
     }
 }
 
@@ -322,6 +346,14 @@ impl Engine {
     /// # Errors
     /// Too long, too deep, not valid CEL, or calling unknown functions.
     pub(crate) fn compile(&self, source: &str) -> Result<Program, CompileError> {
+        self.compile_with(source, Omit::Refused(OMIT_GATED))
+    }
+
+    /// Compiles an expression, `omit()` allowed or refused as `omit` says.
+    ///
+    /// # Errors
+    /// As [`Engine::compile`].
+    pub(crate) fn compile_with(&self, source: &str, omit: Omit) -> Result<Program, CompileError> {
         if source.len() > MAX_EXPRESSION_BYTES {
             return Err(CompileError::TooLong(source.len()));
         }
@@ -337,7 +369,9 @@ impl Engine {
         let mut next_id = inspect::max_id(&ast);
         inspect::rewrite(&mut ast, &mut next_id);
         let references = inspect::references(&ast, &self.namespaces);
-        if let Some(message) = references.functions.iter().find_map(|f| refusal(f)) {
+        if let Omit::Refused(message) = omit
+            && references.functions.iter().any(|f| f == functions::OMIT)
+        {
             return Err(CompileError::Unsupported(message));
         }
         let unknown: Vec<String> = references

@@ -74,7 +74,8 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits, catalog: &Catalog) -
 
     let mut nodes = Vec::new();
     for r in &rgd.spec.resources {
-        let node = build_node(r, &ids, &spec_schema, limits).map_err(|message| Error::Resource {
+        let cluster = rgd.spec.schema.scope() == crate::rgd::Scope::Cluster;
+        let node = build_node(r, &ids, &spec_schema, limits, cluster).map_err(|message| Error::Resource {
             id: r.id.clone(),
             message,
         })?;
@@ -100,7 +101,7 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits, catalog: &Catalog) -
         .collect();
 
     // Status.
-    let (status, mut status_schema) = build_status(rgd, &ids, &spec_schema, &transformer)?;
+    let (status, mut status_schema) = build_status(rgd, &ids, &spec_schema, &transformer, limits.omit)?;
     let checked = typecheck::check(&nodes, &status, &spec_schema, catalog)?;
     for (path, schema) in checked.status {
         set_status_type(&mut status_schema, &path, schema);
@@ -131,6 +132,7 @@ fn build_node(
     ids: &BTreeSet<String>,
     spec_schema: &Value,
     limits: Limits,
+    scope_is_cluster: bool,
 ) -> Result<Node, String> {
     let (object, kind) = match (&r.template, &r.external_ref) {
         (Some(t), None) => (t.clone(), NodeKind::Template),
@@ -192,7 +194,7 @@ fn build_node(
                 "forEach iterator {name:?} clashes with a reserved word, a resource id or another iterator"
             ));
         }
-        let program = compile_condition(expr, &format!("forEach dimension {name:?}"))?;
+        let program = compile_condition(expr, &format!("forEach dimension {name:?}"), limits.omit)?;
         if let Some(other) = program
             .references()
             .variables
@@ -222,7 +224,24 @@ fn build_node(
     let mut identity_refs: BTreeSet<String> = BTreeSet::new();
     for (path, text) in raw {
         let at = path_string(&path);
-        let expr = compile_expr(&text).map_err(|m| format!("field {at}: {m}"))?;
+        let expr = compile_expr(&text, crate::cel::Omit::in_template(limits.omit))
+            .map_err(|m| format!("field {at}: {m}"))?;
+        let omits = expr
+            .programs()
+            .iter()
+            .any(|p| p.references().functions.iter().any(|f| f == "omit"));
+        if omits {
+            if at == "metadata.name" || (at == "metadata.namespace" && scope_is_cluster) {
+                return Err(format!(
+                    "field {at}: omit() cannot remove {at}: every object needs it"
+                ));
+            }
+            if matches!(expr, super::model::Expr::Interpolated(_)) {
+                return Err(format!(
+                    "field {at}: omit() must be the whole value of a field (${{...}} alone), not part of a string"
+                ));
+            }
+        }
         for program in expr.programs() {
             dependencies.extend(
                 check_references(program, &allowed_fields, spec_schema)
@@ -243,7 +262,7 @@ fn build_node(
     // includeWhen: schema and upstream resources.
     let mut include_when = Vec::new();
     for expr in &r.include_when {
-        let program = compile_condition(expr, "includeWhen")?;
+        let program = compile_condition(expr, "includeWhen", limits.omit)?;
         dependencies.extend(check_references(&program, &allowed_upstream, spec_schema)?);
         include_when.push(program);
     }
@@ -255,7 +274,7 @@ fn build_node(
         vec![r.id.as_str(), "each"]
     };
     for expr in &r.ready_when {
-        let program = compile_condition(expr, "readyWhen")?;
+        let program = compile_condition(expr, "readyWhen", limits.omit)?;
         let others: Vec<&String> = program
             .references()
             .variables

@@ -46,11 +46,11 @@ pub(super) fn collect_fields(
     Ok(())
 }
 
-pub(super) fn compile_expr(text: &str) -> Result<Expr, String> {
+pub(super) fn compile_expr(text: &str, omit: cel::Omit) -> Result<Expr, String> {
     let template = Template::parse(text).map_err(|e| e.to_string())?;
     let compile = |src: &str| {
         cel::engine()
-            .compile(src)
+            .compile_with(src, omit)
             .map_err(|e| format!("expression {src:?}: {e}"))
     };
     if let Some(src) = template.standalone() {
@@ -68,7 +68,7 @@ pub(super) fn compile_expr(text: &str) -> Result<Expr, String> {
 }
 
 /// A condition entry (`includeWhen`, `readyWhen`, `forEach`): exactly one standalone expression.
-pub(super) fn compile_condition(text: &str, what: &str) -> Result<Program, String> {
+pub(super) fn compile_condition(text: &str, what: &str, omit_gate: bool) -> Result<Program, String> {
     let template = Template::parse(text).map_err(|e| format!("{what}: {e}"))?;
     let Some(src) = template.standalone() else {
         return Err(format!(
@@ -76,7 +76,7 @@ pub(super) fn compile_condition(text: &str, what: &str) -> Result<Program, Strin
         ));
     };
     cel::engine()
-        .compile(src)
+        .compile_with(src, cel::Omit::refused(omit_gate))
         .map_err(|e| format!("{what} expression {src:?}: {e}"))
 }
 

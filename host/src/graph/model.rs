@@ -10,13 +10,16 @@ use crate::{cel::Program, metadata, rgd::PluginSpec};
 use super::{crd::KindNames, dag, simpleschema};
 use crate::object::str_at;
 
-/// Limits of collections (`forEach`).
+/// What a graph may use: the limits of collections (`forEach`) and the feature gates that
+/// change what a graph may say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Most items one collection may expand to (kro's `--rgd-max-collection-size`).
     pub max_collection_size: usize,
     /// Most `forEach` dimensions of one resource (kro's `--rgd-max-collection-dimension-size`).
     pub max_collection_dimensions: usize,
+    /// `omit()` in template fields (the `CELOmitFunction` feature gate; off by default, as in kro).
+    pub omit: bool,
 }
 
 impl Default for Limits {
@@ -24,6 +27,7 @@ impl Default for Limits {
         Self {
             max_collection_size: 1000,
             max_collection_dimensions: 10,
+            omit: false,
         }
     }
 }

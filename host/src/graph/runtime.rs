@@ -165,11 +165,68 @@ fn set_at(object: &mut Value, path: &[Step], value: Value) {
     *node = value;
 }
 
+/// Removes the field at `path` (an `omit()`).
+fn remove_at(object: &mut Value, path: &[Step]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut node = object;
+    for step in parents {
+        node = match (step, node) {
+            (Step::Key(k), Value::Object(m)) => match m.get_mut(k) {
+                Some(v) => v,
+                None => return,
+            },
+            (Step::Index(i), Value::Array(a)) if *i < a.len() => &mut a[*i],
+            _ => return,
+        };
+    }
+    match (last, node) {
+        (Step::Key(k), Value::Object(m)) => {
+            m.remove(k);
+        }
+        (Step::Index(i), Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+        }
+        _ => {}
+    }
+}
+
+fn is_omitted(v: &Value) -> bool {
+    v.as_str() == Some(crate::cel::functions::OMIT_SENTINEL)
+}
+
+/// Drops map entries and list items that are `omit()` inside a value.
+fn strip_omitted(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !is_omitted(x));
+            m.values_mut().for_each(strip_omitted);
+        }
+        Value::Array(a) => {
+            a.retain(|x| !is_omitted(x));
+            a.iter_mut().for_each(strip_omitted);
+        }
+        _ => {}
+    }
+}
+
 fn fill(object: &Value, fields: &[Field], scope: &Scope) -> Result<Value, Failure> {
     let mut out = object.clone();
+    let mut omitted = Vec::new();
     for field in fields {
-        let value = eval_expr(&field.expr, scope, &path_string(&field.path))?;
+        let mut value = eval_expr(&field.expr, scope, &path_string(&field.path))?;
+        if is_omitted(&value) {
+            omitted.push(&field.path);
+            continue;
+        }
+        strip_omitted(&mut value);
         set_at(&mut out, &field.path, value);
+    }
+    // Deepest and last first, so list indexes of earlier removals stay right.
+    omitted.sort();
+    for path in omitted.into_iter().rev() {
+        remove_at(&mut out, path);
     }
     Ok(out)
 }

@@ -39,6 +39,7 @@ pub(super) fn build_status(
     ids: &BTreeSet<String>,
     spec_schema: &Value,
     transformer: &simpleschema::Transformer,
+    omit_gate: bool,
 ) -> Result<(Vec<StatusField>, Value), Error> {
     let has_plugin = rgd.spec.plugin.is_some();
     let mut fields = Vec::new();
@@ -60,6 +61,7 @@ pub(super) fn build_status(
             &Allowed<'_>,
             &Value,
             &simpleschema::Transformer,
+            bool,
         ),
     ) -> Result<(), Error> {
         let Value::Object(map) = value else { return Ok(()) };
@@ -78,7 +80,8 @@ pub(super) fn build_status(
                     out.insert(key.clone(), json!({ "type": "object", "properties": props }));
                 }
                 Value::String(s) if s.contains("${") => {
-                    let expr = compile_expr(s).map_err(|m| Error::Status(format!("field {dotted}: {m}")))?;
+                    let expr = compile_expr(s, cel::Omit::refused(ctx.6))
+                        .map_err(|m| Error::Status(format!("field {dotted}: {m}")))?;
                     for program in expr.programs() {
                         check_references(program, ctx.3, ctx.4)
                             .map_err(|m| Error::Status(format!("field {dotted}: {m}")))?;
@@ -112,6 +115,7 @@ pub(super) fn build_status(
             &allowed,
             spec_schema,
             transformer,
+            omit_gate,
         );
         walk(status, &mut Vec::new(), &mut props, &mut ctx)?;
         fields = std::mem::take(&mut ctx.0);

@@ -425,3 +425,62 @@ fn a_template_renders_two_variable_comprehensions_and_deep_merges() {
     );
     assert_eq!(object["data"]["joined"], "0=p,1=q");
 }
+
+fn omitting(template_data: Value) -> Value {
+    with_resources(
+        json!([{ "id": "a", "template": { "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "a", "labels": { "keep": "yes", "drop": "${schema.spec.name == 'x' ? 'shown' : omit()}" },
+            "annotations": "${{'a': 'x', 'b': omit()}}" },
+        "data": template_data } }]),
+    )
+}
+
+#[test]
+fn omit_needs_its_feature_gate_and_removes_the_field_it_fills() {
+    let spec = omitting(json!({ "v": "1" }));
+    let err = build_err(spec.clone());
+    assert!(
+        err.contains("omit() requires the CELOmitFunction feature gate"),
+        "{err}"
+    );
+    let gated = Limits {
+        omit: true,
+        ..Limits::default()
+    };
+    let g = build(&rgd(spec), gated, &Catalog::default()).unwrap();
+    let shown = resolve(&g, &instance(json!({ "name": "x" })), &[], &Offline::default());
+    assert_eq!(
+        shown.rendered[0].object["metadata"]["labels"],
+        json!({ "keep": "yes", "drop": "shown" })
+    );
+    let omitted = resolve(&g, &instance(json!({ "name": "y" })), &[], &Offline::default());
+    assert_eq!(
+        omitted.rendered[0].object["metadata"]["labels"],
+        json!({ "keep": "yes" })
+    );
+    assert_eq!(
+        omitted.rendered[0].object["metadata"]["annotations"],
+        json!({ "a": "x" }),
+        "an omitted entry inside a value goes too"
+    );
+}
+
+#[test]
+fn omit_is_refused_outside_template_fields_and_on_an_objects_name() {
+    let gated = Limits {
+        omit: true,
+        ..Limits::default()
+    };
+    let err = |spec: Value| {
+        build(&rgd(spec), gated, &Catalog::default())
+            .unwrap_err()
+            .to_string()
+    };
+    let mut spec = omitting(json!({}));
+    spec["resources"][0]["includeWhen"] = json!(["${omit()}"]);
+    assert!(err(spec).contains("omit() is only allowed in resource template fields"));
+    let named = with_resources(json!([{ "id": "a", "template": cm("${omit()}") }]));
+    assert!(err(named).contains("omit() cannot remove metadata.name"));
+    let text = omitting(json!({ "v": "x-${omit()}" }));
+    assert!(err(text).contains("omit() must be the whole value of a field"));
+}
