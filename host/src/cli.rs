@@ -32,6 +32,9 @@ pub enum Command {
         /// CustomResourceDefinitions of custom kinds the graphs use, to type-check against.
         #[arg(long = "crd")]
         crds: Vec<PathBuf>,
+        /// Feature gates, as the controller's (`CELOmitFunction=true` allows `omit()`).
+        #[arg(long, default_value = "")]
+        feature_gates: String,
     },
     /// Print generated artifacts.
     #[command(subcommand)]
@@ -99,6 +102,9 @@ pub struct RenderArgs {
     /// listed on stderr).
     #[arg(long)]
     pub allow_pending: bool,
+    /// Feature gates, as the controller's (`CELOmitFunction=true` allows `omit()`).
+    #[arg(long, default_value = "")]
+    pub feature_gates: String,
 }
 
 /// `kroxide plugin ...`.
@@ -148,6 +154,7 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
                 include_status: args.include_status,
                 format: args.output,
                 check_determinism: args.check_determinism,
+                omit: crate::config::parse_feature_gates(&args.feature_gates)?,
             };
             let out = commands::render::render(&options)?;
             let mut note = String::new();
@@ -176,9 +183,14 @@ pub fn run(cli: Cli) -> Result<Outcome, commands::Error> {
             files,
             recursive,
             crds,
+            feature_gates,
         } => {
+            let limits = crate::graph::Limits {
+                omit: crate::config::parse_feature_gates(&feature_gates)?,
+                ..Default::default()
+            };
             let report =
-                commands::validate::validate(&files, recursive, &crds, &mut std::io::stdin().lock())?;
+                commands::validate::validate(&files, recursive, &crds, limits, &mut std::io::stdin().lock())?;
             Ok(Outcome {
                 stdout: report.stdout,
                 stderr: report.stderr,

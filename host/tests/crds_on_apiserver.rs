@@ -93,7 +93,7 @@ async fn generated_crds_are_accepted_and_instances_defaulted_as_offline(server: 
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for file in &files {
-        let (_, graph) = load_graph(file, &offline_catalog(&[])).unwrap();
+        let (_, graph) = load_graph(file, &offline_catalog(&[]), Default::default()).unwrap();
         let crd = graph.crd().clone();
         install(&client, crd.clone()).await;
         let instance_file = file.with_file_name("instance.yaml");

@@ -73,6 +73,7 @@ fn every_scenario_passes_on_the_embedded_api_server() {
         "controller",
         "--namespace=kroxide-system",
         "--plugin-namespaces=kroxide-plugins",
+        "--feature-gates=CELOmitFunction=true",
     ]
     .map(String::from)
     .to_vec();
@@ -159,6 +160,8 @@ fn on_the_real_control_plane(mode: &str, values: &[&str]) {
         ])
         .args(["--wait", "--timeout", "120s"])
         .args(["--set-json", r#"config.pluginNamespaces=["kroxide-plugins"]"#])
+        // The scenarios use omit(), behind kro's feature gate: set as a kro user sets it.
+        .args(["--set-json", r#"config.featureGates={"CELOmitFunction":true}"#])
         .args(values.iter().flat_map(|v| ["--set-json", v]))
         .env("HOME", scratch.path())
         .current_dir(repo());

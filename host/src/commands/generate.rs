@@ -15,7 +15,11 @@ use crate::{graph::crd, yaml};
 pub fn crd(rgd: Option<&Path>) -> Result<String, Error> {
     let value = match rgd {
         None => crd::rgd_crd(),
-        Some(path) => load_graph(path, &offline_catalog(&[]))?.1.crd,
+        Some(path) => {
+            load_graph(path, &offline_catalog(&[]), crate::graph::Limits::default())?
+                .1
+                .crd
+        }
     };
     Ok(yaml::to_string(&value))
 }

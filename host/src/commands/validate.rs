@@ -17,7 +17,7 @@ use super::{
     error::Error,
     render::{build_graph, offline_catalog, read_crds},
 };
-use crate::yaml;
+use crate::{graph::Limits, yaml};
 
 /// What validation found: the report for stdout, warnings and errors for stderr, and whether
 /// every graph was valid.
@@ -102,6 +102,7 @@ pub(crate) fn validate(
     paths: &[PathBuf],
     recursive: bool,
     crds: &[PathBuf],
+    limits: Limits,
     stdin: &mut dyn Read,
 ) -> Result<Report, Error> {
     let mut report = Report {
@@ -124,7 +125,7 @@ pub(crate) fn validate(
             continue;
         }
         graphs += 1;
-        match build_graph(doc, path, &catalog) {
+        match build_graph(doc, path, &catalog, limits) {
             Ok((rgd, graph)) => {
                 let plugin = if graph.plugin.is_some() { " + plugin" } else { "" };
                 report.stdout.push_str(&format!(
@@ -170,7 +171,7 @@ mod tests {
     }
 
     fn run(paths: &[PathBuf], recursive: bool, stdin: &str) -> Report {
-        validate(paths, recursive, &[], &mut stdin.as_bytes()).unwrap()
+        validate(paths, recursive, &[], Limits::default(), &mut stdin.as_bytes()).unwrap()
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Options {
     pub format: Format,
     /// Run every plugin call several times and fail on any byte difference.
     pub check_determinism: bool,
+    /// `omit()` allowed (the `CELOmitFunction` feature gate).
+    pub omit: bool,
 }
 
 pub(super) struct Loaded {
@@ -76,9 +78,13 @@ fn one_document(path: &Path, what: &str) -> Result<Value, Error> {
 ///
 /// # Errors
 /// The file is unreadable, not an RGD, or not a valid graph.
-pub fn load_graph(path: &Path, catalog: &Catalog) -> Result<(ResourceGraphDefinition, Graph), Error> {
+pub fn load_graph(
+    path: &Path,
+    catalog: &Catalog,
+    limits: Limits,
+) -> Result<(ResourceGraphDefinition, Graph), Error> {
     let doc = one_document(path, "ResourceGraphDefinition")?;
-    build_graph(&doc, path, catalog)
+    build_graph(&doc, path, catalog, limits)
 }
 
 /// Builds one RGD document read from `path`.
@@ -89,9 +95,10 @@ pub fn build_graph(
     doc: &Value,
     path: &Path,
     catalog: &Catalog,
+    limits: Limits,
 ) -> Result<(ResourceGraphDefinition, Graph), Error> {
     let rgd = ResourceGraphDefinition::from_value(doc, &path.display().to_string())?;
-    let graph = graph::build(&rgd, Limits::default(), catalog).map_err(|source| Error::Graph {
+    let graph = graph::build(&rgd, limits, catalog).map_err(|source| Error::Graph {
         path: path.to_path_buf(),
         source,
     })?;
@@ -134,7 +141,11 @@ pub fn offline_catalog(crds: &[(PathBuf, Value)]) -> Catalog {
 
 pub(super) fn load(options: &Options) -> Result<Loaded, Error> {
     let crds = read_crds(&options.crds)?;
-    let (rgd, graph) = load_graph(&options.rgd, &offline_catalog(&crds))?;
+    let limits = Limits {
+        omit: options.omit,
+        ..Limits::default()
+    };
+    let (rgd, graph) = load_graph(&options.rgd, &offline_catalog(&crds), limits)?;
     let mut instance = one_document(&options.instance, "instance")?;
     let (want_api, want_kind) = (graph.names.api_version(), graph.names.kind.clone());
     let s = |k: &str| {
