@@ -901,7 +901,63 @@ async fn children_left_after_their_instance_was_finalized_are_collected(server: 
     env.shutdown().await;
 }
 
+/// Regression: the event recorder folds Events of one reason and action into a series that
+/// keeps its first note, so an instance's later state changes were counted under the note of
+/// its first (`(new) -> IN_PROGRESS`) and never told.
+async fn each_state_change_of_an_instance_is_an_event_with_its_own_note(server: Server) {
+    use k8s_openapi::api::events::v1::Event;
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    let running = start(&env, &[]).await;
+    let rgd = json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+        "metadata": {"name": "gated.test.kroxide.dev"},
+        "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Gated", "group": "test.kroxide.dev", "spec": {}},
+            "resources": [
+                {"id": "gate", "externalRef": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gate"}}},
+                {"id": "copy", "template": {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "${schema.metadata.name}-copy"}, "data": {"v": "${gate.data.v}"}}}]}});
+    apply_rgd(&env, rgd).await;
+    wait_active(&env, "gated.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Gated", "apps").await;
+    create_instance(&api, "Gated", "g1").await;
+    wait_state(&api, "g1", "IN_PROGRESS").await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "gate"}, "data": {"v": "open"}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    wait_state(&api, "g1", "ACTIVE").await;
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "apps");
+    let notes = eventually("both transitions recorded", Duration::from_secs(10), async || {
+        let notes: Vec<String> = events
+            .list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("g1"))
+            .filter(|e| e.reason.as_deref() == Some("StateChanged"))
+            .filter_map(|e| e.note)
+            .collect();
+        notes
+            .iter()
+            .any(|n| n.starts_with("IN_PROGRESS -> ACTIVE"))
+            .then_some(notes)
+    })
+    .await;
+    assert!(
+        notes.iter().any(|n| n.starts_with("(new) -> IN_PROGRESS")),
+        "{notes:?}"
+    );
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    each_state_change_of_an_instance_is_an_event_with_its_own_note,
     children_left_after_their_instance_was_finalized_are_collected,
     a_custom_kind_is_type_checked_against_its_crd_once_the_cluster_serves_it,
     the_crd_the_controller_applies_is_the_one_generate_crd_prints,

@@ -205,12 +205,15 @@ pub(super) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Records an Event on the instance. The recorder folds Events of one reason and action into
+/// a series keeping the first note, so callers whose note varies give each kind of note its own
+/// action.
 async fn publish(
     ctx: &Context,
     instance: &Value,
     rev: &Revision,
     type_: EventType,
-    reason: &str,
+    (reason, action): (&str, String),
     note: String,
 ) {
     let reference = match serde_json::from_value::<kube::api::DynamicObject>(instance.clone()) {
@@ -221,7 +224,7 @@ async fn publish(
         type_,
         reason: reason.to_string(),
         note: Some(note),
-        action: "Reconcile".into(),
+        action,
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &reference).await {
@@ -316,7 +319,9 @@ pub(super) async fn report_transition(
         EventType::Normal
     };
     tracing::info!(from = before.as_deref().unwrap_or("(new)"), to = %state, %reason, "instance state changed");
-    publish(ctx, instance, rev, type_, "StateChanged", note).await;
+    // One series per transition, so each Event's note says the transition it counts.
+    let action = format!("{}->{state}", before.as_deref().unwrap_or("(new)"));
+    publish(ctx, instance, rev, type_, ("StateChanged", action), note).await;
 }
 
 pub(super) async fn plugin_events(ctx: &Context, rev: &Revision, instance: &Value, events: &[PluginEvent]) {
@@ -330,7 +335,7 @@ pub(super) async fn plugin_events(ctx: &Context, rev: &Revision, instance: &Valu
         } else {
             EventType::Normal
         };
-        publish(ctx, instance, rev, t, &e.reason, note).await;
+        publish(ctx, instance, rev, t, (&e.reason, "Reconcile".to_string()), note).await;
     }
 }
 
