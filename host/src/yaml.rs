@@ -91,6 +91,36 @@ pub fn read_documents(path: &Path) -> Result<Vec<Value>, Error> {
     parse_documents(&text, path)
 }
 
+/// The `.yaml`, `.yml` and `.json` files of a directory in name order (`kubectl apply -f DIR`),
+/// its subdirectories' after theirs when `recursive` (`-R`).
+///
+/// # Errors
+/// [`Error::Read`] naming a directory that cannot be listed.
+pub(crate) fn files_in(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>, Error> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| Error::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    let mut out = Vec::new();
+    for entry in entries {
+        if entry.is_dir() {
+            if recursive {
+                out.extend(files_in(&entry, recursive)?);
+            }
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
 /// Reads every document of a file, or of every `.yaml`, `.yml` and `.json` file in a directory
 /// (in name order).
 ///
@@ -100,20 +130,7 @@ pub(crate) fn read_path(path: &Path) -> Result<Vec<Value>, Error> {
     if !path.is_dir() {
         return read_documents(path);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|source| Error::Read {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        })
-        .collect();
-    files.sort();
+    let files = files_in(path, false)?;
     let mut docs = Vec::new();
     for file in files {
         docs.extend(read_documents(&file)?);

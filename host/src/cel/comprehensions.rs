@@ -219,15 +219,6 @@ fn err(function: &str, message: impl Into<String>) -> ExecutionError {
     ExecutionError::function_error(function, message.into())
 }
 
-fn key_value(k: &Key) -> Value {
-    match k {
-        Key::String(s) => Value::String(s.clone()),
-        Key::Int(i) => Value::Int(*i),
-        Key::Uint(u) => Value::UInt(*u),
-        Key::Bool(b) => Value::Bool(*b),
-    }
-}
-
 fn value_key(function: &str, v: &Value) -> Result<Key, ExecutionError> {
     Ok(match v {
         Value::String(s) => Key::String(s.clone()),
@@ -260,7 +251,7 @@ pub(crate) fn pairs(target: &Value) -> Result<Value, ExecutionError> {
             Ok(Value::List(Arc::new(
                 entries
                     .into_iter()
-                    .map(|(k, v)| pair(key_value(k), v.clone()))
+                    .map(|(k, v)| pair(Value::from(k), v.clone()))
                     .collect(),
             )))
         }
@@ -291,7 +282,7 @@ pub(crate) fn put_all(map: &Value, entries: &Value) -> Result<Value, ExecutionEr
         if next.insert(k.clone(), v.clone()).is_some() {
             return Err(err(
                 "transformMapEntry",
-                format!("insert failed: key {:?} already exists", key_value(k)),
+                format!("insert failed: key {:?} already exists", Value::from(k)),
             ));
         }
     }

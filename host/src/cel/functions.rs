@@ -330,16 +330,7 @@ pub(crate) const ITER_HELPER: &str = "@kroxide.iter";
 
 value_fn!(iter_helper, |a| Ok(match &a[0] {
     Value::Map(m) => {
-        let mut keys: Vec<Value> = m
-            .map
-            .keys()
-            .map(|k| match k {
-                Key::String(s) => Value::String(s.clone()),
-                Key::Int(i) => Value::Int(*i),
-                Key::Uint(u) => Value::UInt(*u),
-                Key::Bool(b) => Value::Bool(*b),
-            })
-            .collect();
+        let mut keys: Vec<Value> = m.map.keys().map(Value::from).collect();
         keys.sort_by(|x, y| compare("iter", x, y).unwrap_or(Ordering::Equal));
         Value::List(Arc::new(keys))
     }

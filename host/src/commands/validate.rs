@@ -28,32 +28,6 @@ pub(crate) struct Report {
     pub(crate) valid: bool,
 }
 
-/// The YAML and JSON files of a directory, in name order; of its subdirectories too when
-/// `recursive`.
-fn files_of(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| Error::Read {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
-            if recursive {
-                files_of(&entry, recursive, out)?;
-            }
-        } else if matches!(
-            entry.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            out.push(entry);
-        }
-    }
-    Ok(())
-}
-
 /// Every document of every input, with the path it came from (`-` is `stdin`).
 fn read_inputs(
     paths: &[PathBuf],
@@ -63,12 +37,11 @@ fn read_inputs(
 ) -> Result<Vec<(PathBuf, Value)>, Error> {
     let mut out = Vec::new();
     for path in paths {
-        let mut files = Vec::new();
-        if path.is_dir() {
-            files_of(path, recursive, &mut files)?;
+        let files = if path.is_dir() {
+            yaml::files_in(path, recursive)?
         } else {
-            files.push(path.clone());
-        }
+            vec![path.clone()]
+        };
         for file in files {
             let text = if file == Path::new("-") {
                 let mut text = String::new();

@@ -226,10 +226,12 @@ fn build_node(
         let at = path_string(&path);
         let expr = compile_expr(&text, crate::cel::Omit::in_template(limits.omit))
             .map_err(|m| format!("field {at}: {m}"))?;
-        let omits = expr
-            .programs()
-            .iter()
-            .any(|p| p.references().functions.iter().any(|f| f == "omit"));
+        let omits = expr.programs().iter().any(|p| {
+            p.references()
+                .functions
+                .iter()
+                .any(|f| f == crate::cel::functions::OMIT)
+        });
         if omits {
             if at == "metadata.name" || (at == "metadata.namespace" && scope_is_cluster) {
                 return Err(format!(
@@ -251,7 +253,7 @@ fn build_node(
                 identity_refs.extend(program.references().variables.keys().cloned());
             }
         }
-        fields.push(Field { path, expr });
+        fields.push(Field { path, expr, omits });
     }
     if let Some(missing) = iterators.iter().find(|i| !identity_refs.contains(*i)) {
         return Err(format!(

@@ -46,6 +46,21 @@ pub(crate) enum KindSchema {
     },
 }
 
+/// Each version a CustomResourceDefinition defines: its `apiVersion`, the kind, and the
+/// version's entry (schema, served, ...).
+pub(crate) fn crd_versions(crd: &Value) -> impl Iterator<Item = (String, &str, &Value)> {
+    let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
+    let (group, kind) = (s("/spec/group"), s("/spec/names/kind"));
+    crd.pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(move |version| {
+            let name = version.get("name").and_then(Value::as_str).unwrap_or_default();
+            (format!("{group}/{name}"), kind, version)
+        })
+}
+
 fn split(api_version: &str) -> (&str, &str) {
     api_version.rsplit_once('/').unwrap_or(("", api_version))
 }
@@ -62,16 +77,8 @@ impl Catalog {
     /// Adds every served version of a CustomResourceDefinition (its `openAPIV3Schema`).
     /// A CRD without a schema makes its kind served but unchecked.
     pub fn add_crd(&mut self, crd: &Value) {
-        let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
-        let (group, kind) = (s("/spec/group"), s("/spec/names/kind"));
-        for version in crd
-            .pointer("/spec/versions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = version.get("name").and_then(Value::as_str).unwrap_or_default();
-            let key = (format!("{group}/{name}"), kind.to_string());
+        for (api_version, kind, version) in crd_versions(crd) {
+            let key = (api_version, kind.to_string());
             match version.pointer("/schema/openAPIV3Schema") {
                 Some(schema) => {
                     self.crds.insert(key, Arc::new(object_root(schema.clone())));

@@ -24,7 +24,7 @@ pub(crate) mod types;
 pub use build::build;
 pub use catalog::{Catalog, CustomKinds};
 pub use model::{Error, Graph, Limits};
-pub(crate) use model::{Node, NodeKind};
+pub(crate) use model::{Node, NodeKind, static_kind};
 
 #[cfg(test)]
 mod tests;

@@ -136,6 +136,9 @@ pub(crate) struct Field {
     pub(crate) path: Vec<Step>,
     /// What to put there.
     pub(crate) expr: Expr,
+    /// Whether it calls `omit()`: only such fields are looked at for omitted values when
+    /// an object is filled.
+    pub(crate) omits: bool,
 }
 
 /// What a node is.
@@ -185,9 +188,14 @@ impl Node {
     /// The `apiVersion` and `kind` it names, unless either is an expression (then they are
     /// known per instance only).
     pub(crate) fn static_kind(&self) -> Option<(&str, &str)> {
-        let (api_version, kind) = (str_at(&self.object, "/apiVersion"), str_at(&self.object, "/kind"));
-        (!api_version.contains("${") && !kind.contains("${")).then_some((api_version, kind))
+        static_kind(&self.object)
     }
+}
+
+/// The `apiVersion` and `kind` a template or externalRef names, unless either is an expression.
+pub(crate) fn static_kind(object: &Value) -> Option<(&str, &str)> {
+    let (api_version, kind) = (str_at(object, "/apiVersion"), str_at(object, "/kind"));
+    (!api_version.contains("${") && !kind.contains("${")).then_some((api_version, kind))
 }
 
 /// A status field computed from an expression.

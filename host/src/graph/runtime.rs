@@ -216,11 +216,13 @@ fn fill(object: &Value, fields: &[Field], scope: &Scope) -> Result<Value, Failur
     let mut omitted = Vec::new();
     for field in fields {
         let mut value = eval_expr(&field.expr, scope, &path_string(&field.path))?;
-        if is_omitted(&value) {
-            omitted.push(&field.path);
-            continue;
+        if field.omits {
+            if is_omitted(&value) {
+                omitted.push(&field.path);
+                continue;
+            }
+            strip_omitted(&mut value);
         }
-        strip_omitted(&mut value);
         set_at(&mut out, &field.path, value);
     }
     // Deepest and last first, so list indexes of earlier removals stay right.

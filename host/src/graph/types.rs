@@ -91,18 +91,27 @@ impl Registry {
         }
     }
 
-    fn schema_at(&self, message: &str) -> Option<&Value> {
-        let (root, segs) = self
-            .paths
+    /// The root and path an object type is named after.
+    fn path_of(&self, message: &str) -> Option<(String, Vec<Seg>)> {
+        self.paths
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(message)
-            .cloned()?;
-        let mut s: &Value = self.roots.get(&root)?;
-        for seg in &segs {
+            .cloned()
+    }
+
+    /// The schema at `segs` under the root `root`.
+    fn walk(&self, root: &str, segs: &[Seg]) -> Option<&Value> {
+        let mut s: &Value = self.roots.get(root)?;
+        for seg in segs {
             s = step(s, seg)?;
         }
         Some(s)
+    }
+
+    fn schema_at(&self, message: &str) -> Option<&Value> {
+        let (root, segs) = self.path_of(message)?;
+        self.walk(&root, &segs)
     }
 
     /// The schema an object type stands for.
@@ -168,17 +177,10 @@ impl Registry {
     }
 
     fn field_type(&self, message: &str, name: &str) -> Option<Type> {
-        let (root, segs) = self
-            .paths
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(message)
-            .cloned()?;
-        let schema = self.schema_at(message)?;
-        let f = field(schema, name)?;
-        let mut next = segs;
-        next.push(Seg::Field(name.to_string()));
-        Some(self.to_type(f, &root, next))
+        let (root, mut segs) = self.path_of(message)?;
+        let f = field(self.walk(&root, &segs)?, name)?;
+        segs.push(Seg::Field(name.to_string()));
+        Some(self.to_type(f, &root, segs))
     }
 }
 

@@ -302,19 +302,8 @@ fn offline_metadata(instance: &mut Value, scope: Scope, path: &Path) -> Result<(
 }
 
 fn register_crd(cluster: &mut Offline, crd: &Value) {
-    let s = |p: &str| crd.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    let namespaced = s("/spec/scope") != "Cluster";
-    for version in crd
-        .pointer("/spec/versions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let v = version.get("name").and_then(Value::as_str).unwrap_or_default();
-        cluster.insert_kind(
-            &format!("{}/{v}", s("/spec/group")),
-            s("/spec/names/kind"),
-            namespaced,
-        );
+    let namespaced = crd.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
+    for (api_version, kind, _) in crate::graph::catalog::crd_versions(crd) {
+        cluster.insert_kind(&api_version, kind, namespaced);
     }
 }

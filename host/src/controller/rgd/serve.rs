@@ -27,7 +27,7 @@ use crate::{
     },
     graph::{self, Catalog, CustomKinds, Graph, catalog::KindSchema},
     metadata,
-    object::{Object, str_at},
+    object::Object,
     rgd::ResourceGraphDefinition,
 };
 
@@ -133,8 +133,10 @@ async fn catalog(ctx: &Context, rgd: &ResourceGraphDefinition) -> Result<Catalog
         let Some(object) = r.template.as_ref().or(r.external_ref.as_ref()) else {
             continue;
         };
-        let (api_version, kind) = (str_at(object, "/apiVersion"), str_at(object, "/kind"));
-        if api_version.contains("${") || kind.contains("${") || api_version.is_empty() || kind.is_empty() {
+        let Some((api_version, kind)) = graph::static_kind(object) else {
+            continue;
+        };
+        if api_version.is_empty() || kind.is_empty() {
             continue;
         }
         if matches!(catalog.lookup(api_version, kind), KindSchema::Known(_)) {
