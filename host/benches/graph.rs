@@ -65,7 +65,7 @@ fn main() {
         .iter_mut()
         .for_each(|o| o.object["metadata"]["name"] = json!("storefront"));
     let cluster = Offline::default();
-    let order = g.topological_order();
+    let orders = g.apply_orders();
     let render_once = || {
         let r = runtime::resolve(&g, &instance, &observed, &cluster);
         let out = transform::desired(transform::Input {
@@ -75,7 +75,7 @@ fn main() {
             observed: &observed,
             rendered: r.rendered,
             pending: r.pending,
-            node_order: &order,
+            apply_orders: &orders,
             plugin: None,
             cluster: &cluster,
             propagate_labels: kroxide::metadata::Propagation::SameNamespace,
@@ -113,7 +113,7 @@ fn main() {
             observed: &plugin_observed,
             rendered: Vec::new(),
             pending: Vec::new(),
-            node_order: &[],
+            apply_orders: &Default::default(),
             plugin: Some(transform::PluginStage {
                 plugin: &plugin,
                 limits,

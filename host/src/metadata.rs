@@ -64,6 +64,13 @@ pub(crate) const APPLYSET_TOOLING: &str = "applyset.kubernetes.io/tooling";
 pub(crate) const APPLYSET_CONTAINS: &str = "applyset.kubernetes.io/contains-group-kinds";
 /// ApplySet parent annotation: namespaces of members beyond the parent's.
 pub(crate) const APPLYSET_NAMESPACES: &str = "applyset.kubernetes.io/additional-namespaces";
+/// ApplySet parent annotation kro checks the other two against before it trusts them:
+/// see [`inventory_hash`].
+pub(crate) const APPLYSET_INVENTORY_HASH: &str = "internal.kro.run/applyset-inventory-hash";
+/// Value of [`APPLYSET_TOOLING`]. kro accepts an ApplySet parent only when its tooling name is
+/// `kro`, so kroxide writes `kro/` and keeps its own name in the version part: kro can then take
+/// an instance back (docs/migration.md, "Going back to kro").
+pub(crate) const APPLYSET_TOOLING_VALUE: &str = concat!("kro/kroxide-v", env!("CARGO_PKG_VERSION"));
 
 /// Field manager of children (server-side apply, forced), as kro names it.
 pub(crate) const APPLY_MANAGER: &str = "kro.run/applyset";
@@ -256,6 +263,33 @@ impl Propagation {
             Self::SameNamespace => namespaced && namespace.is_some() && namespace == instance_namespace,
         }
     }
+}
+
+/// The [`APPLYSET_INVENTORY_HASH`] of a parent whose ApplySet `id` lists `kinds` (`Kind` or
+/// `Kind.group`) and `namespaces`, as kro computes it:
+/// `sha256:<base64url(sha256(id NUL kinds NUL namespaces))>`, each list sorted and joined by
+/// commas.
+pub(crate) fn inventory_hash<'a>(
+    id: &str,
+    kinds: impl IntoIterator<Item = &'a str>,
+    namespaces: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let sorted = |items: Vec<&str>| {
+        let mut items = items;
+        items.sort_unstable();
+        items.join(",")
+    };
+    let payload = [
+        id.to_string(),
+        sorted(kinds.into_iter().collect()),
+        sorted(namespaces.into_iter().collect()),
+    ]
+    .join("\0");
+    let digest = Sha256::digest(payload.as_bytes());
+    format!(
+        "sha256:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    )
 }
 
 /// The ApplySet id of an instance, as KEP-3659 defines it:

@@ -39,8 +39,8 @@ pub struct Input<'a> {
     pub rendered: Vec<DesiredChild>,
     /// Template nodes not rendered yet, with the reason.
     pub pending: Vec<(String, String)>,
-    /// Template node ids in topological order (their index is the apply order).
-    pub node_order: &'a [String],
+    /// The apply order of each template node ([`Graph::apply_orders`](crate::graph::Graph::apply_orders)).
+    pub apply_orders: &'a BTreeMap<String, usize>,
     /// The plugin, if the graph has one.
     pub plugin: Option<PluginStage<'a>>,
     /// Kind scopes (and nothing else) are read from it.
@@ -260,9 +260,9 @@ fn finish(
                 kind: child.kind().to_string(),
             });
         }
-        let position = input.node_order.iter().position(|id| *id == child.key.id);
         // Nodes a plugin adds come after every template node, so they are deleted first.
-        let apply_order = position.unwrap_or(input.node_order.len());
+        let last = input.apply_orders.values().max().copied().unwrap_or(0);
+        let apply_order = input.apply_orders.get(&child.key.id).copied().unwrap_or(last + 1);
         let collection = child
             .key
             .index

@@ -16,7 +16,7 @@ use kube::{
     discovery::oneshot,
 };
 use serde_json::{Value, json};
-use support::{Env, Server, controller_writes, eventually, rgd_api};
+use support::{Backend, Env, Server, controller_writes, eventually, rgd_api};
 
 async fn start(env: &Env, extra: &[&str]) -> Running {
     let mut args = vec!["--metrics-bind-address=0", "--health-probe-bind-address=0"];
@@ -974,6 +974,185 @@ on_both_servers!(
     a_graph_deleted_with_instances_keeps_serving_them_until_they_go,
     breaking_schema_changes_are_refused_unless_allowed,
 );
+
+/// Going back to kro (docs/migration.md): kro's own controller (v0.9.4, built by
+/// scripts/cluster from kro's Go module) takes over instances kroxide made, each with a child in
+/// a second namespace. One is deleted while no controller runs: kro, starting, trusts only the
+/// ApplySet parent kroxide wrote to find its children (it refuses a parent it does not
+/// recognise), and deletes them in kroxide's apply-order waves, dependents first. The other is
+/// taken over with no child created or deleted, then deleted under kro.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_kroxide_made_are_taken_back_and_deleted_by_kro() {
+    let env = Env::start_on(
+        Server::Real,
+        "kroxide-controller",
+        Duration::from_millis(1500),
+        true,
+    )
+    .await;
+    let Backend::Real(cluster) = &env.backend else {
+        unreachable!()
+    };
+    let (kro_bin, kro_crds) = (cluster.bin_dir().join("kro"), cluster.bin_dir().join("kro-crds"));
+    let mut rgd = three_configmaps();
+    rgd["spec"]["resources"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "elsewhere",
+        "template": {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "${schema.metadata.name}-elsewhere", "namespace": "kroxide-system"},
+            "data": {"from": "${three.metadata.name}"}}}));
+    let kroxide = start(&env, &[]).await;
+    apply_rgd(&env, rgd).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    for name in ["back", "gone"] {
+        create_instance(&api, "Budget", name).await;
+    }
+    for name in ["back", "gone"] {
+        let made = wait_state(&api, name, "ACTIVE").await;
+        let annotations = serde_json::to_value(&made.metadata.annotations).unwrap();
+        assert_eq!(
+            annotations["applyset.kubernetes.io/additional-namespaces"],
+            "kroxide-system"
+        );
+    }
+    kroxide.stop(Duration::from_secs(5)).await;
+    api.delete("gone", &DeleteParams::default()).await.unwrap();
+
+    // The steps of "Going back to kro": kro's CRDs over kroxide's, then kro's controller.
+    env.ok(
+        env.kubectl(),
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            kro_crds.to_str().unwrap(),
+        ],
+        None,
+    );
+    env.reset_requests();
+    let kro = Kro::start(&kro_bin, &env);
+    let cms: Api<ConfigMap> = Api::all(env.client.clone());
+    let children = |instance: &'static str| {
+        let cms = cms.clone();
+        async move {
+            let selector = format!("kro.run/instance-name={instance}");
+            cms.list(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .unwrap()
+                .items
+        }
+    };
+    eventually(
+        "kro to delete the instance deleted while no controller ran",
+        Duration::from_secs(60),
+        async || {
+            (api.get_opt("gone").await.unwrap().is_none() && children("gone").await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let deleted = |instance: &str| -> Vec<String> {
+        env.requests()
+            .into_iter()
+            .filter(|r| r.user_agent.starts_with("kro/") && r.verb == "delete" && r.resource == "configmaps")
+            .filter(|r| r.name.starts_with(&format!("{instance}-")))
+            .map(|r| r.name)
+            .collect()
+    };
+    let waves = deleted("gone");
+    assert_eq!(
+        waves,
+        ["gone-elsewhere", "gone-three", "gone-two", "gone-one"],
+        "kro deletes the highest apply order first, one wave at a time"
+    );
+
+    // kro has taken over once its labeller and its apply have stamped its version everywhere.
+    let version = |labels: &Option<std::collections::BTreeMap<String, String>>| {
+        labels
+            .as_ref()
+            .and_then(|l| l.get("kro.run/kro-version").cloned())
+    };
+    eventually(
+        "kro to take an instance and its children over",
+        Duration::from_secs(60),
+        async || {
+            let inst = api.get("back").await.ok()?;
+            let all = children("back").await;
+            let taken = version(&inst.metadata.labels)?.starts_with("v0.")
+                && all.len() == 4
+                && all
+                    .iter()
+                    .all(|c| version(&c.metadata.labels).is_some_and(|v| v.starts_with("v0.")));
+            (taken && inst.data["status"]["state"] == "ACTIVE").then_some(())
+        },
+    )
+    .await;
+    let churn: Vec<_> = env
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("kro/") && r.is_write() && r.resource == "configmaps")
+        .filter(|r| {
+            r.name.starts_with("back-") && (r.verb == "create" || r.verb == "delete" || r.code == 201)
+        })
+        .collect();
+    assert!(
+        churn.is_empty(),
+        "kro created or deleted children while taking over: {churn:?}"
+    );
+    api.delete("back", &DeleteParams::default()).await.unwrap();
+    eventually(
+        "kro to delete the instance it took over",
+        Duration::from_secs(60),
+        async || {
+            (api.get_opt("back").await.unwrap().is_none() && children("back").await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    drop(kro);
+    env.shutdown().await;
+}
+
+/// kro's controller as a process, logging to `kro.log` in the test's scratch directory; killed
+/// when dropped, and its log printed when the test is failing.
+struct Kro {
+    process: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Kro {
+    fn start(bin: &std::path::Path, env: &Env) -> Self {
+        let log = env.scratch.path().join("kro.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let process = std::process::Command::new(bin)
+            .args([
+                &format!("--kubeconfig={}", env.kubeconfig.display()),
+                "--metrics-bind-address=0",
+                "--health-probe-bind-address=0",
+            ])
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self { process, log }
+    }
+}
+
+impl Drop for Kro {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("last lines of kro's log:");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
 
 /// A graph of one ConfigMap per instance.
 fn one_configmap(name: &str, kind: &str) -> Value {

@@ -1,7 +1,7 @@
 //! The compiled graph: nodes in topological order with their expressions, status fields, the
 //! instance kind's names and CRD, and the limits it was built with.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
@@ -258,6 +258,33 @@ impl Graph {
     /// Node ids in topological order.
     pub fn topological_order(&self) -> Vec<String> {
         self.nodes.iter().map(|n| n.id.clone()).collect()
+    }
+
+    /// The `internal.kro.run/apply-order` of each node, as kro numbers it: nodes are grouped into
+    /// layers, dependents before their dependencies (a node is in the layer after the last of
+    /// its dependents), and the layers are numbered from the last, which is 1. A child's order
+    /// is its deletion wave: the highest goes first. externalRefs take part (they are layers
+    /// too) although nothing of theirs is ever deleted.
+    pub fn apply_orders(&self) -> BTreeMap<String, usize> {
+        // Height: how many layers of dependents stand above a node. Nodes are in topological
+        // order, so every dependent of a node comes after it.
+        let mut height: BTreeMap<&str, usize> = BTreeMap::new();
+        for node in self.nodes.iter().rev() {
+            let above = self
+                .nodes
+                .iter()
+                .filter(|m| m.dependencies.contains(&node.id))
+                .filter_map(|m| height.get(m.id.as_str()))
+                .map(|h| h + 1)
+                .max()
+                .unwrap_or(0);
+            height.insert(&node.id, above);
+        }
+        let layers = height.values().max().map_or(0, |h| h + 1);
+        height
+            .into_iter()
+            .map(|(id, h)| (id.to_string(), layers - h))
+            .collect()
     }
 
     /// `status.resources` of the RGD: resources with dependencies, as kro lists them.

@@ -66,6 +66,40 @@ fn dependencies_order_resources_and_keep_declaration_order_otherwise() {
 }
 
 #[test]
+fn apply_orders_number_layers_as_kro_does_from_one_with_dependents_highest() {
+    // base <- middle <- leaf, and side depends on base only: the layers, dependents first, are
+    // [leaf, side], [middle], [base], numbered 3, 2, 1.
+    let cm_from = |name: &str, from: &str| json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name }, "data": { "from": format!("${{{from}.metadata.name}}") } });
+    let g = build(
+        &rgd(with_resources(json!([
+            { "id": "base", "template": cm("base") },
+            { "id": "middle", "template": cm_from("middle", "base") },
+            { "id": "leaf", "template": cm_from("leaf", "middle") },
+            { "id": "side", "template": cm_from("side", "base") },
+        ]))),
+        Limits::default(),
+        &Catalog::default(),
+    )
+    .unwrap();
+    let orders = g.apply_orders();
+    let get = |id: &str| orders[id];
+    assert_eq!(
+        (get("base"), get("middle"), get("leaf"), get("side")),
+        (1, 2, 3, 3)
+    );
+    // Independent resources are one layer: order 1.
+    let flat = build(
+        &rgd(with_resources(
+            json!([{ "id": "a", "template": cm("a") }, { "id": "b", "template": cm("b") }]),
+        )),
+        Limits::default(),
+        &Catalog::default(),
+    )
+    .unwrap();
+    assert_eq!(flat.apply_orders().values().collect::<Vec<_>>(), [&1, &1]);
+}
+
+#[test]
 fn the_instance_crd_has_kros_shape() {
     let g = build(&rgd(webapp()), Limits::default(), &Catalog::default()).unwrap();
     let crd = &g.crd;

@@ -38,7 +38,7 @@ pub(super) fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, E
         .as_ref()
         .map(|p| p.allowed_kinds.as_slice())
         .unwrap_or_default();
-    let order = graph.topological_order();
+    let orders = graph.apply_orders();
     let input = transform::Input {
         graph: &graph.name,
         revision: 1,
@@ -46,7 +46,7 @@ pub(super) fn run(loaded: &Loaded, observed: &[ObservedChild]) -> Result<Pass, E
         observed,
         rendered: resolution.rendered.clone(),
         pending: resolution.pending.clone(),
-        node_order: &order,
+        apply_orders: &orders,
         plugin: loaded.plugin.as_ref().map(|(plugin, config)| PluginStage {
             plugin,
             limits,

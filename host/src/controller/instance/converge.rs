@@ -75,7 +75,7 @@ pub(super) async fn converge(
                         message: e.to_string(),
                     }),
                     Ok(()) => {
-                        ensure_parent(ctx, rev, key, instance, &out.desired, true).await?;
+                        ensure_parent(ctx, rev, key, identity, instance, &out.desired, true).await?;
                         let applied = apply_all(ctx, identity, &observed, &out.desired).await;
                         let again =
                             matches!(applied, Ok(true)) && !resolution.pending.is_empty() && pass < passes;
@@ -165,7 +165,7 @@ pub(super) async fn prune_stale(
     let members = ctx.children.of(identity.applyset_id());
     let stale = prune::stale(&members, &out.desired, &converged.resolution.pending);
     if stale.is_empty() || prune::delete_waves(ctx, stale).await? {
-        ensure_parent(ctx, rev, key, instance, &out.desired, false).await?;
+        ensure_parent(ctx, rev, key, identity, instance, &out.desired, false).await?;
     }
     Ok(())
 }
@@ -183,7 +183,7 @@ async fn transform(
     resolution: &Resolution,
 ) -> Result<transform::Output, Failure> {
     for _ in 0..4 {
-        let order = rev.graph.topological_order();
+        let orders = rev.graph.apply_orders();
         let result = match &rev.plugin {
             None => transform::desired(transform::Input {
                 graph: &rev.rgd,
@@ -192,7 +192,7 @@ async fn transform(
                 observed,
                 rendered: resolution.rendered.clone(),
                 pending: resolution.pending.clone(),
-                node_order: &order,
+                apply_orders: &orders,
                 plugin: None,
                 cluster: &Live(ctx),
                 propagate_labels: rev.graph.propagate_labels,
@@ -214,7 +214,7 @@ async fn transform(
                             observed: &observed2,
                             rendered,
                             pending,
-                            node_order: &order,
+                            apply_orders: &orders,
                             plugin: Some(PluginStage {
                                 plugin: &binding.plugin,
                                 limits: binding.limits,

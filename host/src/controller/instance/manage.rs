@@ -106,12 +106,16 @@ pub(super) async fn ensure_parent(
     ctx: &Context,
     rev: &Revision,
     key: &InstanceKey,
+    identity: &InstanceIdentity,
     instance: &mut Value,
     desired: &[DesiredChild],
     grow: bool,
 ) -> Result<(), Error> {
-    let Some(annotations) = parent_annotations(&rev.graph, key.namespace.as_deref(), instance, desired, grow)
-    else {
+    let parent = Parent {
+        id: identity.applyset_id(),
+        namespace: key.namespace.as_deref(),
+    };
+    let Some(annotations) = parent_annotations(&rev.graph, parent, instance, desired, grow) else {
         return Ok(());
     };
     patch_instance(
@@ -126,10 +130,21 @@ pub(super) async fn ensure_parent(
     .await
 }
 
+/// The ApplySet parent an instance is: its ApplySet id and namespace.
+#[derive(Debug, Clone, Copy)]
+struct Parent<'a> {
+    id: &'a str,
+    namespace: Option<&'a str>,
+}
+
 /// The ApplySet parent annotations to merge into `instance`, or `None` when they are current.
+///
+/// They pass kro's own check of a parent's inventory, so kro can take the instance back: the
+/// tooling is `kro/…`, both lists are always written (an empty `additional-namespaces` too, and
+/// never the parent's own namespace), and the inventory hash matches them.
 fn parent_annotations(
     graph: &Graph,
-    namespace: Option<&str>,
+    parent: Parent<'_>,
     instance: &Value,
     desired: &[DesiredChild],
     grow: bool,
@@ -147,7 +162,7 @@ fn parent_annotations(
     let mut namespaces: BTreeSet<String> = desired
         .iter()
         .filter_map(|d| d.namespace())
-        .filter(|n| Some(*n) != namespace)
+        .filter(|n| Some(*n) != parent.namespace)
         .map(String::from)
         .collect();
     let listed = |key: &str| -> BTreeSet<String> {
@@ -164,21 +179,32 @@ fn parent_annotations(
         kinds.extend(current_kinds.iter().cloned());
         namespaces.extend(current_namespaces.iter().cloned());
     }
-    let tooling = concat!("kroxide/v", env!("CARGO_PKG_VERSION"));
-    if kinds == current_kinds
-        && namespaces == current_namespaces
-        && instance.annotation(metadata::APPLYSET_TOOLING) == Some(tooling)
+    let hash = metadata::inventory_hash(
+        parent.id,
+        kinds.iter().map(String::as_str),
+        namespaces.iter().map(String::as_str),
+    );
+    let join = |set: BTreeSet<String>| set.into_iter().collect::<Vec<_>>().join(",");
+    let want = [
+        (
+            metadata::APPLYSET_TOOLING,
+            metadata::APPLYSET_TOOLING_VALUE.to_string(),
+        ),
+        (metadata::APPLYSET_CONTAINS, join(kinds)),
+        (metadata::APPLYSET_NAMESPACES, join(namespaces)),
+        (metadata::APPLYSET_INVENTORY_HASH, hash),
+    ];
+    if want
+        .iter()
+        .all(|(k, v)| instance.annotation(k) == Some(v.as_str()))
     {
         return None;
     }
-    let mut annotations = json!({(metadata::APPLYSET_TOOLING): tooling, (metadata::APPLYSET_CONTAINS): kinds.into_iter().collect::<Vec<_>>().join(",")});
-    // A merge patch: `null` removes the annotation when no namespace is left.
-    annotations[metadata::APPLYSET_NAMESPACES] = if namespaces.is_empty() {
-        Value::Null
-    } else {
-        json!(namespaces.into_iter().collect::<Vec<_>>().join(","))
-    };
-    Some(annotations)
+    Some(
+        want.into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect(),
+    )
 }
 
 pub(super) async fn watch_children(ctx: &Context, desired: &[DesiredChild]) -> Result<(), Error> {
@@ -227,39 +253,106 @@ mod tests {
         }
     }
 
+    const SHOP: Parent<'static> = Parent {
+        id: "applyset-abc-v1",
+        namespace: Some("shop"),
+    };
+
+    /// kro's check of a parent before it trusts the inventory (its `ValidateParentInventory`):
+    /// a `kro/` tooling, both lists present, and the hash (when written) matching them.
+    fn kro_accepts(annotations: &Value) -> Result<(), String> {
+        let get = |k: &str| {
+            annotations[k]
+                .as_str()
+                .ok_or(format!("missing required {k} annotation"))
+        };
+        if !get(metadata::APPLYSET_TOOLING)?.starts_with("kro/") {
+            return Err("tooling is not owned by kro".into());
+        }
+        let kinds = get(metadata::APPLYSET_CONTAINS)?;
+        let namespaces = get(metadata::APPLYSET_NAMESPACES)?;
+        let hash = metadata::inventory_hash(
+            SHOP.id,
+            kinds.split(',').filter(|x| !x.is_empty()),
+            namespaces.split(',').filter(|x| !x.is_empty()),
+        );
+        match annotations[metadata::APPLYSET_INVENTORY_HASH].as_str() {
+            Some(h) if h != hash => Err(format!("inventory hash {h}, want {hash}")),
+            _ => Ok(()),
+        }
+    }
+
     #[test]
     fn the_parent_lists_every_kind_the_templates_name_before_any_child_exists() {
-        let a = parent_annotations(&graph(), Some("shop"), &json!({}), &[], true).unwrap();
+        let a = parent_annotations(&graph(), SHOP, &json!({}), &[], true).unwrap();
         assert_eq!(a[metadata::APPLYSET_CONTAINS], "ConfigMap,Deployment.apps");
-        assert_eq!(a[metadata::APPLYSET_NAMESPACES], Value::Null);
+        assert_eq!(
+            a[metadata::APPLYSET_NAMESPACES],
+            "",
+            "written even when empty, as kro does"
+        );
+        kro_accepts(&a).unwrap();
+    }
+
+    #[test]
+    fn the_parent_annotations_pass_kros_inventory_check_with_the_hash_kro_computes() {
+        let other = [
+            child("v1", "ConfigMap", "other"),
+            child("v1", "ConfigMap", "shop"),
+        ];
+        let a = parent_annotations(&graph(), SHOP, &json!({}), &other, true).unwrap();
+        assert_eq!(
+            a[metadata::APPLYSET_TOOLING],
+            concat!("kro/kroxide-v", env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(
+            a[metadata::APPLYSET_NAMESPACES],
+            "other",
+            "never the parent's own namespace"
+        );
+        // sha256 of "applyset-abc-v1\0ConfigMap,Deployment.apps\0other", base64url, computed
+        // outside Rust (python3 hashlib).
+        assert_eq!(
+            a[metadata::APPLYSET_INVENTORY_HASH],
+            "sha256:4bXOhjw32UBtu9sR2ZacwbiD2ai7YBVN4gleFzfB2E4"
+        );
+        kro_accepts(&a).unwrap();
+        let empty = parent_annotations(&graph(), SHOP, &json!({}), &[], true).unwrap();
+        assert_eq!(
+            empty[metadata::APPLYSET_INVENTORY_HASH],
+            "sha256:mqeda7DYTseeGJjy87RkYrKXS9CRmxp9zjFRqIKNhYs"
+        );
+    }
+
+    #[test]
+    fn a_parent_written_by_an_older_kroxide_is_rewritten_for_kro() {
+        let old = json!({"metadata": {"annotations": {
+            (metadata::APPLYSET_TOOLING): "kroxide/v0.1.0",
+            (metadata::APPLYSET_CONTAINS): "ConfigMap,Deployment.apps"}}});
+        let a = parent_annotations(&graph(), SHOP, &old, &[], true).expect("a write");
+        kro_accepts(&a).unwrap();
     }
 
     #[test]
     fn current_parent_annotations_need_no_write() {
-        let first = parent_annotations(&graph(), Some("shop"), &json!({}), &[], true).unwrap();
+        let first = parent_annotations(&graph(), SHOP, &json!({}), &[], true).unwrap();
         let instance = json!({"metadata": {"annotations": first}});
-        assert_eq!(
-            parent_annotations(&graph(), Some("shop"), &instance, &[], true),
-            None
-        );
+        assert_eq!(parent_annotations(&graph(), SHOP, &instance, &[], true), None);
     }
 
     #[test]
     fn namespaces_grow_while_applying_and_shrink_after_a_prune() {
         let other = [child("v1", "ConfigMap", "other")];
-        let grown = parent_annotations(&graph(), Some("shop"), &json!({}), &other, true).unwrap();
+        let grown = parent_annotations(&graph(), SHOP, &json!({}), &other, true).unwrap();
         assert_eq!(grown[metadata::APPLYSET_NAMESPACES], "other");
         let instance = json!({"metadata": {"annotations": grown}});
         assert_eq!(
-            parent_annotations(&graph(), Some("shop"), &instance, &[], true),
+            parent_annotations(&graph(), SHOP, &instance, &[], true),
             None,
             "while applying, a namespace no child has yet stays listed"
         );
-        let shrunk = parent_annotations(&graph(), Some("shop"), &instance, &[], false).unwrap();
-        assert_eq!(
-            shrunk[metadata::APPLYSET_NAMESPACES],
-            Value::Null,
-            "null removes it"
-        );
+        let shrunk = parent_annotations(&graph(), SHOP, &instance, &[], false).unwrap();
+        assert_eq!(shrunk[metadata::APPLYSET_NAMESPACES], "");
+        kro_accepts(&shrunk).unwrap();
     }
 }
