@@ -956,7 +956,91 @@ async fn each_state_change_of_an_instance_is_an_event_with_its_own_note(server: 
     env.shutdown().await;
 }
 
+/// A terminating child holds the others back, as in kro: a dependent that becomes desired while
+/// the object it reads is being deleted is not made from that object; once the object is gone,
+/// both are made anew.
+async fn a_terminating_dependency_holds_its_dependents_back(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(300), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(
+        &env,
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+            "metadata": {"name": "holds.test.kroxide.dev"},
+            "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Hold", "group": "test.kroxide.dev",
+                    "spec": {"more": "boolean | default=false"}},
+                "resources": [
+                    {"id": "first", "template": {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "${schema.metadata.name}-first"}, "data": {"v": "1"}}},
+                    {"id": "second", "includeWhen": ["${schema.spec.more}"],
+                     "template": {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "${schema.metadata.name}-second"}, "data": {"from": "${first.metadata.uid}"}}}]}}),
+    )
+    .await;
+    wait_active(&env, "holds.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Hold", "apps").await;
+    create_instance(&api, "Hold", "h").await;
+    wait_state(&api, "h", "ACTIVE").await;
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    let merge = |v: Value| Patch::Merge(v);
+    cms.patch(
+        "h-first",
+        &PatchParams::default(),
+        &merge(json!({"metadata": {"finalizers": ["test.kroxide.dev/hold"]}})),
+    )
+    .await
+    .unwrap();
+    let old_uid = cms.get("h-first").await.unwrap().metadata.uid.unwrap();
+    cms.delete("h-first", &DeleteParams::default()).await.unwrap();
+    let resources_ready = |o: &DynamicObject| {
+        o.data["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "ResourcesReady").cloned())
+            .unwrap_or_default()
+    };
+    // The dependent becomes desired while the object it reads is terminating.
+    api.patch(
+        "h",
+        &PatchParams::default(),
+        &merge(json!({"spec": {"more": true}})),
+    )
+    .await
+    .unwrap();
+    let held = eventually(
+        "the instance to report the terminating child",
+        Duration::from_secs(20),
+        async || {
+            let o = api.get("h").await.ok()?;
+            let c = resources_ready(&o);
+            (c["reason"] == "ResourceDeleting" && c["observedGeneration"] == 2).then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(
+        held["message"],
+        "resource \"apps/h-first\" for node \"first\" is currently being deleted; waiting for deletion to complete before continuing reconciliation"
+    );
+    assert!(
+        cms.get_opt("h-second").await.unwrap().is_none(),
+        "a dependent was made from a terminating object"
+    );
+    cms.patch(
+        "h-first",
+        &PatchParams::default(),
+        &merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    wait_state(&api, "h", "ACTIVE").await;
+    let first = cms.get("h-first").await.unwrap();
+    let second = cms.get("h-second").await.unwrap();
+    assert_ne!(first.metadata.uid.as_deref(), Some(old_uid.as_str()), "made anew");
+    assert_eq!(second.data.unwrap()["from"], first.metadata.uid.unwrap());
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    a_terminating_dependency_holds_its_dependents_back,
     each_state_change_of_an_instance_is_an_event_with_its_own_note,
     children_left_after_their_instance_was_finalized_are_collected,
     a_custom_kind_is_type_checked_against_its_crd_once_the_cluster_serves_it,

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::{
     child::{DesiredChild, ObservedChild, Readiness},
     graph::runtime::Resolution,
+    object::Object,
     plugin::StatusOutput,
     status::conditions::Outcome,
 };
@@ -98,25 +99,22 @@ fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
     if let Some(f) = &input.failure {
         return (Mark::not_ready(f.reason.as_str(), f.message.clone()), true);
     }
-    let terminating: Vec<String> = input
+    let terminating = input
         .observed
         .iter()
-        .filter(|o| {
-            o.object
-                .pointer("/metadata/deletionTimestamp")
-                .is_some_and(|t| !t.is_null())
-        })
-        .filter(|o| input.desired.iter().any(|d| d.key == o.key))
-        .map(|o| o.key.to_string())
-        .collect();
-    if !terminating.is_empty() {
-        return (
-            Mark::not_ready(
-                "ResourceDeleting",
-                format!("waiting for {} to finish deleting", terminating.join(", ")),
-            ),
-            false,
+        .filter(|o| o.object.deleting())
+        .find(|o| input.desired.iter().any(|d| d.key == o.key));
+    if let Some(o) = terminating {
+        let object = match o.object.namespace() {
+            Some(ns) => format!("{ns}/{}", o.object.name()),
+            None => o.object.name().to_string(),
+        };
+        // kro's words: nothing is applied until the object is gone.
+        let message = format!(
+            "resource {object:?} for node {:?} is currently being deleted; waiting for deletion to complete before continuing reconciliation",
+            o.key.id
         );
+        return (Mark::not_ready("ResourceDeleting", message), false);
     }
     if input.plugin.map(|p| p.ready) == Some(Readiness::NotReady) {
         return (
@@ -335,9 +333,13 @@ mod tests {
         let desired = [child("a")];
         let observed = [ObservedChild {
             key: ChildKey::new("a"),
-            object: json!({"metadata": {"deletionTimestamp": "t"}}),
+            object: json!({"metadata": {"name": "cm", "namespace": "apps", "deletionTimestamp": "t"}}),
         }];
         let s = derive(&input(&i, &desired, &observed));
         assert_eq!(s["conditions"][2]["reason"], "ResourceDeleting");
+        assert_eq!(
+            s["conditions"][2]["message"],
+            "resource \"apps/cm\" for node \"a\" is currently being deleted; waiting for deletion to complete before continuing reconciliation"
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::{
     child::{DesiredChild, ObservedChild},
     graph::runtime::{self, Resolution},
     metadata::InstanceIdentity,
-    object::ObjectId,
+    object::{Object, ObjectId},
     status::{Failure, Reason},
     transform::{self, PluginStage},
 };
@@ -38,12 +38,18 @@ pub(super) struct Converged {
     pub(super) resolution: Resolution,
     /// What stopped the passes early, if anything did.
     pub(super) failure: Option<Failure>,
+    /// A desired child is terminating: nothing was applied, as kro holds every child (its
+    /// dependents above all) until the old object is gone and can be made anew.
+    pub(super) held: bool,
 }
 
 impl Converged {
     /// Whether everything desired rendered and applied cleanly, so stale children may go.
     pub(super) fn clean(&self) -> bool {
-        self.failure.is_none() && self.resolution.first_error().is_none() && self.output.is_some()
+        self.failure.is_none()
+            && !self.held
+            && self.resolution.first_error().is_none()
+            && self.output.is_some()
     }
 }
 
@@ -59,6 +65,7 @@ pub(super) async fn converge(
 ) -> Result<Converged, Error> {
     let passes = rev.graph.nodes.len() + 1;
     let mut output = None;
+    let mut held = false;
     let mut pass = 0;
     loop {
         pass += 1;
@@ -74,6 +81,11 @@ pub(super) async fn converge(
                         reason: Reason::KindNotReady,
                         message: e.to_string(),
                     }),
+                    Ok(()) if terminating(&observed, &out.desired) => {
+                        held = true;
+                        output = Some(out);
+                        None
+                    }
                     Ok(()) => {
                         ensure_parent(ctx, rev, key, identity, instance, &out.desired, true).await?;
                         let applied = apply_all(ctx, identity, &observed, &out.desired).await;
@@ -92,8 +104,16 @@ pub(super) async fn converge(
             output,
             resolution,
             failure,
+            held,
         });
     }
+}
+
+/// Whether the live object of a desired child is terminating.
+fn terminating(observed: &[ObservedChild], desired: &[DesiredChild]) -> bool {
+    observed
+        .iter()
+        .any(|o| o.object.deleting() && desired.iter().any(|d| d.key == o.key))
 }
 
 /// Applies every desired child; whether any write happened, or the first failure.
