@@ -1039,7 +1039,106 @@ async fn a_terminating_dependency_holds_its_dependents_back(server: Server) {
     env.shutdown().await;
 }
 
+/// The graph's CRD is the graph's: one edited by hand (a property removed, another added) is
+/// put back as the graph has it, and one deleted by hand is made anew, the graph Active again.
+async fn a_crd_edited_or_deleted_by_hand_is_restored_from_the_graph(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(300), true).await;
+    let running = start(&env, &[]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let crds: Api<
+        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    > = Api::all(env.client.clone());
+    let name = "budgets.test.kroxide.dev";
+    let spec_properties = |crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+        let v = serde_json::to_value(crd).unwrap();
+        let props = v.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties").cloned();
+        props
+            .and_then(|p| p.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()))
+            .unwrap_or_default()
+    };
+    assert_eq!(spec_properties(&crds.get(name).await.unwrap()), ["value"]);
+    let path = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties";
+    let edit = json!([
+        {"op": "remove", "path": format!("{path}/value")},
+        {"op": "add", "path": format!("{path}/extra"), "value": {"type": "string"}}]);
+    crds.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::<Value>::Json(serde_json::from_value(edit).unwrap()),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the CRD edited by hand to be restored",
+        Duration::from_secs(20),
+        async || {
+            let crd = crds.get(name).await.ok()?;
+            (spec_properties(&crd) == ["value"]).then_some(())
+        },
+    )
+    .await;
+    crds.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually(
+        "the CRD deleted by hand to be made anew",
+        Duration::from_secs(30),
+        async || {
+            let crd = crds.get_opt(name).await.ok()??;
+            (crd.metadata.deletion_timestamp.is_none() && spec_properties(&crd) == ["value"]).then_some(())
+        },
+    )
+    .await;
+    wait_active(&env, name).await;
+    let api = instances(&env, "test.kroxide.dev", "Budget", "apps").await;
+    create_instance(&api, "Budget", "again").await;
+    wait_state(&api, "again", "ACTIVE").await;
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
+/// A graph refused because another graph's CRD has its kind becomes Active by itself once that
+/// CRD is gone (the other graph deleted, with CRD deletion allowed): nothing else re-queues it.
+async fn a_graph_refused_for_another_graphs_crd_recovers_when_that_crd_goes(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(300), true).await;
+    let running = start(&env, &["--allow-crd-deletion"]).await;
+    apply_rgd(&env, three_configmaps()).await;
+    wait_active(&env, "budgets.test.kroxide.dev").await;
+    let mut second = three_configmaps();
+    second["metadata"]["name"] = json!("budgets-two.test.kroxide.dev");
+    apply_rgd(&env, second).await;
+    let refused = eventually(
+        "the second graph to be refused",
+        Duration::from_secs(20),
+        async || {
+            let s = rgd_state(&env, "budgets-two.test.kroxide.dev").await?;
+            let c = s["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "KindReady")?
+                .clone();
+            (c["status"] == "False").then_some(c)
+        },
+    )
+    .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("belongs to ResourceGraphDefinition budgets.test.kroxide.dev"),
+        "{refused}"
+    );
+    rgd_api(&env.client)
+        .delete("budgets.test.kroxide.dev", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_active(&env, "budgets-two.test.kroxide.dev").await;
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    a_graph_refused_for_another_graphs_crd_recovers_when_that_crd_goes,
+    a_crd_edited_or_deleted_by_hand_is_restored_from_the_graph,
     a_terminating_dependency_holds_its_dependents_back,
     each_state_change_of_an_instance_is_an_event_with_its_own_note,
     children_left_after_their_instance_was_finalized_are_collected,

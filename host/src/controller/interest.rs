@@ -17,5 +17,8 @@ pub(crate) struct Interest {
     pub(crate) plugins: Mutex<HashMap<(String, String), HashSet<String>>>,
     /// CRD name → graphs refused because another graph owns it.
     pub(crate) crds: Mutex<HashMap<String, HashSet<String>>>,
+    /// CRD name → its `metadata.generation` as kroxide last wrote it (or first saw it after a
+    /// start): a CRD of ours at another generation was edited by someone else.
+    pub(crate) crd_generations: Mutex<HashMap<String, i64>>,
     pub(crate) fingerprints: Mutex<HashMap<(Role, ObjectId), u64>>,
 }

@@ -91,7 +91,28 @@ pub(super) async fn ensure_crd(
             .as_ref()
             .and_then(|a| a.get(metadata::CRD_HASH))
             == Some(&hash);
+        if live.metadata.deletion_timestamp.is_some() {
+            // Deleted by hand: the CRD watch brings the graph back once it is gone, to make it anew.
+            return Err(Refusal::new(
+                Reason::Pending,
+                format!("CustomResourceDefinition {name} is being deleted; it is made anew once it is gone"),
+            ));
+        }
         let established = conditions::is_crd_established().matches_object(Some(live));
+        let generation = live.metadata.generation.unwrap_or_default();
+        let edited = {
+            let mut generations = ctx
+                .interest
+                .crd_generations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            *generations.entry(name.clone()).or_insert(generation) != generation
+        };
+        if unchanged && edited {
+            // Someone else changed the spec kroxide applied: put the graph's back, whole (an
+            // apply would keep fields the other writer now owns).
+            return restore(ctx, &crds, live, crd).await;
+        }
         if unchanged && established {
             return Ok(());
         }
@@ -135,17 +156,61 @@ pub(super) async fn ensure_crd(
         ctx.limiter.acquire().await;
         let typed: CustomResourceDefinition = serde_json::from_value(crd)
             .map_err(|e| failed(format!("generated CRD {name} is not valid: {e}")))?;
-        crds.patch(
-            &name,
-            &PatchParams::apply(metadata::RGD_MANAGER).force(),
-            &Patch::Apply(&typed),
-        )
-        .await
-        .map_err(|e| failed(format!("applying CustomResourceDefinition {name}: {e}")))?;
+        let written = crds
+            .patch(
+                &name,
+                &PatchParams::apply(metadata::RGD_MANAGER).force(),
+                &Patch::Apply(&typed),
+            )
+            .await
+            .map_err(|e| failed(format!("applying CustomResourceDefinition {name}: {e}")))?;
+        remember(ctx, &written);
     }
+    established(&crds, &name).await
+}
+
+/// Notes the generation of a CRD kroxide has just written.
+fn remember(ctx: &Context, written: &CustomResourceDefinition) {
+    ctx.interest
+        .crd_generations
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            written.metadata.name.clone().unwrap_or_default(),
+            written.metadata.generation.unwrap_or_default(),
+        );
+}
+
+/// Replaces the spec of a CRD edited by hand with the graph's (`desired`), keeping the live
+/// object's metadata and status, at the resourceVersion read (a conflict retries the graph).
+async fn restore(
+    ctx: &Context,
+    crds: &Api<CustomResourceDefinition>,
+    live: &CustomResourceDefinition,
+    desired: Value,
+) -> Result<(), Refusal> {
+    let name = live.metadata.name.clone().unwrap_or_default();
+    let failed = |message: String| Refusal::new(Reason::Failed, message);
+    let desired: CustomResourceDefinition = serde_json::from_value(desired)
+        .map_err(|e| failed(format!("generated CRD {name} is not valid: {e}")))?;
+    let mut restored = live.clone();
+    restored.spec = desired.spec;
+    tracing::info!(crd = %name, "CustomResourceDefinition was changed by hand; restoring the graph's");
+    ctx.limiter.acquire().await;
+    let written = crds
+        .replace(&name, &Default::default(), &restored)
+        .await
+        .map_err(|e| failed(format!("restoring CustomResourceDefinition {name}: {e}")))?;
+    remember(ctx, &written);
+    established(crds, &name).await
+}
+
+/// Waits (briefly) until the CRD is Established.
+async fn established(crds: &Api<CustomResourceDefinition>, name: &str) -> Result<(), Refusal> {
+    let failed = |message: String| Refusal::new(Reason::Failed, message);
     // A new CRD is Established within a moment; one that is not (it may never be) must not
     // hold this worker: report it and come back when the CRD watch sees it change.
-    let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+    let established = await_condition(crds.clone(), name, conditions::is_crd_established());
     match tokio::time::timeout(ESTABLISH_WAIT, established).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(failed(format!(
@@ -153,7 +218,7 @@ pub(super) async fn ensure_crd(
         ))),
         Err(_) => {
             let why = crds
-                .get_opt(&name)
+                .get_opt(name)
                 .await
                 .ok()
                 .flatten()

@@ -165,7 +165,21 @@ async fn catalog(ctx: &Context, rgd: &ResourceGraphDefinition) -> Result<Catalog
 }
 
 /// Reports a refusal and waits for the graph (or its plugin) to change.
-async fn refused(ctx: &Context, name: &str, raw: &Value, report: Report) -> Result<Action, Error> {
+/// Reports a refused graph. While a previous revision keeps serving, only `GraphAccepted` says
+/// so, as in kro: the kind, the controller and the serving revision are still ready.
+async fn refused(ctx: &Context, name: &str, raw: &Value, mut report: Report) -> Result<Action, Error> {
+    if let Some(serving) = ctx.graphs.get(name) {
+        let healthy = Report::healthy(
+            &serving.graph.names.kind,
+            None,
+            Some(serving.number),
+            &format!("revision {} compiled and active", serving.number),
+        );
+        report.kind = healthy.kind;
+        report.controller = healthy.controller;
+        report.revisions = healthy.revisions;
+        report.revision = healthy.revision;
+    }
     write_status(ctx, name, raw, &report).await?;
     Ok(Action::done())
 }
