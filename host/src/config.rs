@@ -127,6 +127,135 @@ pub struct ControllerArgs {
     /// Log format.
     #[arg(long, env = "KROXIDE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Console)]
     pub(crate) log_format: LogFormat,
+    /// kro's flags, so kro's chart and command lines run unchanged.
+    #[command(flatten)]
+    pub(crate) kro: KroFlags,
+}
+
+/// kro's controller flags that kroxide has no flag of the same name for. The logging ones map
+/// onto `--log-level` and `--log-format`; the others are accepted, change nothing, and are named
+/// in a log line at start (docs/migration.md lists why each means nothing here).
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "kro's flags")]
+pub(crate) struct KroFlags {
+    /// kro's log verbosity: `debug`, `info`, `error`, `panic`, or a number (1 is debug, 2 and
+    /// more trace). Wins over `--log-level`.
+    #[arg(long)]
+    pub(crate) zap_log_level: Option<String>,
+    /// kro's log encoding: `console` or `json`. Wins over `--log-format`.
+    #[arg(long)]
+    pub(crate) zap_encoder: Option<String>,
+    /// kro's development logging: with `true`, debug level unless a level is given.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) zap_devel: Option<bool>,
+    /// Accepted, ignored: kroxide logs no stack traces.
+    #[arg(long)]
+    pub(crate) zap_stacktrace_level: Option<String>,
+    /// Accepted, ignored: kroxide logs RFC 3339 times.
+    #[arg(long)]
+    pub(crate) zap_time_encoding: Option<String>,
+    /// Accepted, ignored: kroxide serves no pprof endpoint.
+    #[arg(long)]
+    pub(crate) pprof_bind_address: Option<String>,
+    /// Accepted, ignored: kroxide's watches start with leadership.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) enable_controller_warmup: Option<bool>,
+    /// Accepted, ignored: a failing reconcile is retried with backoff up to
+    /// `--dynamic-controller-rate-limiter-max-delay`, never dropped.
+    #[arg(long)]
+    pub(crate) dynamic_controller_default_queue_max_retries: Option<u64>,
+    /// Accepted, ignored: retries are paced by the per-item backoff alone.
+    #[arg(long)]
+    pub(crate) dynamic_controller_rate_limiter_rate_limit: Option<u64>,
+    /// Accepted, ignored: retries are paced by the per-item backoff alone.
+    #[arg(long)]
+    pub(crate) dynamic_controller_rate_limiter_burst_limit: Option<u64>,
+    /// Accepted, ignored: kroxide keeps revisions in memory and writes no GraphRevision objects.
+    #[arg(long)]
+    pub(crate) graph_revision_concurrent_reconciles: Option<u64>,
+    /// Accepted, ignored: kroxide keeps revisions in memory and writes no GraphRevision objects.
+    #[arg(long)]
+    pub(crate) rgd_max_graph_revisions: Option<u64>,
+    /// Accepted, ignored: a graph waiting for its CRD is looked at again on the CRD's watch
+    /// events.
+    #[arg(long)]
+    pub(crate) rgd_progress_requeue_delay: Option<String>,
+}
+
+impl KroFlags {
+    /// The kro flags given that change nothing here.
+    pub(crate) fn ignored(&self) -> Vec<&'static str> {
+        [
+            ("zap-stacktrace-level", self.zap_stacktrace_level.is_some()),
+            ("zap-time-encoding", self.zap_time_encoding.is_some()),
+            ("pprof-bind-address", self.pprof_bind_address.is_some()),
+            (
+                "enable-controller-warmup",
+                self.enable_controller_warmup.is_some(),
+            ),
+            (
+                "dynamic-controller-default-queue-max-retries",
+                self.dynamic_controller_default_queue_max_retries.is_some(),
+            ),
+            (
+                "dynamic-controller-rate-limiter-rate-limit",
+                self.dynamic_controller_rate_limiter_rate_limit.is_some(),
+            ),
+            (
+                "dynamic-controller-rate-limiter-burst-limit",
+                self.dynamic_controller_rate_limiter_burst_limit.is_some(),
+            ),
+            (
+                "graph-revision-concurrent-reconciles",
+                self.graph_revision_concurrent_reconciles.is_some(),
+            ),
+            ("rgd-max-graph-revisions", self.rgd_max_graph_revisions.is_some()),
+            (
+                "rgd-progress-requeue-delay",
+                self.rgd_progress_requeue_delay.is_some(),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+}
+
+/// The log filter and format: kro's `--zap-*` flags where given, else ours.
+///
+/// # Errors
+/// A `--zap-log-level` or `--zap-encoder` value kro would refuse too.
+pub(crate) fn logging(args: &ControllerArgs) -> Result<(String, LogFormat), Error> {
+    let kro = &args.kro;
+    let level = match kro.zap_log_level.as_deref() {
+        Some("debug") => "debug".to_string(),
+        Some("info") => "info".to_string(),
+        Some("error" | "panic") => "error".to_string(),
+        Some(n) => match n.parse::<u32>() {
+            Ok(1) => "debug".to_string(),
+            Ok(n) if n > 1 => "trace".to_string(),
+            _ => {
+                return Err(Error::Range {
+                    flag: "zap-log-level",
+                    message: format!("{n:?} is not debug, info, error, panic or a number above 0"),
+                });
+            }
+        },
+        None if kro.zap_devel == Some(true) && args.log_level == "info" => "debug".to_string(),
+        None => args.log_level.clone(),
+    };
+    let format = match kro.zap_encoder.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some("console") => LogFormat::Console,
+        Some(other) => {
+            return Err(Error::Range {
+                flag: "zap-encoder",
+                message: format!("{other:?} is not json or console"),
+            });
+        }
+        None => args.log_format,
+    };
+    Ok((level, format))
 }
 
 /// Log output format.
@@ -521,6 +650,94 @@ mod tests {
         let mut argv = vec!["kroxide"];
         argv.extend(extra);
         ControllerConfig::from_args(&Wrap::try_parse_from(argv).unwrap().args)
+    }
+
+    fn args(extra: &[&str]) -> ControllerArgs {
+        let mut argv = vec!["kroxide"];
+        argv.extend(extra);
+        Wrap::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn kros_logging_flags_map_onto_ours_as_its_chart_passes_them() {
+        // kro's chart: separate values, and --zap-devel with an explicit value.
+        let kro = args(&[
+            "--zap-log-level",
+            "debug",
+            "--zap-encoder",
+            "json",
+            "--zap-devel=false",
+        ]);
+        assert_eq!(logging(&kro).unwrap(), ("debug".to_string(), LogFormat::Json));
+        assert_eq!(logging(&args(&["--zap-log-level=2"])).unwrap().0, "trace");
+        assert_eq!(logging(&args(&["--zap-log-level=panic"])).unwrap().0, "error");
+        assert_eq!(logging(&args(&["--zap-devel"])).unwrap().0, "debug");
+        assert_eq!(
+            logging(&args(&["--log-level=kroxide=debug", "--log-format=json"])).unwrap(),
+            ("kroxide=debug".to_string(), LogFormat::Json)
+        );
+        let err = logging(&args(&["--zap-log-level=loud"])).unwrap_err().to_string();
+        assert!(err.contains("zap-log-level") && err.contains("loud"), "{err}");
+        let err = logging(&args(&["--zap-encoder=xml"])).unwrap_err().to_string();
+        assert!(err.contains("zap-encoder"), "{err}");
+    }
+
+    #[test]
+    fn every_flag_of_kros_controller_is_accepted_and_those_that_change_nothing_are_named() {
+        // Every flag `kro --help` (v0.9.4) lists, with a value of the kind kro takes.
+        let kro = args(&[
+            "--allow-crd-deletion",
+            "--client-burst=150",
+            "--client-qps=100",
+            "--dynamic-controller-concurrent-reconciles=1",
+            "--dynamic-controller-default-queue-max-retries=20",
+            "--dynamic-controller-default-resync-period=36000",
+            "--dynamic-controller-rate-limiter-burst-limit=100",
+            "--dynamic-controller-rate-limiter-max-delay=1000s",
+            "--dynamic-controller-rate-limiter-min-delay=200ms",
+            "--dynamic-controller-rate-limiter-rate-limit=10",
+            "--enable-controller-warmup=false",
+            "--feature-gates=CELOmitFunction=true",
+            "--graceful-shutdown-timeout=60s",
+            "--graph-revision-concurrent-reconciles=1",
+            "--health-probe-bind-address=:8079",
+            "--instance-requeue-interval=3s",
+            "--kubeconfig=/dev/null",
+            "--leader-elect",
+            "--leader-election-lease-duration=15s",
+            "--leader-election-namespace=kro-system",
+            "--leader-election-renew-deadline=10s",
+            "--leader-election-retry-period=2s",
+            "--metrics-bind-address=:8078",
+            "--pprof-bind-address=:6060",
+            "--resource-graph-definition-concurrent-reconciles=1",
+            "--rgd-max-collection-dimension-size=10",
+            "--rgd-max-collection-size=1000",
+            "--rgd-max-graph-revisions=5",
+            "--rgd-progress-requeue-delay=3s",
+            "--zap-devel=false",
+            "--zap-encoder=console",
+            "--zap-log-level=info",
+            "--zap-stacktrace-level=error",
+            "--zap-time-encoding=epoch",
+        ]);
+        assert!(ControllerConfig::from_args(&kro).unwrap().graph_limits.omit);
+        assert_eq!(
+            kro.kro.ignored(),
+            [
+                "zap-stacktrace-level",
+                "zap-time-encoding",
+                "pprof-bind-address",
+                "enable-controller-warmup",
+                "dynamic-controller-default-queue-max-retries",
+                "dynamic-controller-rate-limiter-rate-limit",
+                "dynamic-controller-rate-limiter-burst-limit",
+                "graph-revision-concurrent-reconciles",
+                "rgd-max-graph-revisions",
+                "rgd-progress-requeue-delay",
+            ]
+        );
+        assert!(args(&[]).kro.ignored().is_empty());
     }
 
     #[test]

@@ -59,7 +59,12 @@ async fn wait_for_signal() {
 /// An invalid flag, no API connection, or the plugin runtime cannot start.
 pub(crate) fn run(args: &ControllerArgs) -> Result<(), Error> {
     let config = ControllerConfig::from_args(args)?;
-    init_logging(&args.log_level, args.log_format);
+    let (level, format) = crate::config::logging(args)?;
+    init_logging(&level, format);
+    let ignored = args.kro.ignored();
+    if !ignored.is_empty() {
+        tracing::info!(flags = ?ignored, "kro's flags accepted; they change nothing in kroxide (docs/migration.md)");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
