@@ -268,6 +268,23 @@ pub(crate) fn library() -> Vec<FunctionDecl> {
         function("hash.fnv64a", vec![("hash_fnv64a_string", vec![String], Bytes)]),
         function("hash.sha256", vec![("hash_sha256_string", vec![String], Bytes)]),
         function("hash.md5", vec![("hash_md5_string", vec![String], Bytes)]),
+        // kro's custom status conditions: a condition is a map of four strings.
+        function(
+            "runtime.newCondition",
+            vec![(
+                "runtime_newCondition_map",
+                vec![CelType::map(String, Dyn)],
+                CelType::map(String, String),
+            )],
+        ),
+        function(
+            "runtime.condition",
+            vec![(
+                "runtime_condition_dyn_string",
+                vec![Dyn, String],
+                CelType::map(String, String),
+            )],
+        ),
         function(
             "random.seededString",
             vec![("random_seededString_int_string", vec![Int, String], String)],

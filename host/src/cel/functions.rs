@@ -144,6 +144,94 @@ value_fn!(map_deep_merge, |a| match (&a[0], &a[1]) {
     _ => Err(err("deepMerge", "expects two maps")),
 });
 
+// === runtime (kro's custom status conditions) ===
+
+/// The keys of a condition, in the order kro lists them.
+const CONDITION_KEYS: [&str; 4] = ["type", "status", "reason", "message"];
+
+fn condition_map(fields: [String; 4]) -> Value {
+    let map: HashMap<Key, Value> = CONDITION_KEYS
+        .iter()
+        .zip(fields)
+        .map(|(k, v)| (Key::String(Arc::new((*k).to_string())), string(v)))
+        .collect();
+    Value::Map(Map { map: Arc::new(map) })
+}
+
+/// `runtime.newCondition({type, status, reason, message})`: a condition, every value a string,
+/// `type` not empty and `status` one of True, False, Unknown; `reason` and `message` default to
+/// empty.
+fn new_condition(a: &[Value]) -> Result<Value, ExecutionError> {
+    let f = "runtime.newCondition";
+    let Value::Map(m) = &a[0] else {
+        return Err(err(f, "argument must be a map"));
+    };
+    let mut fields: [String; 4] = Default::default();
+    for (k, v) in m.map.iter() {
+        let Key::String(key) = k else {
+            return Err(err(f, "keys must be strings"));
+        };
+        let Some(i) = CONDITION_KEYS.iter().position(|c| *c == key.as_str()) else {
+            return Err(err(
+                f,
+                format!("unknown key {key:?} (allowed: type, status, reason, message)"),
+            ));
+        };
+        let Value::String(s) = v else {
+            return Err(err(f, format!("{key} must be a string, got {}", v.type_of())));
+        };
+        fields[i] = s.to_string();
+    }
+    if fields[0].is_empty() {
+        return Err(err(f, "type must not be empty"));
+    }
+    if !["True", "False", "Unknown"].contains(&fields[1].as_str()) {
+        return Err(err(
+            f,
+            format!("status must be one of True, False, Unknown (got {:?})", fields[1]),
+        ));
+    }
+    Ok(condition_map(fields))
+}
+
+value_fn!(runtime_new_condition, |a| new_condition(&a));
+
+/// `runtime.condition(obj, type)`: the condition of `type` in `obj.status.conditions`, or one
+/// with every field empty.
+fn condition(a: &[Value]) -> Result<Value, ExecutionError> {
+    let f = "runtime.condition";
+    let Value::String(wanted) = &a[1] else {
+        return Err(err(f, "type must be a string"));
+    };
+    let Value::Map(obj) = &a[0] else {
+        return Err(err(f, "obj must be an object"));
+    };
+    let get = |m: &Map, k: &str| m.map.get(&Key::String(Arc::new(k.to_string()))).cloned();
+    let conditions = match get(obj, "status") {
+        None => None,
+        Some(Value::Map(status)) => match get(&status, "conditions") {
+            None => None,
+            Some(Value::List(l)) => Some(l),
+            Some(_) => return Err(err(f, "obj.status.conditions must be a list")),
+        },
+        Some(_) => return Err(err(f, "obj.status must be an object")),
+    };
+    let text = |m: &Map, k: &str| match get(m, k) {
+        Some(Value::String(s)) => s.to_string(),
+        _ => String::new(),
+    };
+    for c in conditions.iter().flat_map(|l| l.iter()) {
+        if let Value::Map(m) = c
+            && text(m, "type") == wanted.as_str()
+        {
+            return Ok(condition_map(CONDITION_KEYS.map(|k| text(m, k))));
+        }
+    }
+    Ok(condition_map(Default::default()))
+}
+
+value_fn!(runtime_condition, |a| condition(&a));
+
 // === lists (kro and Kubernetes) ===
 
 fn list<'a>(function: &str, v: &'a Value) -> Result<&'a Arc<Vec<Value>>, ExecutionError> {
@@ -349,6 +437,18 @@ value_fn!(omit_fn, |_a| Ok(string(OMIT_SENTINEL)));
 /// # Errors
 /// A declaration conflict (a bug, caught by tests).
 pub(crate) fn register(env: &mut Env) -> Result<(), cel::DeclarationError> {
+    env.add_overload(
+        "runtime.newCondition",
+        "runtime_newCondition_map",
+        vec![MAP_TYPE],
+        runtime_new_condition,
+    )?;
+    env.add_overload(
+        "runtime.condition",
+        "runtime_condition_dyn_string",
+        vec![DYN_TYPE, STRING_TYPE],
+        runtime_condition,
+    )?;
     env.add_overload(
         "random.seededString",
         "random_seededString_int_string",

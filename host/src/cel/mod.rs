@@ -46,8 +46,8 @@ pub(crate) const MAX_AST_DEPTH: usize = 48;
 pub(crate) const COST_BUDGET: u64 = 1_000_000;
 
 /// Function namespaces (a call `ns.f(...)` is a function, not a variable read).
-const NAMESPACES: [&str; 8] = [
-    "base64", "random", "hash", "json", "lists", "strings", "optional", "cel",
+const NAMESPACES: [&str; 9] = [
+    "base64", "random", "hash", "json", "lists", "strings", "optional", "cel", "runtime",
 ];
 
 /// Every function an expression may call (operators aside). Anything else is refused at
@@ -113,6 +113,8 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     // kro
     "random.seededString",
     "random.seededInt",
+    "runtime.newCondition",
+    "runtime.condition",
     "hash.fnv64a",
     "hash.sha256",
     "hash.md5",
@@ -556,6 +558,11 @@ impl Scope {
         self.largest = self.largest.max(inspect::max_size(&value));
         self.values.insert(name.to_string(), convert::to_val(&value));
         self.json.insert(name.to_string(), value);
+    }
+
+    /// Every binding, as JSON.
+    pub(crate) fn bindings(&self) -> Vec<(String, Json)> {
+        self.json.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// Removes a binding.

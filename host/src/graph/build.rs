@@ -101,8 +101,9 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits, catalog: &Catalog) -
         .collect();
 
     // Status.
-    let (status, mut status_schema) = build_status(rgd, &ids, &spec_schema, &transformer, limits.omit)?;
-    let checked = typecheck::check(&nodes, &status, &spec_schema, catalog)?;
+    let (status, mut status_schema, conditions) =
+        build_status(rgd, &ids, &spec_schema, &transformer, limits.omit)?;
+    let checked = typecheck::check(&nodes, &status, &conditions, &spec_schema, catalog)?;
     for (path, schema) in checked.status {
         set_status_type(&mut status_schema, &path, schema);
     }
@@ -115,6 +116,7 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits, catalog: &Catalog) -
         spec_schema,
         nodes,
         status,
+        conditions,
         plugin: rgd.spec.plugin.clone(),
         propagate_labels: metadata::Propagation::parse(
             rgd.metadata

@@ -49,9 +49,11 @@ pub(super) fn collect_fields(
 pub(super) fn compile_expr(text: &str, omit: cel::Omit) -> Result<Expr, String> {
     let template = Template::parse(text).map_err(|e| e.to_string())?;
     let compile = |src: &str| {
-        cel::engine()
+        let program = cel::engine()
             .compile_with(src, omit)
-            .map_err(|e| format!("expression {src:?}: {e}"))
+            .map_err(|e| format!("expression {src:?}: {e}"))?;
+        outside_conditions(&program)?;
+        Ok::<_, String>(program)
     };
     if let Some(src) = template.standalone() {
         return Ok(Expr::Standalone(compile(src)?));
@@ -75,9 +77,27 @@ pub(super) fn compile_condition(text: &str, what: &str, omit_gate: bool) -> Resu
             "{what} {text:?} must be a single standalone expression ${{...}}"
         ));
     };
-    cel::engine()
+    let program = cel::engine()
         .compile_with(src, cel::Omit::refused(omit_gate))
-        .map_err(|e| format!("{what} expression {src:?}: {e}"))
+        .map_err(|e| format!("{what} expression {src:?}: {e}"))?;
+    outside_conditions(&program)?;
+    Ok(program)
+}
+
+/// `runtime.newCondition` and `runtime.condition` belong to `status.conditions`, as in kro.
+fn outside_conditions(program: &Program) -> Result<(), String> {
+    match program
+        .references()
+        .functions
+        .iter()
+        .find(|f| f.starts_with("runtime."))
+    {
+        Some(f) => Err(format!(
+            "expression {:?}: {f} is only allowed in spec.schema.status.conditions",
+            program.source()
+        )),
+        None => Ok(()),
+    }
 }
 
 /// What an expression may refer to.

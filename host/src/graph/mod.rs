@@ -6,6 +6,8 @@
 //! `schema.*` paths), `forEach` identity, dependencies and cycles, status fields.
 
 mod build;
+mod conditions;
+pub(crate) use conditions::STATUSES as CONDITION_STATUSES;
 pub mod catalog;
 pub(crate) mod compat;
 pub mod crd;

@@ -222,6 +222,9 @@ pub struct Graph {
     pub(crate) nodes: Vec<Node>,
     /// CEL status fields.
     pub(crate) status: Vec<StatusField>,
+    /// The author's conditions (`status.conditions`), each returning a condition or a list of
+    /// them. When there are any, they alone are written to `status.conditions`.
+    pub(crate) conditions: Vec<Program>,
     /// The plugin, if any.
     pub(crate) plugin: Option<PluginSpec>,
     /// Copy the instance's labels to children.

@@ -70,6 +70,9 @@ pub struct Resolution {
     pub(crate) status: Map<String, Value>,
     /// Status fields that failed for a reason other than missing data.
     pub(crate) status_errors: Vec<String>,
+    /// What the author's conditions read (`schema`, resources, externals), when the graph has
+    /// any: they are evaluated with the status, once kro's own conditions are known.
+    pub(crate) bindings: Vec<(String, Value)>,
 }
 
 impl Resolution {
@@ -347,6 +350,9 @@ pub fn resolve(
             Err(Failure::Pending(_)) => {}
             Err(Failure::Error(m)) => res.status_errors.push(m),
         }
+    }
+    if !graph.conditions.is_empty() {
+        res.bindings = scope.bindings();
     }
     res
 }

@@ -11,6 +11,7 @@ use crate::{
 };
 
 use super::{
+    conditions::build_conditions,
     expressions::{Allowed, check_references, compile_expr},
     model::{Error, Expr, StatusField},
     simpleschema,
@@ -40,7 +41,7 @@ pub(super) fn build_status(
     spec_schema: &Value,
     transformer: &simpleschema::Transformer,
     omit_gate: bool,
-) -> Result<(Vec<StatusField>, Value), Error> {
+) -> Result<(Vec<StatusField>, Value, Vec<cel::Program>), Error> {
     let has_plugin = rgd.spec.plugin.is_some();
     let mut fields = Vec::new();
     let mut without_expressions = Vec::new();
@@ -68,7 +69,7 @@ pub(super) fn build_status(
         for (key, v) in map {
             path.push(key.clone());
             let dotted = path.join(".");
-            if matches!(key.as_str(), "state" | "conditions") && path.len() == 1 {
+            if key == "state" && path.len() == 1 {
                 return Err(Error::Status(format!(
                     "status.{key} is reserved: kroxide writes it"
                 )));
@@ -107,7 +108,18 @@ pub(super) fn build_status(
         Ok(())
     }
     let mut props = Map::new();
+    let mut conditions = Vec::new();
     if let Some(status) = &rgd.spec.schema.status {
+        // `conditions`: the author's own conditions, which then own `status.conditions`.
+        let mut status = status.clone();
+        if let Some(entries) = status.as_object_mut().and_then(|m| m.remove("conditions")) {
+            conditions = build_conditions(&entries, omit_gate)?;
+            for (i, program) in conditions.iter().enumerate() {
+                check_references(program, &allowed, spec_schema)
+                    .map_err(|m| Error::Status(format!("status.conditions[{i}]: {m}")))?;
+            }
+        }
+        let status = &status;
         let mut ctx = (
             Vec::new(),
             Vec::new(),
@@ -132,5 +144,5 @@ pub(super) fn build_status(
         // Room for the status fields the plugin writes without declaring them.
         schema["x-kubernetes-preserve-unknown-fields"] = json!(true);
     }
-    Ok((fields, schema))
+    Ok((fields, schema, conditions))
 }

@@ -100,6 +100,40 @@ fn apply_orders_number_layers_as_kro_does_from_one_with_dependents_highest() {
 }
 
 #[test]
+fn runtime_condition_functions_belong_to_status_conditions_only() {
+    let err = build_err(with_resources(json!([{ "id": "c", "template": {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "c" },
+        "data": { "s": "${runtime.condition(schema, 'Ready').status}" } } }])));
+    assert!(
+        err.contains("runtime.condition is only allowed in spec.schema.status.conditions"),
+        "{err}"
+    );
+}
+
+#[test]
+fn custom_conditions_are_compiled_with_their_keys_made_strings() {
+    let mut spec = with_resources(json!([{ "id": "c", "template": cm("c") }]));
+    spec["schema"]["status"] = json!({ "conditions": [
+        "${runtime.newCondition({type: 'Ready', status: c.metadata.name == 'c' ? 'True' : 'False', reason: 'Named', message: ''})}"
+    ] });
+    let g = build(&rgd(spec), Limits::default(), &Catalog::default()).unwrap();
+    assert_eq!(g.conditions.len(), 1);
+    assert!(
+        g.conditions[0]
+            .source()
+            .starts_with("runtime.newCondition({'type': 'Ready', 'status':"),
+        "{}",
+        g.conditions[0].source()
+    );
+    // A type error inside a condition is refused like any other.
+    let mut bad = with_resources(json!([{ "id": "c", "template": cm("c") }]));
+    bad["schema"]["status"] =
+        json!({ "conditions": ["${runtime.newCondition({type: 'Ready', status: c.metadata.name + 1})}"] });
+    let err = build_err(bad);
+    assert!(err.contains("status.conditions[0]"), "{err}");
+}
+
+#[test]
 fn the_instance_crd_has_kros_shape() {
     let g = build(&rgd(webapp()), Limits::default(), &Catalog::default()).unwrap();
     let crd = &g.crd;

@@ -38,6 +38,7 @@ fn instance_root(spec_schema: &Value) -> Value {
 pub(crate) fn check(
     nodes: &[Node],
     status: &[StatusField],
+    conditions: &[crate::cel::Program],
     spec_schema: &Value,
     catalog: &Catalog,
 ) -> Result<Checked, Error> {
@@ -104,6 +105,26 @@ pub(crate) fn check(
                     checker.string_part(&ty, p.source(), "status", &path)?;
                 }
             }
+        }
+    }
+    for (i, p) in conditions.iter().enumerate() {
+        let ty = scope.check(p.source()).map_err(|f| {
+            Error::Type(format!(
+                "status.conditions[{i}]: {}",
+                checker.explain(p.source(), &f)
+            ))
+        })?;
+        let condition = CelType::map(CelType::String, CelType::String);
+        let fits = ty == condition
+            || ty == CelType::list(condition.clone())
+            || matches!(ty, CelType::Dyn)
+            || matches!(&ty, CelType::List(e) if matches!(**e, CelType::Dyn));
+        if !fits {
+            return Err(Error::Type(format!(
+                "status.conditions[{i}]: expression {:?} must return a condition (runtime.newCondition) or a list of conditions, got {:?}",
+                p.source(),
+                display(&ty)
+            )));
         }
     }
     Ok(checked)

@@ -8,9 +8,14 @@ mod conditions;
 
 pub(crate) use conditions::{Mark, READY, condition, ready};
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value, json};
 
+use conditions::InstanceState;
+
 use crate::{
+    cel::{self, Program},
     child::{DesiredChild, ObservedChild, Readiness},
     graph::runtime::Resolution,
     object::Object,
@@ -81,6 +86,9 @@ pub(crate) struct Input<'a> {
     pub(crate) deleting: bool,
     /// Now, RFC 3339.
     pub(crate) now: &'a str,
+    /// The graph's own conditions (`status.conditions` of its schema): when there are any,
+    /// they alone are written to `status.conditions`.
+    pub(crate) authored: &'a [Program],
 }
 
 fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
@@ -178,7 +186,10 @@ pub(crate) fn derive(input: &Input<'_>) -> Map<String, Value> {
         failed: failed || resolution_failed,
         deleting: input.deleting,
     };
-    let (conditions, state) = conditions::conditions(&outcome);
+    let (mut conditions, mut state) = conditions::conditions(&outcome);
+    if !input.authored.is_empty() {
+        conditions = authored(input, &conditions, generation, &previous, &mut state);
+    }
     let mut fields: Map<String, Value> = input.resolution.map(|r| r.status.clone()).unwrap_or_default();
     if let Some(p) = input.plugin {
         conditions::deep_merge(&mut fields, p.status.clone());
@@ -196,6 +207,118 @@ pub(crate) fn derive(input: &Input<'_>) -> Map<String, Value> {
     fields.insert("state".to_string(), json!(state.as_str()));
     fields.insert("conditions".to_string(), Value::Array(conditions));
     fields
+}
+
+/// Whether `v` is a condition as `runtime.newCondition` builds it.
+fn is_condition(v: &Value) -> bool {
+    v.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty())
+        && v.get("status")
+            .and_then(Value::as_str)
+            .is_some_and(|s| crate::graph::CONDITION_STATUSES.contains(&s))
+}
+
+/// The author's conditions, as kro writes them: evaluated with `schema` holding kro's own
+/// conditions (`built_in`, readable through `runtime.condition(schema, …)`), stamped with
+/// `lastTransitionTime` (kept while the status holds) and `observedGeneration`. An expression
+/// waiting for data is skipped; one that fails, returns no condition, or a type produced twice
+/// (both dropped) makes the state `ERROR`. Either way the conditions last written for the
+/// types that produced nothing stay as they were. Without an evaluation this time (suspended,
+/// not managed, being deleted) the last written stay, with kro's `ResourcesReady` over them
+/// while the instance is deleted.
+fn authored(
+    input: &Input<'_>,
+    built_in: &[Value],
+    generation: i64,
+    previous: &[Value],
+    state: &mut InstanceState,
+) -> Vec<Value> {
+    let keep_previous = |mut written: Vec<Value>| {
+        for p in previous {
+            if !written.iter().any(|w| w["type"] == p["type"]) {
+                written.push(p.clone());
+            }
+        }
+        written
+    };
+    let Some(resolution) = input.resolution.filter(|r| !r.bindings.is_empty()) else {
+        let overlay = if input.deleting {
+            built_in
+                .iter()
+                .filter(|c| c["type"] == conditions::RESOURCES_READY)
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        return keep_previous(overlay);
+    };
+    let mut scope = cel::Scope::new();
+    for (name, value) in &resolution.bindings {
+        scope.set(name, value.clone());
+    }
+    let mut schema = resolution
+        .bindings
+        .iter()
+        .find(|(name, _)| name == "schema")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| json!({}));
+    let kro: Vec<Value> = built_in
+        .iter()
+        .map(|c| json!({"type": c["type"], "status": c["status"], "reason": c["reason"], "message": c["message"]}))
+        .collect();
+    schema["status"] = json!({ "conditions": kro });
+    scope.set("schema", schema);
+    let mut produced: Vec<Value> = Vec::new();
+    let mut incomplete = false;
+    let mut failed = false;
+    for program in input.authored {
+        match program.eval(&scope) {
+            Err(e) if e.is_pending() => incomplete = true,
+            Err(e) => {
+                tracing::info!(expression = program.source(), error = %e, "a condition expression failed");
+                failed = true;
+            }
+            Ok(Value::Array(items)) if items.iter().all(is_condition) => produced.extend(items),
+            Ok(v) if is_condition(&v) => produced.push(v),
+            Ok(_) => failed = true,
+        }
+    }
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &produced {
+        *counts
+            .entry(c["type"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    if counts.values().any(|n| *n > 1) {
+        failed = true;
+        produced.retain(|c| counts.get(c["type"].as_str().unwrap_or_default()) == Some(&1));
+    }
+    let written: Vec<Value> = produced
+        .iter()
+        .map(|c| {
+            let status = crate::graph::CONDITION_STATUSES
+                .into_iter()
+                .find(|s| c["status"] == *s)
+                .unwrap_or("Unknown");
+            let text = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+            let mark = Mark {
+                status,
+                reason: text("reason"),
+                message: text("message"),
+            };
+            conditions::condition(&text("type"), &mark, generation, previous, input.now)
+        })
+        .collect();
+    if failed {
+        *state = InstanceState::Error;
+    }
+    if incomplete || failed {
+        keep_previous(written)
+    } else {
+        written
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +346,7 @@ mod tests {
             suspended: false,
             deleting: false,
             now: "2026-01-01T00:00:00Z",
+            authored: &[],
         }
     }
 
@@ -325,6 +449,73 @@ mod tests {
             (s["state"].clone(), s["conditions"][2]["status"].clone()),
             (json!("DELETING"), json!("Unknown"))
         );
+    }
+
+    fn authored(sources: &[&str]) -> Vec<Program> {
+        sources
+            .iter()
+            .map(|s| crate::cel::engine().compile(s).unwrap())
+            .collect()
+    }
+
+    fn with_bindings(resolution: &mut Resolution, schema: Value) {
+        resolution.bindings = vec![("schema".to_string(), schema)];
+    }
+
+    #[test]
+    fn the_authors_conditions_alone_are_written_and_read_kros_through_runtime_condition() {
+        let i = instance();
+        let programs = authored(&[
+            "runtime.newCondition({'type': 'Mine', 'status': runtime.condition(schema, 'InstanceManaged').status, 'reason': 'Copied', 'message': ''})",
+        ]);
+        let mut resolution = Resolution::default();
+        with_bindings(&mut resolution, json!({"metadata": {"name": "i"}}));
+        let mut inp = input(&i, &[], &[]);
+        inp.resolution = Some(&resolution);
+        inp.authored = &programs;
+        let s = derive(&inp);
+        let conditions = s["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 1, "{conditions:?}");
+        assert_eq!(
+            (
+                conditions[0]["type"].as_str(),
+                conditions[0]["status"].as_str(),
+                conditions[0]["observedGeneration"].as_i64()
+            ),
+            (Some("Mine"), Some("True"), Some(3))
+        );
+        assert_eq!(s["state"], "ACTIVE", "the state stays kro's");
+    }
+
+    #[test]
+    fn a_degraded_evaluation_is_an_error_that_keeps_the_conditions_it_could_not_produce() {
+        let i = json!({"metadata": {"name": "i", "generation": 3}, "status": {"conditions": [
+            {"type": "Old", "status": "True", "reason": "", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 2},
+            {"type": "Twice", "status": "True", "reason": "", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": 2}]}});
+        let programs = authored(&[
+            "[runtime.newCondition({'type': 'Twice', 'status': 'True'}), runtime.newCondition({'type': 'Twice', 'status': 'False'})]",
+            "runtime.newCondition({'type': 'Fresh', 'status': 'False'})",
+            "runtime.newCondition({'type': 'Old', 'status': schema.spec.missing})",
+        ]);
+        let mut resolution = Resolution::default();
+        with_bindings(&mut resolution, json!({"metadata": {"name": "i"}, "spec": {}}));
+        let mut inp = input(&i, &[], &[]);
+        inp.resolution = Some(&resolution);
+        inp.authored = &programs;
+        let s = derive(&inp);
+        let types: Vec<&str> = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            types,
+            ["Fresh", "Old", "Twice"],
+            "duplicates dropped, the previous ones kept"
+        );
+        assert_eq!(s["conditions"][1]["lastTransitionTime"], "2025-01-01T00:00:00Z");
+        assert_eq!(s["state"], "ERROR");
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub(super) fn derive(loaded: &Loaded, pass: &Pass, observed: &[ObservedChild]) -
     };
     Ok(instance_with_status(
         &loaded.instance,
+        &loaded.graph.conditions,
         pass,
         observed,
         plugin_status.as_ref(),
@@ -89,6 +90,7 @@ pub(super) fn derive(loaded: &Loaded, pass: &Pass, observed: &[ObservedChild]) -
 /// The instance with `status` as the controller would write it.
 fn instance_with_status(
     instance: &Value,
+    authored: &[crate::cel::Program],
     pass: &Pass,
     observed: &[ObservedChild],
     plugin: Option<&StatusOutput>,
@@ -104,6 +106,7 @@ fn instance_with_status(
         suspended: false,
         deleting: false,
         now: OFFLINE_TIME,
+        authored,
     });
     let mut out = instance.clone();
     out["status"] = Value::Object(fields);

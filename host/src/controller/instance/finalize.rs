@@ -127,6 +127,7 @@ pub(super) async fn finalize(
         suspended: false,
         deleting: true,
         now: &now,
+        authored: &rev.graph.conditions,
     });
     report_transition(ctx, rev, key, instance, &status).await;
     if !instance.has_finalizer(metadata::FINALIZER) {

@@ -111,6 +111,7 @@ pub(super) async fn status(
         suspended: false,
         deleting: false,
         now,
+        authored: &rev.graph.conditions,
     });
     if status.get("state").and_then(Value::as_str) == Some("ERROR") {
         let ready = status
@@ -149,6 +150,7 @@ pub(super) async fn without_passes(
         suspended,
         deleting: false,
         now: &now(),
+        authored: &rev.graph.conditions,
     });
     report_transition(ctx, rev, key, instance, &status).await;
     write_status(ctx, rev, key, instance, status).await.map(|_| ())
