@@ -1,6 +1,7 @@
 //! Prometheus metrics of the controller (OpenMetrics text, which Prometheus scrapes): reconciles
 //! by graph, their errors and durations, queue depth, applies, plugin calls, traps, compile
-//! time, cached plugin bytes, watch events and leadership.
+//! time, cached plugin bytes, watch events and leadership, under `kroxide_`; and the families
+//! kro's dashboards read, under kro's names and labels (`instance_reconcile_total{gvr}`, ...).
 
 use std::sync::Mutex;
 
@@ -47,12 +48,84 @@ pub struct Metrics {
     plugin_cache_bytes: Gauge,
     watch_events: Family<Labels, Counter>,
     leader: Gauge,
+    kro: Kro,
+}
+
+/// kro's families (`pkg/metrics` of kro v0.9.4), fed by the same events as ours.
+#[derive(Debug)]
+struct Kro {
+    instance_reconciles: Family<Labels, Counter>,
+    instance_errors: Family<Labels, Counter>,
+    instance_seconds: HistogramFamily,
+    instance_transitions: Family<Labels, Counter>,
+    graph_builds: Family<Labels, Counter>,
+    graph_build_errors: Family<Labels, Counter>,
+    graph_build_seconds: HistogramFamily,
+    queue_length: Gauge,
+}
+
+impl Kro {
+    fn new(r: &mut Registry) -> Self {
+        let k = Self {
+            instance_reconciles: Family::default(),
+            instance_errors: Family::default(),
+            instance_seconds: Family::new_with_constructor(latency as fn() -> Histogram),
+            instance_transitions: Family::default(),
+            graph_builds: Family::default(),
+            graph_build_errors: Family::default(),
+            graph_build_seconds: Family::new_with_constructor(latency as fn() -> Histogram),
+            queue_length: Gauge::default(),
+        };
+        r.register(
+            "instance_reconcile",
+            "Total number of instance reconciliations per GVR",
+            k.instance_reconciles.clone(),
+        );
+        r.register(
+            "instance_reconcile_errors",
+            "Total number of instance reconciliation errors per GVR",
+            k.instance_errors.clone(),
+        );
+        r.register(
+            "instance_reconcile_duration_seconds",
+            "Duration of instance reconciliation in seconds per GVR",
+            k.instance_seconds.clone(),
+        );
+        r.register(
+            "instance_state_transitions",
+            "Total number of instance state transitions per GVR",
+            k.instance_transitions.clone(),
+        );
+        r.register(
+            "rgd_graph_build",
+            "Total number of resource graph builds",
+            k.graph_builds.clone(),
+        );
+        r.register(
+            "rgd_graph_build_errors",
+            "Total number of resource graph build errors",
+            k.graph_build_errors.clone(),
+        );
+        r.register(
+            "rgd_graph_build_duration_seconds",
+            "Duration of resource graph builds in seconds",
+            k.graph_build_seconds.clone(),
+        );
+        r.register(
+            "dynamic_controller_queue_length",
+            "Current length of the workqueue",
+            k.queue_length.clone(),
+        );
+        k
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
+        let mut root = Registry::default();
+        let kro = Kro::new(&mut root);
         let m = Self {
-            registry: Mutex::new(Registry::with_prefix("kroxide")),
+            registry: Mutex::new(root),
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
             failures: Family::default(),
@@ -66,9 +139,11 @@ impl Default for Metrics {
             plugin_cache_bytes: Gauge::default(),
             watch_events: Family::default(),
             leader: Gauge::default(),
+            kro,
         };
         {
-            let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let mut root = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+            let r = root.sub_registry_with_prefix("kroxide");
             r.register(
                 "reconcile",
                 "Reconciles by kind (rgd, instance) and graph",
@@ -157,6 +232,41 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// A finished reconcile of an instance of `gvr` (`group/version, Resource=plural`, as kro
+    /// labels it), for kro's families.
+    pub(crate) fn observe_instance_reconcile(&self, gvr: &str, took: std::time::Duration, failed: bool) {
+        let l = labels(&[("gvr", gvr)]);
+        self.kro.instance_reconciles.get_or_create(&l).inc();
+        if failed {
+            self.kro.instance_errors.get_or_create(&l).inc();
+        }
+        self.kro
+            .instance_seconds
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
+    }
+
+    /// An instance of `gvr` went from state `from` (empty when new) to `to`.
+    pub(crate) fn instance_transition(&self, gvr: &str, from: &str, to: &str) {
+        self.kro
+            .instance_transitions
+            .get_or_create(&labels(&[("gvr", gvr), ("from_state", from), ("to_state", to)]))
+            .inc();
+    }
+
+    /// Graph `name` was built (compiled and type-checked); `ok` unless it was refused.
+    pub(crate) fn graph_build(&self, name: &str, took: std::time::Duration, ok: bool) {
+        let l = labels(&[("name", name)]);
+        self.kro.graph_builds.get_or_create(&l).inc();
+        if !ok {
+            self.kro.graph_build_errors.get_or_create(&l).inc();
+        }
+        self.kro
+            .graph_build_seconds
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
+    }
+
     /// A reconcile that left its object failed (a graph Inactive, an instance in ERROR), with the
     /// reason its `Ready` condition gives (`InvalidResourceGraph`, `PluginTimeout`, ...).
     pub(crate) fn failure(&self, kind: &str, graph: &str, reason: &str) {
@@ -204,6 +314,7 @@ impl Metrics {
         self.queue_depth
             .get_or_create(&labels(&[("queue", "instance")]))
             .set(instance_queue as i64);
+        self.kro.queue_length.set((rgd_queue + instance_queue) as i64);
         self.plugin_cache_bytes.set(cache_bytes as i64);
         self.leader.set(i64::from(leader));
     }
@@ -240,6 +351,31 @@ mod tests {
             "kroxide_plugin_cache_bytes 1024",
             "kroxide_leader 1",
             "# EOF",
+        ] {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn kros_families_are_exported_under_kros_names_and_labels() {
+        let m = Metrics::default();
+        let gvr = "kro.run/v1alpha1, Resource=webapps";
+        let ms = std::time::Duration::from_millis(3);
+        m.observe_instance_reconcile(gvr, ms, false);
+        m.observe_instance_reconcile(gvr, ms, true);
+        m.instance_transition(gvr, "", "IN_PROGRESS");
+        m.graph_build("webapps.kro.run", ms, false);
+        m.set_gauges(1, 2, 0, true);
+        let text = m.encode();
+        for family in [
+            "instance_reconcile_total{gvr=\"kro.run/v1alpha1, Resource=webapps\"} 2",
+            "instance_reconcile_errors_total{gvr=\"kro.run/v1alpha1, Resource=webapps\"} 1",
+            "instance_reconcile_duration_seconds_count{gvr=\"kro.run/v1alpha1, Resource=webapps\"} 2",
+            "instance_state_transitions_total{gvr=\"kro.run/v1alpha1, Resource=webapps\",from_state=\"\",to_state=\"IN_PROGRESS\"} 1",
+            "rgd_graph_build_total{name=\"webapps.kro.run\"} 1",
+            "rgd_graph_build_errors_total{name=\"webapps.kro.run\"} 1",
+            "rgd_graph_build_duration_seconds_count{name=\"webapps.kro.run\"} 1",
+            "dynamic_controller_queue_length 3",
         ] {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }

@@ -104,6 +104,12 @@ async fn active(api: &Api<DynamicObject>, name: &str) {
     .await;
 }
 
+/// The value of the sample `line` (`name{labels}`) in an exposition.
+fn sample(text: &str, line: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+}
+
 async fn readiness_flips_after_sync_and_metrics_expose_every_family(server: Server) {
     let env = Env::start_on(server, "kroxide-ops", Duration::from_millis(100), false).await;
     let port = free_port();
@@ -145,6 +151,26 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family(server: Serv
     )
     .await;
     assert!(described.contains("Events:"), "{described}");
+    // An instance in ERROR: its first child is an object of another ApplySet.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    cms.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "bad-a",
+            "labels": {"applyset.kubernetes.io/part-of": "applyset-someone-else-v1"}}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    create(&api, "bad").await;
+    eventually("bad ERROR", Duration::from_secs(20), async || {
+        api.get_opt("bad")
+            .await
+            .ok()
+            .flatten()
+            .filter(|o| o.data["status"]["state"] == "ERROR")
+            .map(|_| ())
+    })
+    .await;
     // The instance's reconcile is counted when it returns, just after its status write made it
     // ACTIVE: scrape until the count is there.
     let instance_line = "kroxide_reconcile_total{kind=\"instance\",graph=\"ops.test.kroxide.dev\"}";
@@ -180,6 +206,31 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family(server: Serv
         assert!(families.contains(family), "{family} missing: {families:?}");
     }
     assert!(text.ends_with("# EOF\n"));
+    // kro's families, under kro's names and labels, with the values this run implies.
+    let gvr = "gvr=\"test.kroxide.dev/v1alpha1, Resource=ops\"";
+    let (_, text) = eventually("kro's error counter", Duration::from_secs(10), async || {
+        http_get(port, "/metrics").await.filter(|(_, t)| {
+            sample(t, &format!("instance_reconcile_errors_total{{{gvr}}}")).is_some_and(|v| v >= 1.0)
+        })
+    })
+    .await;
+    let value = |line: &str| sample(&text, line).unwrap_or_else(|| panic!("{line} missing from\n{text}"));
+    assert!(value(&format!("instance_reconcile_total{{{gvr}}}")) >= 2.0);
+    assert!(value(&format!("instance_reconcile_duration_seconds_count{{{gvr}}}")) >= 2.0);
+    let into_error = ["IN_PROGRESS", ""]
+        .iter()
+        .filter_map(|from| {
+            sample(
+                &text,
+                &format!(
+                    "instance_state_transitions_total{{{gvr},from_state=\"{from}\",to_state=\"ERROR\"}}"
+                ),
+            )
+        })
+        .sum::<f64>();
+    assert!(into_error >= 1.0, "no transition into ERROR in\n{text}");
+    assert!(value("rgd_graph_build_total{name=\"ops.test.kroxide.dev\"}") >= 1.0);
+    assert!(value("dynamic_controller_queue_length") >= 0.0);
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
     env.shutdown().await;

@@ -52,6 +52,14 @@ pub(crate) struct Revision {
     pub(crate) fingerprint: String,
 }
 
+impl Revision {
+    /// The instances' resource as kro's metrics label it: `group/version, Resource=plural`.
+    pub(crate) fn gvr(&self) -> String {
+        let r = &self.resource;
+        format!("{}/{}, Resource={}", r.group, r.version, r.plural)
+    }
+}
+
 /// The live revisions, by graph and by instance kind.
 #[derive(Debug, Default)]
 pub(crate) struct Graphs {

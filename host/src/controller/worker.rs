@@ -28,6 +28,10 @@ pub(crate) trait Reconciler: Send + Sync + 'static {
     fn span(key: &Self::Key) -> tracing::Span;
     /// The graph `key` belongs to, for `/metrics`.
     fn graph(ctx: &Context, key: &Self::Key) -> String;
+    /// The resource of an instance key as kro's metrics label it (`None` for graphs).
+    fn gvr(_ctx: &Context, _key: &Self::Key) -> Option<String> {
+        None
+    }
     /// Reconciles `key`.
     fn reconcile(ctx: &Arc<Context>, key: &Self::Key) -> impl Future<Output = Result<Action, Error>> + Send;
     /// Called after every reconcile, before the outcome is acted on.
@@ -101,6 +105,10 @@ impl Reconciler for Instances {
             .unwrap_or_default()
     }
 
+    fn gvr(ctx: &Context, key: &InstanceKey) -> Option<String> {
+        ctx.graphs.for_kind(&key.api_version, &key.kind).map(|r| r.gvr())
+    }
+
     fn reconcile(
         ctx: &Arc<Context>,
         key: &InstanceKey,
@@ -126,6 +134,10 @@ pub(crate) async fn work<R: Reconciler>(ctx: Arc<Context>) {
         let failed = result.as_ref().map_or(true, |a| a.backoff);
         ctx.metrics
             .observe_reconcile(R::KIND, &R::graph(&ctx, &key), started.elapsed(), failed);
+        if let Some(gvr) = R::gvr(&ctx, &key) {
+            ctx.metrics
+                .observe_instance_reconcile(&gvr, started.elapsed(), failed);
+        }
         let queue = R::queue(&ctx);
         queue.done(&key);
         match result {

@@ -321,6 +321,8 @@ pub(super) async fn report_transition(
         EventType::Normal
     };
     tracing::info!(from = before.as_deref().unwrap_or("(new)"), to = %state, %reason, "instance state changed");
+    ctx.metrics
+        .instance_transition(&rev.gvr(), before.as_deref().unwrap_or_default(), &state);
     // One series per transition, so each Event's note says the transition it counts.
     let action = format!("{}->{state}", before.as_deref().unwrap_or("(new)"));
     publish(ctx, instance, rev, type_, ("StateChanged", action), note).await;

@@ -114,7 +114,10 @@ async fn admit(
     let invalid = |e: String| Refusal::new(Reason::InvalidResourceGraph, e);
     let rgd = ResourceGraphDefinition::from_value(raw, name).map_err(|e| invalid(e.to_string()))?;
     let catalog = catalog(ctx, &rgd).await?;
-    let graph = graph::build(&rgd, ctx.config.graph_limits, &catalog).map_err(|e| {
+    let started = std::time::Instant::now();
+    let built = graph::build(&rgd, ctx.config.graph_limits, &catalog);
+    ctx.metrics.graph_build(name, started.elapsed(), built.is_ok());
+    let graph = built.map_err(|e| {
         tracing::info!(error = %e, "graph refused");
         let retry = matches!(e, graph::Error::KindNotFound { .. });
         let refusal = invalid(e.to_string());
