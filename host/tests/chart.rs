@@ -227,7 +227,80 @@ async fn helm_installs_upgrades_and_uninstalls_kroxide(server: Server) {
     c.shutdown().await;
 }
 
+/// A values file written for kro's chart (its defaults, in `charts/kroxide/ci/kro-values.yaml`)
+/// lints strictly, installs, and configures the controller as it says: kro's `deployment.*` and
+/// `config.*` keys reach the Deployment, and every argument the chart then passes is one
+/// `kroxide controller` accepts.
+async fn a_values_file_written_for_kros_chart_installs_and_configures_the_controller(server: Server) {
+    let helm = helm();
+    let values = "charts/kroxide/ci/kro-values.yaml";
+    let lint = Command::new(&helm)
+        .current_dir(repo())
+        .args(["lint", "--strict", "charts/kroxide", "-f", values])
+        .output()
+        .unwrap();
+    assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stdout));
+    let c = start(server).await;
+    let installed = c.ok(
+        &helm,
+        &[
+            "install",
+            "kroxide",
+            "charts/kroxide",
+            "-n",
+            "kroxide-system",
+            "--create-namespace",
+            "-f",
+            values,
+        ],
+        None,
+    );
+    assert!(installed.contains("STATUS: deployed"), "{installed}");
+    let d = c
+        .get("apps/v1", "Deployment", "kroxide-system", "kroxide")
+        .await
+        .unwrap();
+    let pod = &d["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    // The server stores the quantity in canonical form.
+    assert_eq!(
+        container["resources"]["limits"]["memory"], "1Gi",
+        "deployment.resources"
+    );
+    assert_eq!(
+        container["securityContext"]["runAsUser"], 1000,
+        "deployment.securityContext"
+    );
+    assert_eq!(pod["dnsPolicy"], "ClusterFirst");
+    let args: Vec<String> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        "--dynamic-controller-concurrent-reconciles=1",
+        "--instance-requeue-interval=3s",
+        "--log-format=console",
+        "--rgd-max-graph-revisions=5",
+        "--leader-elect",
+    ] {
+        assert!(args.iter().any(|a| a == want), "{want} missing from {args:?}");
+    }
+    // The controller accepts them all (the Pod's own namespace stands in for $(POD_NAMESPACE)).
+    let flags: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "controller" && !a.starts_with("--namespace="))
+        .collect();
+    let config = c.controller_config(&flags);
+    assert!(format!("{config:?}").contains("kroxide-system"));
+    c.ok(&helm, &["uninstall", "kroxide", "-n", "kroxide-system"], None);
+    c.shutdown().await;
+}
+
 on_both_servers!(
     rendered_manifests_pass_a_server_side_dry_run,
     helm_installs_upgrades_and_uninstalls_kroxide,
+    a_values_file_written_for_kros_chart_installs_and_configures_the_controller,
 );

@@ -20,6 +20,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ include "kroxide.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.additionalLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* Selector labels. */}}
@@ -44,4 +47,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- else -}}
 {{- .Release.Namespace -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The value at a dotted path of the values when it is set there, else the fallback, as YAML:
+(list .Values "deployment.replicaCount" .Values.replicaCount). Lets a values file written for
+kro's chart (its `deployment.*` and `config.*` keys) configure this one; kro's keys win.
+*/}}
+{{- define "kroxide.pick" -}}
+{{- $m := index . 0 -}}
+{{- $found := true -}}
+{{- range (splitList "." (index . 1)) -}}
+{{- if and $found (kindIs "map" $m) (hasKey $m .) -}}
+{{- $m = index $m . -}}
+{{- else -}}
+{{- $found = false -}}
+{{- end -}}
+{{- end -}}
+{{- if $found -}}{{- toYaml $m -}}{{- else -}}{{- toYaml (index . 2) -}}{{- end -}}
 {{- end -}}
