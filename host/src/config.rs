@@ -73,6 +73,9 @@ pub struct ControllerArgs {
     /// transition already). An unknown gate is an error.
     #[arg(long, env = "KROXIDE_FEATURE_GATES", default_value = "")]
     pub(crate) feature_gates: String,
+    /// GraphRevisions kept per graph, newest first (the one serving always).
+    #[arg(long, env = "KROXIDE_RGD_MAX_GRAPH_REVISIONS", default_value_t = 5)]
+    pub(crate) rgd_max_graph_revisions: usize,
     /// Most items one forEach collection may expand to.
     #[arg(long, env = "KROXIDE_RGD_MAX_COLLECTION_SIZE", default_value_t = 1000)]
     pub(crate) rgd_max_collection_size: usize,
@@ -170,12 +173,9 @@ pub(crate) struct KroFlags {
     /// Accepted, ignored: retries are paced by the per-item backoff alone.
     #[arg(long)]
     pub(crate) dynamic_controller_rate_limiter_burst_limit: Option<u64>,
-    /// Accepted, ignored: kroxide keeps revisions in memory and writes no GraphRevision objects.
+    /// Accepted, ignored: GraphRevisions are written by the graph's own reconcile.
     #[arg(long)]
     pub(crate) graph_revision_concurrent_reconciles: Option<u64>,
-    /// Accepted, ignored: kroxide keeps revisions in memory and writes no GraphRevision objects.
-    #[arg(long)]
-    pub(crate) rgd_max_graph_revisions: Option<u64>,
     /// Accepted, ignored: a graph waiting for its CRD is looked at again on the CRD's watch
     /// events.
     #[arg(long)]
@@ -209,7 +209,6 @@ impl KroFlags {
                 "graph-revision-concurrent-reconciles",
                 self.graph_revision_concurrent_reconciles.is_some(),
             ),
-            ("rgd-max-graph-revisions", self.rgd_max_graph_revisions.is_some()),
             (
                 "rgd-progress-requeue-delay",
                 self.rgd_progress_requeue_delay.is_some(),
@@ -461,6 +460,8 @@ pub struct ControllerConfig {
     pub(crate) client_burst: u32,
     /// `--allow-crd-deletion`.
     pub(crate) allow_crd_deletion: bool,
+    /// `--rgd-max-graph-revisions`.
+    pub(crate) max_graph_revisions: usize,
     /// Metrics address.
     pub(crate) metrics_addr: Option<SocketAddr>,
     /// Secure metrics: the certificate and key files.
@@ -618,6 +619,7 @@ impl ControllerConfig {
             client_qps: args.client_qps,
             client_burst: args.client_burst,
             allow_crd_deletion: args.allow_crd_deletion,
+            max_graph_revisions: args.rgd_max_graph_revisions,
             metrics_addr,
             health_addr,
             metrics_tls,
@@ -733,7 +735,6 @@ mod tests {
                 "dynamic-controller-rate-limiter-rate-limit",
                 "dynamic-controller-rate-limiter-burst-limit",
                 "graph-revision-concurrent-reconciles",
-                "rgd-max-graph-revisions",
                 "rgd-progress-requeue-delay",
             ]
         );

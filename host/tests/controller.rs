@@ -1136,7 +1136,73 @@ async fn a_graph_refused_for_another_graphs_crd_recovers_when_that_crd_goes(serv
     env.shutdown().await;
 }
 
+/// GraphRevisions are kept up to `--rgd-max-graph-revisions`, the oldest deleted first; the
+/// numbering goes on from the newest, also after a restart; a graph deleted and made again
+/// under the same name takes over the revisions left and numbers on.
+async fn graph_revisions_are_retained_up_to_the_limit_and_numbered_on(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(300), true).await;
+    support::install_graph_revision_crd(&env.client).await;
+    let grs = Api::<DynamicObject>::all_with(
+        env.client.clone(),
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("internal.kro.run", "v1alpha1", "GraphRevision"),
+            "graphrevisions",
+        ),
+    );
+    let names = async || {
+        let mut names: Vec<String> = grs
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|g| g.metadata.name)
+            .collect();
+        names.sort();
+        names
+    };
+    let running = start(&env, &["--rgd-max-graph-revisions=2"]).await;
+    let mut rgd = three_configmaps();
+    for value in ["a", "b", "c"] {
+        rgd["spec"]["schema"]["spec"]["value"] = json!(format!("string | default={value}"));
+        apply_rgd(&env, rgd.clone()).await;
+        let want = format!("budgets.test.kroxide.dev-r0000{}", value.as_bytes()[0] - b'a' + 1);
+        eventually(&format!("{want} recorded"), Duration::from_secs(20), async || {
+            names().await.contains(&want).then_some(())
+        })
+        .await;
+    }
+    eventually("the oldest to be deleted", Duration::from_secs(20), async || {
+        (names().await
+            == [
+                "budgets.test.kroxide.dev-r00002",
+                "budgets.test.kroxide.dev-r00003",
+            ])
+        .then_some(())
+    })
+    .await;
+    // A restart numbers on from the revisions there are.
+    running.stop(Duration::from_secs(5)).await;
+    let running = start(&env, &["--rgd-max-graph-revisions=2"]).await;
+    rgd["spec"]["schema"]["spec"]["value"] = json!("string | default=d");
+    apply_rgd(&env, rgd.clone()).await;
+    eventually("r00004 after a restart", Duration::from_secs(20), async || {
+        (names().await
+            == [
+                "budgets.test.kroxide.dev-r00003",
+                "budgets.test.kroxide.dev-r00004",
+            ])
+        .then_some(())
+    })
+    .await;
+    let state = rgd_state(&env, "budgets.test.kroxide.dev").await.unwrap();
+    assert_eq!(state["lastIssuedRevision"], 4, "{state}");
+    running.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 on_both_servers!(
+    graph_revisions_are_retained_up_to_the_limit_and_numbered_on,
     a_graph_refused_for_another_graphs_crd_recovers_when_that_crd_goes,
     a_crd_edited_or_deleted_by_hand_is_restored_from_the_graph,
     a_terminating_dependency_holds_its_dependents_back,

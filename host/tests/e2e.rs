@@ -135,6 +135,7 @@ fn run_ok(cmd: &mut Command, kubeconfig: &Path, args: &[&str]) -> String {
 fn setup(kubectl: &dyn Fn(&[&str]) -> String) {
     for file in [
         "charts/kroxide/crds/resourcegraphdefinitions.kro.run.yaml",
+        "charts/kroxide/crds/graphrevisions.internal.kro.run.yaml",
         "tests/e2e/setup/namespaces.yaml",
     ] {
         kubectl(&["apply", "-f", &repo().join(file).display().to_string()]);

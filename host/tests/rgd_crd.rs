@@ -26,6 +26,21 @@ fn the_charts_rgd_crd_is_current() {
 }
 
 #[test]
+fn the_charts_graph_revision_crd_is_current() {
+    let path = repo().join("charts/kroxide/crds/graphrevisions.internal.kro.run.yaml");
+    let generated = yaml::to_string(&kroxide::graph::crd::graph_revision_crd());
+    if std::env::var_os("KROXIDE_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is stale: rerun this test with KROXIDE_UPDATE_GOLDEN=1",
+        path.display()
+    );
+}
+
+#[test]
 fn every_shipped_rgd_is_valid_under_the_rgd_crd() {
     let crd = rgd_crd();
     let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];

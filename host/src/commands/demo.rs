@@ -309,12 +309,17 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
     done(t);
 
     let t = Instant::now();
-    step("installing the ResourceGraphDefinition CRD and namespaces");
-    let crd: CustomResourceDefinition = serde_json::from_value(rgd_crd()).expect("the RGD CRD is a CRD");
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .map_err(api_err("creating the RGD CRD"))?;
+    step("installing the ResourceGraphDefinition and GraphRevision CRDs and namespaces");
+    for (what, crd) in [
+        ("the RGD CRD", rgd_crd()),
+        ("the GraphRevision CRD", crate::graph::crd::graph_revision_crd()),
+    ] {
+        let crd: CustomResourceDefinition = serde_json::from_value(crd).expect("a CRD");
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .map_err(api_err(format!("creating {what}")))?;
+    }
     for ns in [NAMESPACE, "shop"] {
         let n: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("valid");
         Api::<Namespace>::all(client.clone())

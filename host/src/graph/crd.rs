@@ -171,6 +171,90 @@ fn string_list() -> Value {
     json!({ "type": "array", "items": { "type": "string" } })
 }
 
+/// The GraphRevision CRD (`internal.kro.run/v1alpha1`, cluster-scoped, short name `gr`): kro's
+/// kind, names, printer columns and immutable spec; the snapshot of the graph's spec is kept
+/// whole (kroxide's `spec.plugin` included). The chart ships this; a test keeps its copy current.
+pub fn graph_revision_crd() -> Value {
+    let condition = json!({
+        "type": "object",
+        "required": ["status", "type"],
+        "properties": {
+            "type": { "type": "string" }, "status": { "type": "string" }, "reason": { "type": "string" },
+            "message": { "type": "string" }, "lastTransitionTime": { "type": "string", "format": "date-time" },
+            "observedGeneration": { "type": "integer", "format": "int64", "minimum": 0 }
+        }
+    });
+    let snapshot = json!({
+        "type": "object",
+        "required": ["name", "spec"],
+        "properties": {
+            "name": { "type": "string", "description": "The ResourceGraphDefinition's name." },
+            "generation": { "type": "integer", "format": "int64",
+                "description": "Its metadata.generation when the revision was issued." },
+            "spec": { "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                "description": "Its spec, as it was." }
+        }
+    });
+    let spec = json!({
+        "type": "object",
+        "required": ["revision", "snapshot"],
+        "x-kubernetes-validations": immutable("spec is immutable"),
+        "properties": {
+            "revision": { "type": "integer", "format": "int64", "minimum": 1,
+                "description": "The revision number, from 1, per ResourceGraphDefinition name." },
+            "snapshot": snapshot
+        }
+    });
+    let resources = json!({ "type": "array", "items": { "type": "object", "properties": {
+        "id": { "type": "string" },
+        "dependencies": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "string" } } } }
+    }}});
+    let status = json!({
+        "type": "object",
+        "properties": {
+            "conditions": { "type": "array", "items": condition },
+            "topologicalOrder": string_list(),
+            "resources": resources
+        }
+    });
+    let schema = json!({
+        "type": "object",
+        "description": "An immutable snapshot of one revision of a ResourceGraphDefinition.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": { "type": "string" },
+            "kind": { "type": "string" },
+            "metadata": { "type": "object" },
+            "spec": spec,
+            "status": status
+        }
+    });
+    let columns = json!([
+        { "name": "RGD", "type": "string", "jsonPath": ".spec.snapshot.name", "priority": 1 },
+        { "name": "REVISION", "type": "integer", "jsonPath": ".spec.revision" },
+        { "name": "HASH", "type": "string", "jsonPath": ".metadata.labels.kro\\.run/graph-revision-hash", "priority": 1 },
+        { "name": "READY", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status" },
+        { "name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp" }
+    ]);
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": { "name": "graphrevisions.internal.kro.run" },
+        "spec": {
+            "group": "internal.kro.run",
+            "names": { "kind": "GraphRevision", "listKind": "GraphRevisionList", "plural": "graphrevisions",
+                "singular": "graphrevision", "shortNames": ["gr"] },
+            "scope": "Cluster",
+            "versions": [{
+                "name": "v1alpha1", "served": true, "storage": true,
+                "subresources": { "status": {} },
+                "additionalPrinterColumns": columns,
+                "schema": { "openAPIV3Schema": schema }
+            }]
+        }
+    })
+}
+
 /// kroxide's ResourceGraphDefinition CRD: kro's `kro.run/v1alpha1` schema, printer columns and
 /// validation rules, plus the additive `spec.plugin`. This function is the source of truth;
 /// `kroxide generate crd` prints it and a test keeps the chart's copy current.

@@ -462,6 +462,26 @@ pub async fn install_crd(client: &Client) {
     .unwrap();
 }
 
+/// Installs the GraphRevision CRD (as the chart does) and waits until it is Established.
+#[allow(dead_code, reason = "not every test binary records revisions")]
+pub async fn install_graph_revision_crd(client: &Client) {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(kroxide::graph::crd::graph_revision_crd()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let established = kube::runtime::wait::conditions::is_crd_established();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        kube::runtime::wait::await_condition(crds, "graphrevisions.internal.kro.run", established),
+    )
+    .await
+    .expect("the GraphRevision CRD is Established within 30 s")
+    .unwrap();
+}
+
 /// ResourceGraphDefinitions, dynamically typed.
 pub fn rgd_api(client: &Client) -> Api<DynamicObject> {
     let ar = kube::api::ApiResource::from_gvk_with_plural(

@@ -4,6 +4,7 @@
 
 mod crd;
 mod delete;
+mod graph_revisions;
 mod plugin;
 mod report;
 mod serve;

@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use super::{
     crd::{ensure_crd, watch_kinds},
     delete::{finalizers, set_finalizers},
+    graph_revisions,
     plugin::load_plugin,
     report::{Reason, Refusal, Report, cond, unknown, write_status},
 };
@@ -81,9 +82,23 @@ pub(super) async fn serve(
             return Ok(Action::after(Duration::from_secs(5)));
         }
     };
-    let number = issue_revision(ctx, name, &raw, &rgd, &graph, plugin, &informer, watch);
+    let digest = plugin.as_ref().map(|p| p.plugin.digest().to_string());
+    let hash = graph_revisions::spec_hash(&raw, digest.as_deref());
+    let recorded =
+        graph_revisions::record(ctx, &raw, &rgd, &graph, &hash, ctx.config.max_graph_revisions).await;
+    let issued = match recorded {
+        Ok(n) => n,
+        Err(Refusal { reason, message, .. }) => {
+            // The revision still serves; the record of it failed.
+            report.revisions = cond("GraphRevisionsResolved", false, reason.as_str(), message);
+            None
+        }
+    };
+    let number = issue_revision(ctx, name, &raw, &rgd, &graph, plugin, &informer, watch, issued);
     report.revision = Some(number);
-    report.revisions.mark.message = format!("revision {number} compiled and active");
+    if report.revisions.mark.status == "True" {
+        report.revisions.mark.message = format!("revision {number} compiled and active");
+    }
     write_status(ctx, name, &raw, &report).await?;
     Ok(Action::done())
 }
@@ -232,6 +247,7 @@ fn issue_revision(
     plugin: Option<PluginBinding>,
     informer: &Informer,
     watch: WatchKey,
+    issued: Option<u64>,
 ) -> u64 {
     let fingerprint = {
         let mut h = Sha256::new();
@@ -248,10 +264,13 @@ fn issue_revision(
         format!("{:x}", h.finalize())
     };
     let current = ctx.graphs.get(name);
-    let number = match &current {
-        Some(c) if c.fingerprint == fingerprint => return c.number,
-        Some(c) => c.number + 1,
-        None => {
+    // The GraphRevision's number when one records it; else counted here.
+    let number = match (&current, issued) {
+        (Some(c), Some(n)) if c.fingerprint == fingerprint && c.number == n => return n,
+        (Some(c), None) if c.fingerprint == fingerprint => return c.number,
+        (_, Some(n)) => n,
+        (Some(c), None) => c.number + 1,
+        (None, None) => {
             raw.pointer("/status/lastIssuedRevision")
                 .and_then(Value::as_u64)
                 .unwrap_or(0)
