@@ -10,7 +10,8 @@
 use std::sync::{Arc, LazyLock};
 
 use cel_core::{
-    CompileError, Env, ProtoRegistry,
+    Ast, CompileError, Env, Expr, ProtoRegistry, Span, Spanned, SpannedExpr,
+    parser::{ArgCount, Macro, MacroContext, MacroExpansion, MacroRegistry, MacroStyle, ParseOptions},
     types::{CelType, FunctionDecl, OverloadDecl},
 };
 
@@ -83,7 +84,7 @@ impl Scope {
     /// # Errors
     /// The first type error the checker reports.
     pub(crate) fn check(&self, source: &str) -> Result<Type, CheckFailure> {
-        match self.env.compile(source) {
+        match compile(&self.env, source) {
             Ok(ast) => Ok(ast.result_type().cloned().unwrap_or(CelType::Dyn)),
             Err(CompileError::Check(errors)) => {
                 let first = errors.into_iter().next();
@@ -226,6 +227,14 @@ pub(crate) fn library() -> Vec<FunctionDecl> {
         ),
         method("distinct", vec![("list_distinct", vec![lt.clone()], lt.clone())]),
         method("sort", vec![("list_sort", vec![lt.clone()], lt.clone())]),
+        method(
+            SORT_BY_KEYS,
+            vec![(
+                "list_sortByAssociatedKeys",
+                vec![lt.clone(), list(t("U"))],
+                lt.clone(),
+            )],
+        ),
         method("reverse", vec![("list_reverse", vec![lt.clone()], lt.clone())]),
         function("lists.range", vec![("lists_range_int", vec![Int], list(Int))]),
         method("sum", vec![("list_sum", vec![lt.clone()], t("T"))]),
@@ -422,6 +431,94 @@ pub(crate) fn library() -> Vec<FunctionDecl> {
             ],
         ),
     ]
+}
+
+/// The binding `sortBy` evaluates its target into once, as cel-go names it.
+const SORT_BY_INPUT: &str = "@__sortBy_input__";
+/// The function `sortBy` expands to, as cel-go names it: a list sorted by a list of keys.
+const SORT_BY_KEYS: &str = "@sortByAssociatedKeys";
+
+/// cel-go's `list.sortBy(e, key)` (its lists extension, which kro enables; cel-core's parser
+/// lacks it), expanded as cel-go does:
+/// `cel.bind(@__sortBy_input__, list, @__sortBy_input__.@sortByAssociatedKeys(@__sortBy_input__.map(e, key)))`.
+fn expand_sort_by(
+    ctx: &mut MacroContext,
+    span: Span,
+    receiver: Option<SpannedExpr>,
+    args: Vec<SpannedExpr>,
+) -> MacroExpansion {
+    let Some(receiver) = receiver else {
+        return MacroExpansion::Error("sortBy() requires a receiver".to_string());
+    };
+    let input = |ctx: &mut MacroContext| {
+        Spanned::new(
+            ctx.next_id(),
+            Expr::Ident(SORT_BY_INPUT.to_string()),
+            span.clone(),
+        )
+    };
+    let map = MacroRegistry::standard()
+        .lookup("map", 2, true)
+        .map(|m| m.expander)
+        .expect("map is a standard macro");
+    let target = input(ctx);
+    let keys = match map(ctx, span.clone(), Some(target), args) {
+        MacroExpansion::Expanded(e) => e,
+        MacroExpansion::Error(m) => return MacroExpansion::Error(format!("sortBy(): {m}")),
+    };
+    let target = input(ctx);
+    let member = Spanned::new(
+        ctx.next_id(),
+        Expr::Member {
+            expr: Box::new(target),
+            field: SORT_BY_KEYS.to_string(),
+            optional: false,
+        },
+        span.clone(),
+    );
+    let call = Spanned::new(
+        ctx.next_id(),
+        Expr::Call {
+            expr: Box::new(member),
+            args: vec![keys],
+        },
+        span.clone(),
+    );
+    MacroExpansion::Expanded(Spanned::new(
+        ctx.next_id(),
+        Expr::Bind {
+            var_name: SORT_BY_INPUT.to_string(),
+            init: Box::new(receiver),
+            body: Box::new(call),
+        },
+        span,
+    ))
+}
+
+/// CEL's standard macros and `sortBy`.
+static MACROS: LazyLock<MacroRegistry> = LazyLock::new(|| {
+    let mut registry = MacroRegistry::standard();
+    registry.register(Macro::new(
+        "sortBy",
+        MacroStyle::Receiver,
+        ArgCount::Exact(2),
+        expand_sort_by,
+    ));
+    registry
+});
+
+/// Parses with [`MACROS`] and checks in `env`.
+fn compile(env: &Env, source: &str) -> Result<Ast, CompileError> {
+    let parsed = cel_core::parser::parse_with_options(source, ParseOptions::with_macros(MACROS.clone()));
+    if !parsed.errors.is_empty() {
+        return Err(CompileError::Parse(parsed.errors));
+    }
+    let expr = parsed.ast.ok_or(CompileError::NoAst)?;
+    let checked = env.check(&expr);
+    if !checked.errors.is_empty() {
+        return Err(CompileError::Check(checked.errors));
+    }
+    Ok(Ast::new_checked(expr, source, checked))
 }
 
 fn base_env() -> Env {

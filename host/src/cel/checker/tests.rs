@@ -21,6 +21,8 @@ fn scope() -> Scope {
 /// the checker gives it.
 const SIGNATURES: &[(&str, &str)] = &[
     // kro: random, hash, json, maps, lists
+    ("ls.sortBy(e, size(e))", "list(string)"),
+    ("ls.sortBy(e, -size(e)).map(e, e + 'x')", "list(string)"),
     ("random.seededString(8, s)", "string"),
     ("random.seededInt(1, 10, s)", "int"),
     ("hash.fnv64a(s)", "bytes"),
@@ -145,4 +147,17 @@ fn every_function_the_runtime_knows_is_declared_for_the_checker() {
     for name in crate::cel::known_functions() {
         assert!(scope.declares(name), "{name} is not declared for the checker");
     }
+}
+
+#[test]
+fn sort_by_binds_its_variable_and_checks_its_key() {
+    let scope = scope();
+    let err = scope
+        .check("ls.sortBy(e, e.missing)")
+        .expect_err("a string has no fields");
+    assert!(!err.to_string().is_empty());
+    let err = scope
+        .check("ls.sortBy(1, e)")
+        .expect_err("the variable must be a name");
+    assert!(err.to_string().contains("sortBy"), "{err}");
 }
