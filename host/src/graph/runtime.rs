@@ -84,12 +84,26 @@ impl Resolution {
         })
     }
 
-    /// The first node that is not ready (pending or not ready), with why.
-    pub(crate) fn first_waiting(&self) -> Option<(&str, &str)> {
-        self.states.iter().find_map(|(id, s)| match s {
-            NodeState::NotReady(m) | NodeState::Pending(m) => Some((id.as_str(), m.as_str())),
+    /// What the instance waits for, in kro's words: the first resource whose data is not there
+    /// yet (`waiting for unresolved resource "id": why`), else every resource not ready
+    /// (`awaiting resource readiness: waiting for node "id": why; ...`).
+    pub(crate) fn waiting_message(&self) -> Option<String> {
+        let unresolved = self.states.iter().find_map(|(id, s)| match s {
+            NodeState::Pending(m) => Some(format!("waiting for unresolved resource {id:?}: {m}")),
             _ => None,
-        })
+        });
+        if unresolved.is_some() {
+            return unresolved;
+        }
+        let not_ready: Vec<String> = self
+            .states
+            .iter()
+            .filter_map(|(id, s)| match s {
+                NodeState::NotReady(m) => Some(format!("waiting for node {id:?}: {m}")),
+                _ => None,
+            })
+            .collect();
+        (!not_ready.is_empty()).then(|| format!("awaiting resource readiness: {}", not_ready.join("; ")))
     }
 
     #[cfg(test)]

@@ -138,15 +138,22 @@ fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
         .collect();
     if !missing.is_empty() {
         return (
-            Mark::not_ready("NotReady", format!("waiting for {} to exist", missing.join(", "))),
+            Mark::not_ready(
+                "NotReady",
+                format!(
+                    "awaiting resource readiness: {}",
+                    missing
+                        .iter()
+                        .map(|m| format!("waiting for node {m:?}: not created yet"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ),
             false,
         );
     }
-    match input.resolution.and_then(Resolution::first_waiting) {
-        Some((id, why)) => (
-            Mark::not_ready("NotReady", format!("resource {id}: {why}")),
-            false,
-        ),
+    match input.resolution.and_then(Resolution::waiting_message) {
+        Some(waiting) => (Mark::not_ready("NotReady", waiting), false),
         None => (Mark::all_ready(), false),
     }
 }
@@ -364,7 +371,10 @@ mod tests {
         let desired = [child("a")];
         let s = derive(&input(&i, &desired, &[]));
         assert_eq!(s["state"], "IN_PROGRESS");
-        assert_eq!(s["conditions"][2]["message"], "waiting for a to exist");
+        assert_eq!(
+            s["conditions"][2]["message"],
+            "awaiting resource readiness: waiting for node \"a\": not created yet"
+        );
         assert_eq!(
             s["url"], "old",
             "fields survive a reconcile that could not resolve"
@@ -516,6 +526,39 @@ mod tests {
         );
         assert_eq!(s["conditions"][1]["lastTransitionTime"], "2025-01-01T00:00:00Z");
         assert_eq!(s["state"], "ERROR");
+    }
+
+    #[test]
+    fn waiting_is_told_in_kros_words_unresolved_data_first() {
+        use crate::graph::runtime::NodeState;
+        let i = instance();
+        let mut resolution = Resolution {
+            states: vec![
+                ("config".into(), NodeState::NotReady("readyWhen is false".into())),
+                (
+                    "report".into(),
+                    NodeState::Pending("waiting for config to be ready".into()),
+                ),
+            ],
+            ..Resolution::default()
+        };
+        let message = |r: &Resolution| {
+            let mut inp = input(&i, &[], &[]);
+            inp.resolution = Some(r);
+            derive(&inp)["conditions"][2]["message"].clone()
+        };
+        assert_eq!(
+            message(&resolution),
+            "waiting for unresolved resource \"report\": waiting for config to be ready"
+        );
+        resolution.states.pop();
+        resolution
+            .states
+            .push(("db".into(), NodeState::NotReady("not created yet".into())));
+        assert_eq!(
+            message(&resolution),
+            "awaiting resource readiness: waiting for node \"config\": readyWhen is false; waiting for node \"db\": not created yet"
+        );
     }
 
     #[test]
