@@ -69,7 +69,8 @@ value_fn!(random_seeded_int, |a| match (&a[0], &a[1], &a[2]) {
 
 // === hash ===
 
-fn fnv64a(data: &[u8]) -> [u8; 8] {
+/// FNV-1a (64-bit) of `data`, big-endian: kro's `hash.fnv64a`, and its GraphRevision hash.
+pub(crate) fn fnv64a(data: &[u8]) -> [u8; 8] {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in data {
         h ^= u64::from(*b);

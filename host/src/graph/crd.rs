@@ -171,19 +171,27 @@ fn string_list() -> Value {
     json!({ "type": "array", "items": { "type": "string" } })
 }
 
+/// The schema of one status condition, as the RGD and GraphRevision CRDs have it.
+fn condition_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["status", "type"],
+        "properties": {
+            "type": { "type": "string", "description": "Type of the condition." },
+            "status": { "type": "string", "description": "True, False or Unknown." },
+            "reason": { "type": "string", "description": "Why the condition last changed, in UpperCamelCase." },
+            "message": { "type": "string", "description": "Details for humans." },
+            "lastTransitionTime": { "type": "string", "format": "date-time", "description": "When the status last changed." },
+            "observedGeneration": { "type": "integer", "format": "int64", "minimum": 0, "description": "The generation the condition describes." }
+        }
+    })
+}
+
 /// The GraphRevision CRD (`internal.kro.run/v1alpha1`, cluster-scoped, short name `gr`): kro's
 /// kind, names, printer columns and immutable spec; the snapshot of the graph's spec is kept
 /// whole (kroxide's `spec.plugin` included). The chart ships this; a test keeps its copy current.
 pub fn graph_revision_crd() -> Value {
-    let condition = json!({
-        "type": "object",
-        "required": ["status", "type"],
-        "properties": {
-            "type": { "type": "string" }, "status": { "type": "string" }, "reason": { "type": "string" },
-            "message": { "type": "string" }, "lastTransitionTime": { "type": "string", "format": "date-time" },
-            "observedGeneration": { "type": "integer", "format": "int64", "minimum": 0 }
-        }
-    });
+    let condition = condition_schema();
     let snapshot = json!({
         "type": "object",
         "required": ["name", "spec"],
@@ -265,18 +273,7 @@ pub fn rgd_crd() -> Value {
         "x-kubernetes-list-type": "set",
         "items": { "type": "string", "maxLength": 63, "pattern": "^[a-z]([-a-z0-9]*[a-z0-9])?$" }
     });
-    let condition = json!({
-        "type": "object",
-        "required": ["status", "type"],
-        "properties": {
-            "type": { "type": "string", "description": "Type of the condition." },
-            "status": { "type": "string", "description": "True, False or Unknown." },
-            "reason": { "type": "string", "description": "Why the condition last changed, in UpperCamelCase." },
-            "message": { "type": "string", "description": "Details for humans." },
-            "lastTransitionTime": { "type": "string", "format": "date-time", "description": "When the status last changed." },
-            "observedGeneration": { "type": "integer", "format": "int64", "minimum": 0, "description": "The generation the condition describes." }
-        }
-    });
+    let condition = condition_schema();
     let schema = json!({
         "type": "object",
         "description": "The kind this graph defines: its identity, its spec in SimpleSchema, and its status as expressions.",

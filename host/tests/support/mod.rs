@@ -445,40 +445,30 @@ macro_rules! on_both_servers {
 /// Installs the ResourceGraphDefinition CRD and waits until it is Established (a real server
 /// answers 404 for its resources until then).
 pub async fn install_crd(client: &Client) {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &serde_json::from_value(rgd_crd()).unwrap(),
-    )
-    .await
-    .unwrap();
-    let established = kube::runtime::wait::conditions::is_crd_established();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        kube::runtime::wait::await_condition(crds, "resourcegraphdefinitions.kro.run", established),
-    )
-    .await
-    .expect("the RGD CRD is Established within 30 s")
-    .unwrap();
+    install_and_wait(client, rgd_crd()).await;
 }
 
 /// Installs the GraphRevision CRD (as the chart does) and waits until it is Established.
 #[allow(dead_code, reason = "not every test binary records revisions")]
 pub async fn install_graph_revision_crd(client: &Client) {
+    install_and_wait(client, kroxide::graph::crd::graph_revision_crd()).await;
+}
+
+/// Creates `crd` and waits until it is Established (a real server answers 404 for its
+/// resources until then).
+async fn install_and_wait(client: &Client, crd: Value) {
+    let name = crd["metadata"]["name"].as_str().unwrap().to_string();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &serde_json::from_value(kroxide::graph::crd::graph_revision_crd()).unwrap(),
-    )
-    .await
-    .unwrap();
+    crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
+        .await
+        .unwrap();
     let established = kube::runtime::wait::conditions::is_crd_established();
     tokio::time::timeout(
         Duration::from_secs(30),
-        kube::runtime::wait::await_condition(crds, "graphrevisions.internal.kro.run", established),
+        kube::runtime::wait::await_condition(crds, &name, established),
     )
     .await
-    .expect("the GraphRevision CRD is Established within 30 s")
+    .unwrap_or_else(|_| panic!("{name} is Established within 30 s"))
     .unwrap();
 }
 

@@ -5,8 +5,6 @@
 //! They are a record: the revision serving instances is compiled in memory, and a cluster
 //! without the GraphRevision CRD runs without them.
 
-use std::hash::Hasher as _;
-
 use kube::{
     Api,
     api::{
@@ -33,30 +31,10 @@ fn resource() -> ApiResource {
 
 /// FNV-1a (64-bit) over `data`, in hex: the hash kro labels its revisions with.
 fn fnv64a(data: &[u8]) -> String {
-    let mut h = Fnv64a::default();
-    h.write(data);
-    format!("{:016x}", h.finish())
-}
-
-#[derive(Debug)]
-struct Fnv64a(u64);
-
-impl Default for Fnv64a {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv64a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    crate::cel::functions::fnv64a(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The hash of what a revision serves: the graph's spec (keys sorted, kro's defaults filled in,
