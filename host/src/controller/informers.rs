@@ -39,6 +39,14 @@ pub(crate) enum Role {
     Crds,
 }
 
+impl Role {
+    /// Whether a watch of this role keeps a store that reconciles read (children are kept in the
+    /// controller's own trimmed index, CRDs are only notices).
+    pub(crate) fn cached(self) -> bool {
+        !matches!(self, Role::Children | Role::Crds)
+    }
+}
+
 /// Identifies one watch.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct WatchKey {
@@ -348,7 +356,7 @@ impl Informers {
         let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mark = synced.clone();
         // Children are kept by the controller's own index (trimmed), not a second cache.
-        let cache = !matches!(key.role, Role::Children | Role::Crds);
+        let cache = key.role.cached();
         let task = tokio::spawn(async move {
             let events = watcher(api, config).default_backoff();
             let mut stream = if cache {
