@@ -1,9 +1,13 @@
 //! Prometheus metrics of the controller (OpenMetrics text, which Prometheus scrapes): reconciles
 //! by graph, their errors and durations, queue depth, applies, plugin calls, traps, compile
 //! time, cached plugin bytes, watch events and leadership, under `kroxide_`; and the families
-//! kro's dashboards read, under kro's names and labels (`instance_reconcile_total{gvr}`, ...).
+//! kro's dashboards read, under kro's names and labels (`instance_reconcile_total{gvr}`, ...),
+//! with the controller-runtime, client-go workqueue and REST client families kro's process has.
 
-use std::sync::Mutex;
+use std::{
+    sync::{Mutex, atomic::AtomicU64},
+    time::Duration,
+};
 
 use prometheus_client::{
     encoding::text::encode,
@@ -18,6 +22,7 @@ use prometheus_client::{
 
 type Labels = Vec<(String, String)>;
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
+type Seconds = Gauge<f64, AtomicU64>;
 
 fn latency() -> Histogram {
     // 100 µs .. ~52 s.
@@ -49,6 +54,214 @@ pub struct Metrics {
     watch_events: Family<Labels, Counter>,
     leader: Gauge,
     kro: Kro,
+    runtime: Runtime,
+}
+
+/// The families of the libraries kro is built on, under their names and labels:
+/// controller-runtime's (for the graph controller, `controller="ResourceGraphDefinition"`),
+/// client-go's workqueue (for both queues: `ResourceGraphDefinition` and kro's
+/// `dynamic-controller-queue` for instances) and REST client.
+#[derive(Debug)]
+struct Runtime {
+    reconciles: Family<Labels, Counter>,
+    reconcile_errors: Family<Labels, Counter>,
+    terminal_errors: Family<Labels, Counter>,
+    panics: Family<Labels, Counter>,
+    reconcile_seconds: HistogramFamily,
+    max_concurrent: Family<Labels, Gauge>,
+    active_workers: Family<Labels, Gauge>,
+    queue_adds: Family<Labels, Counter>,
+    queue_depth: Family<Labels, Gauge>,
+    queue_seconds: HistogramFamily,
+    work_seconds: HistogramFamily,
+    queue_retries: Family<Labels, Counter>,
+    longest_running: Family<Labels, Seconds>,
+    unfinished: Family<Labels, Seconds>,
+    rest_requests: Family<Labels, Counter>,
+}
+
+/// client-go's workqueue buckets: 10 ns to 1000 s, by tens.
+fn queue_latency() -> Histogram {
+    Histogram::new(exponential_buckets(1e-8, 10.0, 12))
+}
+
+impl Runtime {
+    fn new(r: &mut Registry) -> Self {
+        let k = Self {
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            terminal_errors: Family::default(),
+            panics: Family::default(),
+            reconcile_seconds: Family::new_with_constructor(latency as fn() -> Histogram),
+            max_concurrent: Family::default(),
+            active_workers: Family::default(),
+            queue_adds: Family::default(),
+            queue_depth: Family::default(),
+            queue_seconds: Family::new_with_constructor(queue_latency as fn() -> Histogram),
+            work_seconds: Family::new_with_constructor(queue_latency as fn() -> Histogram),
+            queue_retries: Family::default(),
+            longest_running: Family::default(),
+            unfinished: Family::default(),
+            rest_requests: Family::default(),
+        };
+        r.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            k.reconciles.clone(),
+        );
+        r.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            k.reconcile_errors.clone(),
+        );
+        r.register(
+            "controller_runtime_terminal_reconcile_errors",
+            "Total number of terminal reconciliation errors per controller",
+            k.terminal_errors.clone(),
+        );
+        r.register(
+            "controller_runtime_reconcile_panics",
+            "Total number of reconciliation panics per controller",
+            k.panics.clone(),
+        );
+        r.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            k.reconcile_seconds.clone(),
+        );
+        r.register(
+            "controller_runtime_max_concurrent_reconciles",
+            "Maximum number of concurrent reconciles per controller",
+            k.max_concurrent.clone(),
+        );
+        r.register(
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            k.active_workers.clone(),
+        );
+        r.register(
+            "workqueue_adds",
+            "Total number of adds handled by workqueue",
+            k.queue_adds.clone(),
+        );
+        r.register(
+            "workqueue_depth",
+            "Current depth of workqueue",
+            k.queue_depth.clone(),
+        );
+        r.register(
+            "workqueue_queue_duration_seconds",
+            "How long in seconds an item stays in workqueue before being requested",
+            k.queue_seconds.clone(),
+        );
+        r.register(
+            "workqueue_work_duration_seconds",
+            "How long in seconds processing an item from workqueue takes",
+            k.work_seconds.clone(),
+        );
+        r.register(
+            "workqueue_retries",
+            "Total number of retries handled by workqueue",
+            k.queue_retries.clone(),
+        );
+        r.register(
+            "workqueue_longest_running_processor_seconds",
+            "How many seconds has the longest running processor for workqueue been running",
+            k.longest_running.clone(),
+        );
+        r.register(
+            "workqueue_unfinished_work_seconds",
+            "How many seconds of work has been done that is in progress and hasn't been observed by work_duration",
+            k.unfinished.clone(),
+        );
+        r.register(
+            "rest_client_requests",
+            "Number of HTTP requests, partitioned by status code, method, and host",
+            k.rest_requests.clone(),
+        );
+        k
+    }
+}
+
+/// One work queue's series in client-go's workqueue families (`name` and `controller` both the
+/// queue's name, as controller-runtime labels them). A default one counts into nothing.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueMetrics {
+    adds: Counter,
+    retries: Counter,
+    depth: Gauge,
+    queue_seconds: Histogram,
+    work_seconds: Histogram,
+    longest_running: Seconds,
+    unfinished: Seconds,
+}
+
+impl Default for QueueMetrics {
+    fn default() -> Self {
+        Self {
+            adds: Counter::default(),
+            retries: Counter::default(),
+            depth: Gauge::default(),
+            queue_seconds: queue_latency(),
+            work_seconds: queue_latency(),
+            longest_running: Seconds::default(),
+            unfinished: Seconds::default(),
+        }
+    }
+}
+
+impl QueueMetrics {
+    /// A key was added (it was not waiting already).
+    pub(crate) fn added(&self) {
+        self.adds.inc();
+    }
+
+    /// A key was re-added after a failure.
+    pub(crate) fn retried(&self) {
+        self.retries.inc();
+    }
+
+    /// A key was handed out after waiting `waited`.
+    pub(crate) fn handed_out(&self, waited: Duration) {
+        self.queue_seconds.observe(waited.as_secs_f64());
+    }
+
+    /// A key's reconcile took `took`.
+    pub(crate) fn finished(&self, took: Duration) {
+        self.work_seconds.observe(took.as_secs_f64());
+    }
+
+    /// The gauges: keys waiting, and the seconds of the reconciles running now (their sum and
+    /// the longest).
+    pub(crate) fn sample(&self, depth: usize, unfinished: f64, longest: f64) {
+        self.depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.unfinished.set(unfinished);
+        self.longest_running.set(longest);
+    }
+}
+
+/// How a reconcile ended, in controller-runtime's `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Done; nothing asked to run again.
+    Success,
+    /// Failed.
+    Error,
+    /// Asked to run again with backoff.
+    Requeue,
+    /// Asked to run again after a delay.
+    RequeueAfter,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error => "error",
+            Self::Requeue => "requeue",
+            Self::RequeueAfter => "requeue_after",
+        }
+    }
 }
 
 /// kro's families (`pkg/metrics` of kro v0.9.4), fed by the same events as ours.
@@ -124,6 +337,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut root = Registry::default();
         let kro = Kro::new(&mut root);
+        let runtime = Runtime::new(&mut root);
         let m = Self {
             registry: Mutex::new(root),
             reconciles: Family::default(),
@@ -140,6 +354,7 @@ impl Default for Metrics {
             watch_events: Family::default(),
             leader: Gauge::default(),
             kro,
+            runtime,
         };
         {
             let mut root = m.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -230,6 +445,71 @@ impl Metrics {
         self.reconcile_seconds
             .get_or_create(&l)
             .observe(took.as_secs_f64());
+    }
+
+    /// The series of the work queue `name`.
+    pub(crate) fn workqueue(&self, name: &str) -> QueueMetrics {
+        let l = labels(&[("controller", name), ("name", name)]);
+        let r = &self.runtime;
+        QueueMetrics {
+            adds: r.queue_adds.get_or_create(&l).clone(),
+            retries: r.queue_retries.get_or_create(&l).clone(),
+            depth: r.queue_depth.get_or_create(&l).clone(),
+            queue_seconds: r.queue_seconds.get_or_create(&l).clone(),
+            work_seconds: r.work_seconds.get_or_create(&l).clone(),
+            longest_running: r.longest_running.get_or_create(&l).clone(),
+            unfinished: r.unfinished.get_or_create(&l).clone(),
+        }
+    }
+
+    /// Controller `name` (a controller-runtime one in kro) runs `workers` reconciles at once.
+    pub(crate) fn controller_started(&self, name: &str, workers: usize) {
+        let l = labels(&[("controller", name)]);
+        let r = &self.runtime;
+        r.max_concurrent
+            .get_or_create(&l)
+            .set(i64::try_from(workers).unwrap_or(i64::MAX));
+        // Series that stay 0 here (no reconcile is terminal, a panic ends the process) exist
+        // so dashboards and alerts find them.
+        let _ = r.active_workers.get_or_create(&l);
+        let _ = r.terminal_errors.get_or_create(&l);
+        let _ = r.panics.get_or_create(&l);
+        let _ = r.reconcile_errors.get_or_create(&l);
+    }
+
+    /// A reconcile of controller `name` begins (`true`) or ends (`false`).
+    pub(crate) fn controller_busy(&self, name: &str, busy: bool) {
+        let g = self
+            .runtime
+            .active_workers
+            .get_or_create(&labels(&[("controller", name)]))
+            .clone();
+        if busy {
+            g.inc();
+        } else {
+            g.dec();
+        }
+    }
+
+    /// A finished reconcile of controller `name`.
+    pub(crate) fn controller_reconciled(&self, name: &str, outcome: Outcome, took: Duration) {
+        let l = labels(&[("controller", name)]);
+        let r = &self.runtime;
+        r.reconciles
+            .get_or_create(&labels(&[("controller", name), ("result", outcome.label())]))
+            .inc();
+        if outcome == Outcome::Error {
+            r.reconcile_errors.get_or_create(&l).inc();
+        }
+        r.reconcile_seconds.get_or_create(&l).observe(took.as_secs_f64());
+    }
+
+    /// An API request answered with `code` (`<error>` when no answer came).
+    pub(crate) fn rest_request(&self, code: &str, method: &str, host: &str) {
+        self.runtime
+            .rest_requests
+            .get_or_create(&labels(&[("code", code), ("host", host), ("method", method)]))
+            .inc();
     }
 
     /// A finished reconcile of an instance of `gvr` (`group/version, Resource=plural`, as kro
@@ -376,6 +656,44 @@ mod tests {
             "rgd_graph_build_errors_total{name=\"webapps.kro.run\"} 1",
             "rgd_graph_build_duration_seconds_count{name=\"webapps.kro.run\"} 1",
             "dynamic_controller_queue_length 3",
+        ] {
+            assert!(text.contains(family), "{family} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn controller_runtime_workqueue_and_rest_client_families_carry_their_libraries_labels() {
+        let m = Metrics::default();
+        let ms = Duration::from_millis(3);
+        m.controller_started("ResourceGraphDefinition", 2);
+        m.controller_busy("ResourceGraphDefinition", true);
+        m.controller_reconciled("ResourceGraphDefinition", Outcome::Success, ms);
+        m.controller_reconciled("ResourceGraphDefinition", Outcome::Error, ms);
+        let q = m.workqueue("dynamic-controller-queue");
+        q.added();
+        q.retried();
+        q.handed_out(ms);
+        q.finished(ms);
+        q.sample(4, 1.5, 1.0);
+        m.rest_request("201", "POST", "127.0.0.1:6443");
+        let text = m.encode();
+        for family in [
+            "controller_runtime_reconcile_total{controller=\"ResourceGraphDefinition\",result=\"success\"} 1",
+            "controller_runtime_reconcile_total{controller=\"ResourceGraphDefinition\",result=\"error\"} 1",
+            "controller_runtime_reconcile_errors_total{controller=\"ResourceGraphDefinition\"} 1",
+            "controller_runtime_terminal_reconcile_errors_total{controller=\"ResourceGraphDefinition\"} 0",
+            "controller_runtime_reconcile_panics_total{controller=\"ResourceGraphDefinition\"} 0",
+            "controller_runtime_reconcile_time_seconds_count{controller=\"ResourceGraphDefinition\"} 2",
+            "controller_runtime_max_concurrent_reconciles{controller=\"ResourceGraphDefinition\"} 2",
+            "controller_runtime_active_workers{controller=\"ResourceGraphDefinition\"} 1",
+            "workqueue_adds_total{controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"} 1",
+            "workqueue_retries_total{controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"} 1",
+            "workqueue_depth{controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"} 4",
+            "workqueue_queue_duration_seconds_count{controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"} 1",
+            "workqueue_work_duration_seconds_count{controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"} 1",
+            "workqueue_unfinished_work_seconds{controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"} 1.5",
+            "workqueue_longest_running_processor_seconds{controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"} 1.0",
+            "rest_client_requests_total{code=\"201\",host=\"127.0.0.1:6443\",method=\"POST\"} 1",
         ] {
             assert!(text.contains(family), "{family} missing from\n{text}");
         }

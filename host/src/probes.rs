@@ -23,6 +23,8 @@ pub(crate) trait Health: Send + Sync {
     fn ready(&self) -> bool;
     /// Keys waiting in the graph and instance queues, and bytes of compiled plugins cached.
     fn load(&self) -> (usize, usize, usize);
+    /// Sets the gauges that are read from the controller's state at scrape time.
+    fn sample(&self);
 }
 
 /// What the endpoints report, shared with the controller.
@@ -72,6 +74,7 @@ impl Probes {
             Some(health) => {
                 let (rgds, instances, bytes) = health.load();
                 self.metrics.set_gauges(rgds, instances, bytes, leader);
+                health.sample();
             }
             None => self.metrics.set_gauges(0, 0, 0, false),
         }

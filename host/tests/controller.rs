@@ -22,10 +22,9 @@ async fn start(env: &Env, extra: &[&str]) -> Running {
     let mut args = vec!["--metrics-bind-address=0", "--health-probe-bind-address=0"];
     args.extend_from_slice(extra);
     let config = env.controller_config(&args);
-    let client = controller::client(&config).await.unwrap();
-    let (ctx, notices) = controller::context(config, client, Default::default())
-        .await
-        .unwrap();
+    let metrics = std::sync::Arc::default();
+    let client = controller::client(&config, &metrics).await.unwrap();
+    let (ctx, notices) = controller::context(config, client, metrics).await.unwrap();
     controller::start(ctx, notices).await
 }
 

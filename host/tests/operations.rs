@@ -231,6 +231,56 @@ async fn readiness_flips_after_sync_and_metrics_expose_every_family(server: Serv
     assert!(into_error >= 1.0, "no transition into ERROR in\n{text}");
     assert!(value("rgd_graph_build_total{name=\"ops.test.kroxide.dev\"}") >= 1.0);
     assert!(value("dynamic_controller_queue_length") >= 0.0);
+    // The families of controller-runtime and client-go that kro's process exports.
+    let rgds = "controller=\"ResourceGraphDefinition\"";
+    assert!(
+        value(&format!(
+            "controller_runtime_reconcile_total{{{rgds},result=\"success\"}}"
+        )) >= 1.0
+    );
+    assert!(
+        value(&format!(
+            "controller_runtime_reconcile_time_seconds_count{{{rgds}}}"
+        )) >= 1.0
+    );
+    assert!(value(&format!("controller_runtime_max_concurrent_reconciles{{{rgds}}}")) >= 1.0);
+    assert_eq!(
+        value(&format!("controller_runtime_reconcile_panics_total{{{rgds}}}")),
+        0.0
+    );
+    let instances = "controller=\"dynamic-controller-queue\",name=\"dynamic-controller-queue\"";
+    // Two instances, each added at least once, handed out and reconciled at least once.
+    assert!(value(&format!("workqueue_adds_total{{{instances}}}")) >= 2.0);
+    assert!(value(&format!("workqueue_queue_duration_seconds_count{{{instances}}}")) >= 2.0);
+    assert!(value(&format!("workqueue_work_duration_seconds_count{{{instances}}}")) >= 2.0);
+    assert!(
+        value(&format!(
+            "workqueue_depth{{{rgds},name=\"ResourceGraphDefinition\"}}"
+        )) >= 0.0
+    );
+    // The instance in ERROR retried with backoff.
+    assert!(value(&format!("workqueue_retries_total{{{instances}}}")) >= 1.0);
+    let requests: Vec<(&str, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("rest_client_requests_total{"))
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .map(|(series, v)| (series, v.parse().unwrap_or(0.0)))
+        })
+        .collect();
+    let answered = |code: &str, method: &str| {
+        requests
+            .iter()
+            .filter(|(s, _)| {
+                s.contains(&format!("code=\"{code}\"")) && s.contains(&format!("method=\"{method}\""))
+            })
+            .map(|(_, v)| v)
+            .sum::<f64>()
+    };
+    // Lists and watches, child applies, the Events of both instances.
+    assert!(answered("200", "GET") >= 1.0, "{requests:?}");
+    assert!(answered("200", "PATCH") >= 1.0, "{requests:?}");
+    assert!(answered("201", "POST") >= 1.0, "{requests:?}");
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
     env.shutdown().await;

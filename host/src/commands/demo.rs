@@ -333,8 +333,9 @@ async fn demo(once: bool, kubeconfig_out: &std::path::Path) -> Result<Outcome, E
     step("starting the controller");
     let flags = controller_flags(&kubeconfig);
     let config = ControllerConfig::from_args(&flags.args)?;
-    let controller_client = controller::client(&config).await?;
-    let (ctx, notices) = controller::context(config, controller_client, Default::default()).await?;
+    let metrics = std::sync::Arc::default();
+    let controller_client = controller::client(&config, &metrics).await?;
+    let (ctx, notices) = controller::context(config, controller_client, metrics).await?;
     let running = controller::start(ctx, notices).await;
     done(t);
 

@@ -26,6 +26,13 @@ use super::{
 };
 use crate::{config::ControllerConfig, plugin::PluginRuntime};
 
+/// The graph controller's name in kro (its controller-runtime controller and work queue), which
+/// labels those families here too.
+pub(crate) const RGD_CONTROLLER: &str = "ResourceGraphDefinition";
+
+/// The name of kro's instance work queue.
+pub(crate) const INSTANCE_QUEUE: &str = "dynamic-controller-queue";
+
 /// Everything reconciles share.
 pub struct Context {
     /// API client.
@@ -117,10 +124,11 @@ pub async fn context(
         recorder: Recorder::new(client.clone(), reporter),
         informers: Informers::new(client.clone(), tx),
         limiter: Limiter::new(config.client_qps, config.client_burst),
-        rgd_queue: Queue::new(config.backoff),
+        rgd_queue: Queue::new(config.backoff).observed(metrics.workqueue(RGD_CONTROLLER)),
         // One graph holds at most all workers but one: a slow graph (plugin calls running into
         // their deadline) cannot starve the others.
-        instance_queue: Queue::with_share(config.backoff, config.workers.saturating_sub(1).max(1)),
+        instance_queue: Queue::with_share(config.backoff, config.workers.saturating_sub(1).max(1))
+            .observed(metrics.workqueue(INSTANCE_QUEUE)),
         graphs: Graphs::default(),
         children: Children::default(),
         memory: Memory::default(),
@@ -142,5 +150,10 @@ impl crate::probes::Health for Context {
     fn load(&self) -> (usize, usize, usize) {
         let (_, bytes) = self.runtime.cache_usage();
         (self.rgd_queue.len(), self.instance_queue.len(), bytes)
+    }
+
+    fn sample(&self) {
+        self.rgd_queue.sample();
+        self.instance_queue.sample();
     }
 }

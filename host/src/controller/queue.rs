@@ -14,7 +14,7 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-use crate::config::Backoff;
+use crate::{config::Backoff, metrics::QueueMetrics};
 
 /// A queue key, and the group it shares workers with.
 pub(crate) trait Key: Clone + Eq + Hash + Ord {
@@ -49,6 +49,9 @@ struct State<K: Key> {
     due: HashMap<K, Instant>,
     seq: u64,
     failures: HashMap<K, u32>,
+    /// When each waiting key was added, and when each key being reconciled was handed out.
+    waiting_since: HashMap<K, Instant>,
+    started: HashMap<K, Instant>,
     closed: bool,
 }
 
@@ -92,6 +95,7 @@ pub(crate) struct Queue<K: Key> {
     backoff: Backoff,
     /// Most keys of one group handed out at once.
     share: usize,
+    metrics: QueueMetrics,
 }
 
 impl<K: Key> Queue<K> {
@@ -114,12 +118,35 @@ impl<K: Key> Queue<K> {
                 due: HashMap::new(),
                 seq: 0,
                 failures: HashMap::new(),
+                waiting_since: HashMap::new(),
+                started: HashMap::new(),
                 closed: false,
             }),
             notify: Notify::new(),
             backoff,
             share: share.max(1),
+            metrics: QueueMetrics::default(),
         }
+    }
+
+    /// This queue, counting into `metrics`.
+    pub(crate) fn observed(mut self, metrics: QueueMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Makes `key` wait (or, while it is being reconciled, run again afterwards); `false` when it
+    /// was waiting already.
+    fn enqueue(&self, s: &mut State<K>, key: K) -> bool {
+        if s.processing.contains(&key) {
+            return s.dirty.insert(key);
+        }
+        if !s.queued.insert(key.clone()) {
+            return false;
+        }
+        s.waiting_since.insert(key.clone(), Instant::now());
+        s.push_ready(key);
+        true
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
@@ -133,12 +160,8 @@ impl<K: Key> Queue<K> {
         if s.closed {
             return;
         }
-        if s.processing.contains(&key) {
-            s.dirty.insert(key);
-            return;
-        }
-        if s.queued.insert(key.clone()) {
-            s.push_ready(key);
+        if self.enqueue(&mut s, key) {
+            self.metrics.added();
             drop(s);
             self.notify.notify_one();
         }
@@ -176,6 +199,7 @@ impl<K: Key> Queue<K> {
             let d = self.backoff.min_delay.saturating_mul(1u32 << exp.min(20));
             d.min(self.backoff.max_delay)
         };
+        self.metrics.retried();
         self.add_after(key, delay);
         delay
     }
@@ -187,8 +211,11 @@ impl<K: Key> Queue<K> {
 
     /// Marks the reconcile of `key` finished; re-adds it when it changed meanwhile.
     pub(crate) fn done(&self, key: &K) {
-        let again = {
+        {
             let mut s = self.lock();
+            if let Some(at) = s.started.remove(key) {
+                self.metrics.finished(at.elapsed());
+            }
             if s.processing.remove(key) {
                 let group = key.group();
                 if let Some(n) = s.in_flight.get_mut(&group) {
@@ -198,10 +225,10 @@ impl<K: Key> Queue<K> {
                     }
                 }
             }
-            s.dirty.remove(key)
-        };
-        if again {
-            self.add(key.clone());
+            // Changed meanwhile: waits again (counted as an add when it was marked).
+            if s.dirty.remove(key) && !s.closed {
+                self.enqueue(&mut s, key.clone());
+            }
         }
         // A group at its share may have a key for the worker that just freed up.
         self.notify.notify_one();
@@ -224,14 +251,16 @@ impl<K: Key> Queue<K> {
                         continue;
                     }
                     s.due.remove(&key);
-                    if s.processing.contains(&key) {
-                        s.dirty.insert(key);
-                    } else if s.queued.insert(key.clone()) {
-                        s.push_ready(key);
+                    if self.enqueue(&mut s, key) {
+                        self.metrics.added();
                     }
                 }
                 if let Some(key) = s.pop_ready(self.share) {
                     s.queued.remove(&key);
+                    if let Some(at) = s.waiting_since.remove(&key) {
+                        self.metrics.handed_out(now.duration_since(at));
+                    }
+                    s.started.insert(key.clone(), now);
                     s.processing.insert(key.clone());
                     *s.in_flight.entry(key.group()).or_insert(0) += 1;
                     return Some(key);
@@ -262,8 +291,19 @@ impl<K: Key> Queue<K> {
         s.queued.clear();
         s.delayed.clear();
         s.due.clear();
+        s.waiting_since.clear();
         drop(s);
         self.notify.notify_waiters();
+    }
+
+    /// Sets the gauges of this queue's metrics from its state now.
+    pub(crate) fn sample(&self) {
+        let s = self.lock();
+        let now = Instant::now();
+        let running = s.started.values().map(|at| now.duration_since(*at).as_secs_f64());
+        let (total, longest) = running.fold((0.0, 0.0_f64), |(t, l), d| (t + d, l.max(d)));
+        self.metrics
+            .sample(s.ready.values().map(VecDeque::len).sum(), total, longest);
     }
 
     /// Keys waiting now (ready, not delayed).
@@ -303,6 +343,43 @@ mod tests {
         assert_eq!(q.len(), 0, "not handed out twice at once");
         q.done(&k);
         assert_eq!(q.next().await, Some("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_reports_adds_retries_waits_and_running_work_as_client_go_does() {
+        let metrics = crate::metrics::Metrics::default();
+        let q = queue().observed(metrics.workqueue("q"));
+        q.add("a");
+        q.add("a");
+        q.add("b");
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let a = q.next().await.unwrap();
+        q.add("a");
+        q.add("a");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        q.sample();
+        let text = metrics.encode();
+        let series = |family: &str| format!("{family}{{controller=\"q\",name=\"q\"}}");
+        for line in [
+            format!("{} 3", series("workqueue_adds_total")),
+            format!("{} 1", series("workqueue_depth")),
+            format!("{} 1", series("workqueue_queue_duration_seconds_count")),
+            format!("{} 2.0", series("workqueue_longest_running_processor_seconds")),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        q.done(&a);
+        q.retry("b");
+        q.sample();
+        let text = metrics.encode();
+        for line in [
+            format!("{} 1", series("workqueue_work_duration_seconds_count")),
+            format!("{} 1", series("workqueue_retries_total")),
+            format!("{} 0.0", series("workqueue_unfinished_work_seconds")),
+            format!("{} 2", series("workqueue_depth")),
+        ] {
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

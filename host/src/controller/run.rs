@@ -57,6 +57,8 @@ pub async fn start(ctx: Arc<Context>, notices: mpsc::UnboundedReceiver<Notice>) 
         }
     });
     let mut workers = JoinSet::new();
+    ctx.metrics
+        .controller_started(super::context::RGD_CONTROLLER, ctx.config.rgd_workers);
     for _ in 0..ctx.config.rgd_workers {
         workers.spawn(work::<Graphs>(ctx.clone()));
     }
@@ -123,7 +125,8 @@ impl Running {
 /// # Errors
 /// No API connection, the plugin runtime cannot start, or an endpoint address cannot be bound.
 pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let client = client(&config).await?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let client = client(&config, &metrics).await?;
     tracing::info!(
         memory_limit = config
             .memory_limit
@@ -133,7 +136,6 @@ pub async fn run(config: ControllerConfig, shutdown: impl Future<Output = ()>) -
         plugin_call_max_memory_mib = config.runtime.max_memory >> 20,
         "plugin runtime sized"
     );
-    let metrics = Arc::new(crate::metrics::Metrics::default());
     let probes = Arc::new(crate::probes::Probes::new(metrics.clone()));
     let mut servers = JoinSet::new();
     let bind = |addr: std::net::SocketAddr| async move {

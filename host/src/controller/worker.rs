@@ -15,6 +15,7 @@ use super::{
     queue::{Key, Queue},
     rgd,
 };
+use crate::metrics::Outcome;
 
 /// One kind of work: its queue, its reconcile, and how its outcomes are counted and requeued.
 pub(crate) trait Reconciler: Send + Sync + 'static {
@@ -22,6 +23,9 @@ pub(crate) trait Reconciler: Send + Sync + 'static {
     type Key: Key + Display + Send + Sync + 'static;
     /// The label of `/metrics` series: `rgd` or `instance`.
     const KIND: &'static str;
+    /// The controller-runtime controller kro runs this work in, which labels the
+    /// `controller_runtime_*` series (`None`: kro's own loop, which has none).
+    const RUNTIME_CONTROLLER: Option<&'static str> = None;
     /// Its queue.
     fn queue(ctx: &Context) -> &Queue<Self::Key>;
     /// The span of one reconcile of `key`.
@@ -50,6 +54,7 @@ pub(crate) struct Graphs;
 impl Reconciler for Graphs {
     type Key = String;
     const KIND: &'static str = "rgd";
+    const RUNTIME_CONTROLLER: Option<&'static str> = Some(super::context::RGD_CONTROLLER);
 
     fn queue(ctx: &Context) -> &Queue<String> {
         &ctx.rgd_queue
@@ -129,9 +134,22 @@ pub(crate) async fn work<R: Reconciler>(ctx: Arc<Context>) {
     while let Some(key) = R::queue(&ctx).next().await {
         let span = R::span(&key);
         let started = std::time::Instant::now();
+        if let Some(c) = R::RUNTIME_CONTROLLER {
+            ctx.metrics.controller_busy(c, true);
+        }
         let result = R::reconcile(&ctx, &key).instrument(span.clone()).await;
         R::after(&ctx, &key);
         let failed = result.as_ref().map_or(true, |a| a.backoff);
+        if let Some(c) = R::RUNTIME_CONTROLLER {
+            ctx.metrics.controller_busy(c, false);
+            let outcome = match &result {
+                Err(_) => Outcome::Error,
+                Ok(a) if a.backoff => Outcome::Requeue,
+                Ok(a) if a.requeue_after.is_some() => Outcome::RequeueAfter,
+                Ok(_) => Outcome::Success,
+            };
+            ctx.metrics.controller_reconciled(c, outcome, started.elapsed());
+        }
         ctx.metrics
             .observe_reconcile(R::KIND, &R::graph(&ctx, &key), started.elapsed(), failed);
         if let Some(gvr) = R::gvr(&ctx, &key) {
