@@ -109,7 +109,7 @@ fn three_configmaps() -> Value {
         ]}})
 }
 
-async fn an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none(server: Server) {
+async fn an_instance_of_three_configmaps_costs_at_most_k_plus_2_writes_then_none(server: Server) {
     let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(200), true).await;
     let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
     apply_rgd(&env, three_configmaps()).await;
@@ -129,7 +129,7 @@ async fn an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none
     let to_active = writes(&env);
     println!("writes until ACTIVE:\n{}", write_table(&env));
     assert!(
-        to_active.len() <= 3 + 3,
+        to_active.len() <= 3 + 2,
         "{} writes:\n{}",
         to_active.len(),
         write_table(&env)
@@ -1215,7 +1215,7 @@ on_both_servers!(
     a_missing_optional_field_is_reported_with_the_field_and_expression,
     an_object_the_instance_did_not_make_is_never_taken_over,
     a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instances,
-    an_instance_of_three_configmaps_costs_at_most_k_plus_3_writes_then_none,
+    an_instance_of_three_configmaps_costs_at_most_k_plus_2_writes_then_none,
     live_objects_holding_server_defaults_cause_no_writes,
     state_made_by_kro_is_adopted_without_creates_or_deletes,
     a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orphans,

@@ -357,8 +357,22 @@ impl Informers {
         let mark = synced.clone();
         // Children are kept by the controller's own index (trimmed), not a second cache.
         let cache = key.role.cached();
+        let role = key.role;
         let task = tokio::spawn(async move {
-            let events = watcher(api, config).default_backoff();
+            // What no reconcile reads is dropped before it is cached or copied: managedFields of
+            // instances and graphs, and of children all but our own apply's entry (the drift
+            // check compares it).
+            let events = watcher(api, config)
+                .default_backoff()
+                .modify(move |o| match role {
+                    Role::Instances | Role::Rgds => o.metadata.managed_fields = None,
+                    Role::Children => {
+                        if let Some(entries) = o.metadata.managed_fields.as_mut() {
+                            entries.retain(|e| e.manager.as_deref() == Some(metadata::APPLY_MANAGER));
+                        }
+                    }
+                    Role::External | Role::PluginSource | Role::Crds => {}
+                });
             let mut stream = if cache {
                 events.reflect(writer).boxed()
             } else {

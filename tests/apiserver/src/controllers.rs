@@ -3,7 +3,7 @@
 //! deletion, CRD cleanup and establishment, and simulated workload status (Deployments become
 //! Available, Jobs complete, LoadBalancers get an address, PVCs bind). No containers run.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use serde_json::{Value, json};
@@ -42,24 +42,6 @@ fn owner_refs(v: &Value) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
-}
-
-struct Obj {
-    key: Arc<str>,
-    object: Arc<Value>,
-}
-
-fn snapshot(state: &State) -> Vec<Obj> {
-    let mut out = Vec::new();
-    for key in state.store.keys() {
-        for o in state.store.list(&key, None) {
-            out.push(Obj {
-                key: key.clone(),
-                object: o.clone(),
-            });
-        }
-    }
-    out
 }
 
 fn rt_of(state: &State, key: &str) -> Option<Arc<crate::registry::ResourceType>> {
@@ -110,12 +92,16 @@ fn without_finalizer(object: &Value, f: &str) -> Value {
 
 /// The ClusterRole aggregation controller: a ClusterRole with an `aggregationRule` gets the
 /// rules of every ClusterRole its selectors match, in name order, each rule once.
-fn aggregate_cluster_roles(state: &mut State, all: &[Obj]) {
+fn aggregate_cluster_roles(state: &mut State) {
     const KEY: &str = "rbac.authorization.k8s.io/clusterroles";
-    let roles: Vec<&Obj> = all.iter().filter(|o| &*o.key == KEY).collect();
+    let changed = state.store.changed_at(KEY);
+    if changed <= state.aggregated_at {
+        return;
+    }
+    state.aggregated_at = changed;
+    let roles: Vec<Arc<Value>> = state.store.list(KEY, None).cloned().collect();
     for agg in &roles {
         let Some(selectors) = agg
-            .object
             .pointer("/aggregationRule/clusterRoleSelectors")
             .and_then(Value::as_array)
         else {
@@ -125,25 +111,15 @@ fn aggregate_cluster_roles(state: &mut State, all: &[Obj]) {
             .iter()
             .filter_map(|s| kroxide_schema::selector::Selector::from_structured(s).ok())
             .collect();
-        let mut sources: Vec<&&Obj> = roles
+        let mut sources: Vec<&Arc<Value>> = roles
             .iter()
-            .filter(|r| meta(&r.object, "name") != meta(&agg.object, "name"))
-            .filter(|r| {
-                selectors
-                    .iter()
-                    .any(|s| !s.0.is_empty() && s.matches_object(&r.object))
-            })
+            .filter(|r| meta(r, "name") != meta(agg, "name"))
+            .filter(|r| selectors.iter().any(|s| !s.0.is_empty() && s.matches_object(r)))
             .collect();
-        sources.sort_by(|a, b| meta(&a.object, "name").cmp(meta(&b.object, "name")));
+        sources.sort_by(|a, b| meta(a, "name").cmp(meta(b, "name")));
         let mut rules: Vec<Value> = Vec::new();
         for r in sources {
-            for rule in r
-                .object
-                .get("rules")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
+            for rule in r.get("rules").and_then(Value::as_array).into_iter().flatten() {
                 if !rules.contains(rule) {
                     rules.push(rule.clone());
                 }
@@ -154,11 +130,11 @@ fn aggregate_cluster_roles(state: &mut State, all: &[Obj]) {
         } else {
             Value::Array(rules)
         };
-        if agg.object.get("rules").unwrap_or(&Value::Null) != &want {
+        if agg.get("rules").unwrap_or(&Value::Null) != &want {
             patch(
                 state,
                 KEY,
-                &agg.object,
+                agg,
                 "clusterrole-aggregation-controller",
                 json!({"rules": want}),
             );
@@ -167,202 +143,199 @@ fn aggregate_cluster_roles(state: &mut State, all: &[Obj]) {
 }
 
 /// One pass of garbage collection, namespace deletion and CRD cleanup. Returns whether it
-/// changed anything (callers repeat until it does not).
+/// changed anything (callers repeat until it does not). Its work is what changed since the
+/// last pass: objects whose owner references changed or whose owners went away, and the
+/// objects being deleted; never a scan of everything.
 pub fn collect(state: &mut State) -> bool {
     let before = state.store.rv();
-    let all = snapshot(state);
-    // uid → (namespace, namespaced)
-    let owners: HashMap<&str, (&str, bool)> = all
-        .iter()
-        .filter_map(|o| {
-            Some((
-                uid_of(&o.object)?,
-                (
-                    meta(&o.object, "namespace"),
-                    !meta(&o.object, "namespace").is_empty(),
-                ),
-            ))
-        })
-        .collect();
-    let mut dependents: HashMap<String, Vec<&Obj>> = HashMap::new();
-    for o in &all {
-        let refs = owner_refs(&o.object);
+    for (key, ns, name) in state.store.take_orphan_candidates() {
+        let Some(o) = state.store.get(&key, &ns, &name).cloned() else {
+            continue;
+        };
+        let refs = owner_refs(&o);
         if refs.is_empty() {
             continue;
         }
-        let ns = meta(&o.object, "namespace");
-        let live = |r: &Value| {
-            r.get("uid")
-                .and_then(Value::as_str)
-                .and_then(|u| owners.get(u))
-                .is_some_and(|(ons, namespaced)| !namespaced || *ons == ns)
-        };
-        let alive: Vec<&Value> = refs.iter().filter(|r| live(r)).collect();
-        for r in &refs {
-            if let Some(u) = r.get("uid").and_then(Value::as_str) {
-                dependents.entry(u.to_string()).or_default().push(o);
-            }
-        }
+        // An owner is live when it exists, and (being namespaced) in the dependent's namespace.
+        let alive: Vec<Value> = refs
+            .iter()
+            .filter(|r| {
+                r.get("uid")
+                    .and_then(Value::as_str)
+                    .and_then(|u| state.store.locate(u))
+                    .is_some_and(|(_, ons, _)| ons.is_empty() || *ons == ns)
+            })
+            .cloned()
+            .collect();
         if alive.is_empty() {
-            if !deleting(&o.object) {
-                delete(state, &o.key, &o.object, "Background");
+            if !deleting(&o) {
+                delete(state, &key, &o, "Background");
             }
         } else if alive.len() < refs.len() {
-            let keep: Vec<Value> = alive.into_iter().cloned().collect();
             patch(
                 state,
-                &o.key,
-                &o.object,
+                &key,
+                &o,
                 GC,
-                json!({"metadata": {"ownerReferences": keep}}),
+                json!({"metadata": {"ownerReferences": alive}}),
             );
         }
     }
-    aggregate_cluster_roles(state, &all);
-    // The PVC and PV protection controllers: nothing runs Pods that mount volumes here, so a
-    // deleted claim or volume is never in use and its protection finalizer goes at once.
-    for o in all.iter().filter(|o| deleting(&o.object)) {
-        for f in ["kubernetes.io/pvc-protection", "kubernetes.io/pv-protection"] {
-            if has_finalizer(&o.object, f) {
-                patch(state, &o.key, &o.object, GC, without_finalizer(&o.object, f));
-            }
-        }
-    }
-    for o in all.iter().filter(|o| deleting(&o.object)) {
-        let uid = uid_of(&o.object).unwrap_or_default().to_string();
-        let deps = dependents.get(&uid).cloned().unwrap_or_default();
-        if has_finalizer(&o.object, "orphan") {
-            for d in &deps {
-                let keep: Vec<Value> = owner_refs(&d.object)
-                    .into_iter()
-                    .filter(|r| r.get("uid").and_then(Value::as_str) != Some(&uid))
-                    .collect();
-                let refs = if keep.is_empty() {
-                    Value::Null
-                } else {
-                    Value::Array(keep)
-                };
-                patch(
-                    state,
-                    &d.key,
-                    &d.object,
-                    GC,
-                    json!({"metadata": {"ownerReferences": refs}}),
-                );
-            }
-            patch(
-                state,
-                &o.key,
-                &o.object,
-                GC,
-                without_finalizer(&o.object, "orphan"),
-            );
+    aggregate_cluster_roles(state);
+    for (key, ns, name) in state.store.deleting() {
+        // Earlier steps of this pass may have changed or removed it.
+        let Some(o) = state.store.get(&key, &ns, &name).cloned() else {
             continue;
-        }
-        if has_finalizer(&o.object, "foregroundDeletion") {
-            // As the real garbage collector: a dependent goes in the foreground only when it
-            // has dependents of its own.
-            for d in deps.iter().filter(|d| !deleting(&d.object)) {
-                let has_own =
-                    uid_of(&d.object).is_some_and(|u| dependents.get(u).is_some_and(|v| !v.is_empty()));
-                delete(
-                    state,
-                    &d.key,
-                    &d.object,
-                    if has_own { "Foreground" } else { "Background" },
-                );
-            }
-            let blocking = deps.iter().any(|d| {
-                state
-                    .store
-                    .get(&d.key, meta(&d.object, "namespace"), meta(&d.object, "name"))
-                    .is_some()
-                    && owner_refs(&d.object).iter().any(|r| {
-                        r.get("uid").and_then(Value::as_str) == Some(&uid)
-                            && r.get("blockOwnerDeletion") == Some(&json!(true))
-                    })
-            });
-            if !blocking {
-                let current = state
-                    .store
-                    .get(&o.key, meta(&o.object, "namespace"), meta(&o.object, "name"))
-                    .cloned();
-                if let Some(cur) = current {
-                    patch(
-                        state,
-                        &o.key,
-                        &cur,
-                        GC,
-                        without_finalizer(&cur, "foregroundDeletion"),
-                    );
-                }
-            }
-        }
-        if &*o.key == "/namespaces" {
-            let ns = meta(&o.object, "name").to_string();
-            let contents: Vec<&Obj> = all
-                .iter()
-                .filter(|c| meta(&c.object, "namespace") == ns)
-                .collect();
-            for c in contents.iter().filter(|c| !deleting(&c.object)) {
-                delete(state, &c.key, &c.object, "Background");
-            }
-            let remaining = state
-                .store
-                .keys()
-                .iter()
-                .any(|k| state.store.list(k, Some(&ns)).next().is_some());
-            if !remaining
-                && o.object
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| !f.is_empty())
-                && let Some(rt) = rt_of(state, "/namespaces")
-            {
-                let mut next = (*o.object).clone();
-                next["spec"]["finalizers"] = json!([]);
-                let _ = state.write(
-                    &rt,
-                    "",
-                    Some(&ns),
-                    Op::Update(next),
-                    &WriteOptions::system(NAMESPACE_CONTROLLER, Some("finalize")),
-                    Utc::now(),
-                );
-            }
-        }
-        if &*o.key == "apiextensions.k8s.io/customresourcedefinitions"
-            && has_finalizer(&o.object, crd::CLEANUP_FINALIZER)
-        {
-            let name = meta(&o.object, "name").to_string();
-            let key = state
-                .registry
-                .all()
-                .iter()
-                .find(|t| t.crd.as_deref() == Some(&name))
-                .map(|t| t.storage_key());
-            let instances: Vec<&Obj> = match &key {
-                Some(k) => all.iter().filter(|c| &*c.key == k.as_str()).collect(),
-                None => Vec::new(),
-            };
-            for c in instances.iter().filter(|c| !deleting(&c.object)) {
-                delete(state, &c.key, &c.object, "Background");
-            }
-            let remaining = key
-                .as_deref()
-                .is_some_and(|k| state.store.list(k, None).next().is_some());
-            if !remaining {
-                patch(
-                    state,
-                    &o.key,
-                    &o.object,
-                    "apiextensions-apiserver",
-                    without_finalizer(&o.object, crd::CLEANUP_FINALIZER),
-                );
-            }
-        }
+        };
+        finalize(state, &key, &o);
     }
     state.store.rv() != before
+}
+
+/// The objects whose ownerReferences name `uid`, as they are now.
+fn dependents_of(state: &State, uid: &str) -> Vec<(Arc<str>, Arc<Value>)> {
+    state
+        .store
+        .dependents(uid)
+        .filter_map(|(k, ns, n)| Some((k.clone(), state.store.get(k, ns, n)?.clone())))
+        .collect()
+}
+
+/// The controllers that act on an object being deleted: volume protection, orphaning,
+/// foreground deletion, the namespace controller and CRD cleanup.
+fn finalize(state: &mut State, key: &Arc<str>, o: &Arc<Value>) {
+    // The PVC and PV protection controllers: nothing runs Pods that mount volumes here, so a
+    // deleted claim or volume is never in use and its protection finalizer goes at once.
+    for f in ["kubernetes.io/pvc-protection", "kubernetes.io/pv-protection"] {
+        if has_finalizer(o, f) {
+            patch(state, key, o, GC, without_finalizer(o, f));
+        }
+    }
+    let uid = uid_of(o).unwrap_or_default().to_string();
+    let deps = dependents_of(state, &uid);
+    if has_finalizer(o, "orphan") {
+        for (dkey, d) in &deps {
+            let keep: Vec<Value> = owner_refs(d)
+                .into_iter()
+                .filter(|r| r.get("uid").and_then(Value::as_str) != Some(&uid))
+                .collect();
+            let refs = if keep.is_empty() {
+                Value::Null
+            } else {
+                Value::Array(keep)
+            };
+            patch(state, dkey, d, GC, json!({"metadata": {"ownerReferences": refs}}));
+        }
+        patch(state, key, o, GC, without_finalizer(o, "orphan"));
+        return;
+    }
+    if has_finalizer(o, "foregroundDeletion") {
+        // As the real garbage collector: a dependent goes in the foreground only when it has
+        // dependents of its own.
+        for (dkey, d) in deps.iter().filter(|(_, d)| !deleting(d)) {
+            let has_own = uid_of(d).is_some_and(|u| state.store.dependents(u).next().is_some());
+            delete(state, dkey, d, if has_own { "Foreground" } else { "Background" });
+        }
+        let blocking = deps.iter().any(|(dkey, d)| {
+            state
+                .store
+                .get(dkey, meta(d, "namespace"), meta(d, "name"))
+                .is_some()
+                && owner_refs(d).iter().any(|r| {
+                    r.get("uid").and_then(Value::as_str) == Some(&uid)
+                        && r.get("blockOwnerDeletion") == Some(&json!(true))
+                })
+        });
+        if !blocking {
+            let current = state
+                .store
+                .get(key, meta(o, "namespace"), meta(o, "name"))
+                .cloned();
+            if let Some(cur) = current {
+                patch(
+                    state,
+                    key,
+                    &cur,
+                    GC,
+                    without_finalizer(&cur, "foregroundDeletion"),
+                );
+            }
+        }
+    }
+    if &**key == "/namespaces" {
+        let ns = meta(o, "name").to_string();
+        let contents: Vec<(Arc<str>, Arc<Value>)> = state
+            .store
+            .keys()
+            .into_iter()
+            .flat_map(|k| {
+                state
+                    .store
+                    .list(&k, Some(&ns))
+                    .map(|c| (k.clone(), c.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (ckey, c) in contents.iter().filter(|(_, c)| !deleting(c)) {
+            delete(state, ckey, c, "Background");
+        }
+        let remaining = state
+            .store
+            .keys()
+            .iter()
+            .any(|k| state.store.list(k, Some(&ns)).next().is_some());
+        let current = state.store.get(key, "", &ns).cloned();
+        if !remaining
+            && let Some(current) = current
+            && current
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty())
+            && let Some(rt) = rt_of(state, "/namespaces")
+        {
+            let mut next = (*current).clone();
+            next["spec"]["finalizers"] = json!([]);
+            let _ = state.write(
+                &rt,
+                "",
+                Some(&ns),
+                Op::Update(next),
+                &WriteOptions::system(NAMESPACE_CONTROLLER, Some("finalize")),
+                Utc::now(),
+            );
+        }
+    }
+    if &**key == "apiextensions.k8s.io/customresourcedefinitions" && has_finalizer(o, crd::CLEANUP_FINALIZER)
+    {
+        let name = meta(o, "name").to_string();
+        let instances_key = state
+            .registry
+            .all()
+            .iter()
+            .find(|t| t.crd.as_deref() == Some(&name))
+            .map(|t| t.storage_key());
+        let instances: Vec<Arc<Value>> = match &instances_key {
+            Some(k) => state.store.list(k, None).cloned().collect(),
+            None => Vec::new(),
+        };
+        if let Some(k) = &instances_key {
+            for c in instances.iter().filter(|c| !deleting(c)) {
+                delete(state, k, c, "Background");
+            }
+        }
+        let remaining = instances_key
+            .as_deref()
+            .is_some_and(|k| state.store.list(k, None).next().is_some());
+        if !remaining {
+            patch(
+                state,
+                key,
+                o,
+                "apiextensions-apiserver",
+                without_finalizer(o, crd::CLEANUP_FINALIZER),
+            );
+        }
+    }
 }
 
 /// Runs [`collect`] whenever something changed, until shutdown.
@@ -579,15 +552,10 @@ fn sync_replica_sets(state: &mut State, deploy: &Value) {
     let hash = template_hash(deploy);
     let name = format!("{}-{hash}", meta(deploy, "name"));
     let replicas = int(deploy, "/spec/replicas", 1);
-    let owned: Vec<Arc<Value>> = state
-        .store
-        .list("apps/replicasets", Some(&ns))
-        .filter(|rs| {
-            owner_refs(rs)
-                .iter()
-                .any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid))
-        })
-        .cloned()
+    let owned: Vec<Arc<Value>> = dependents_of(state, &uid)
+        .into_iter()
+        .filter(|(k, _)| &**k == "apps/replicasets")
+        .map(|(_, rs)| rs)
         .collect();
     let revision = owned.len() as i64 + 1;
     let mut template = deploy.pointer("/spec/template").cloned().unwrap_or(json!({}));

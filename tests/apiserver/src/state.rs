@@ -221,6 +221,8 @@ pub struct State {
     pub establish_at_once: bool,
     rules: CelRules,
     seed: u64,
+    /// The clusterroles' last change the aggregation controller has acted on.
+    pub(crate) aggregated_at: u64,
 }
 
 const CRD_KEY: &str = "apiextensions.k8s.io/customresourcedefinitions";
@@ -337,6 +339,7 @@ impl State {
             establish_at_once: true,
             rules: CelRules::default(),
             seed,
+            aggregated_at: 0,
         };
         let ns = s.registry.get("", "v1", "namespaces").expect("built in");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {

@@ -1,9 +1,11 @@
 //! Object storage: every object by resource, namespace and name; one global resourceVersion
 //! counter (as etcd's revision); a bounded log of change events for watches to replay from;
-//! and a broadcast of new events to open watches.
+//! a broadcast of new events to open watches; and the indexes the built-in controllers read
+//! (objects by uid, dependents by owner, objects being deleted), so their work per change does
+//! not grow with the number of objects.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::{Arc, OnceLock},
 };
 
@@ -69,12 +71,24 @@ pub struct Expired {
     pub oldest: u64,
 }
 
+/// Where an object lives: storage key, namespace (`""` when cluster-scoped), name.
+pub type Location = (Arc<str>, String, String);
+
 /// The store.
 #[derive(Debug)]
 pub struct Store {
     rv: u64,
     objects: HashMap<Arc<str>, Objects>,
-    uids: HashMap<String, (Arc<str>, String, String)>,
+    uids: HashMap<String, Location>,
+    /// Per owner uid: the objects whose ownerReferences name it (whether it exists or not).
+    dependents: HashMap<String, BTreeSet<Location>>,
+    /// Objects with a deletionTimestamp, held by finalizers.
+    deleting: BTreeSet<Location>,
+    /// Objects garbage collection must look at: written with new owner references, or one of
+    /// whose owners went away.
+    orphan_candidates: BTreeSet<Location>,
+    /// Per storage key: the resourceVersion of its last change.
+    changed: HashMap<Arc<str>, u64>,
     log: VecDeque<Arc<Event>>,
     history: usize,
     compacted: u64,
@@ -86,6 +100,17 @@ pub fn uid_of(object: &Value) -> Option<&str> {
     object.pointer("/metadata/uid").and_then(Value::as_str)
 }
 
+/// The uids an object's ownerReferences name.
+fn owner_uids(object: &Value) -> BTreeSet<&str> {
+    object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("uid").and_then(Value::as_str))
+        .collect()
+}
+
 impl Store {
     /// An empty store keeping `history` events for watches.
     pub fn new(history: usize) -> Self {
@@ -94,6 +119,10 @@ impl Store {
             rv: 1,
             objects: HashMap::new(),
             uids: HashMap::new(),
+            dependents: HashMap::new(),
+            deleting: BTreeSet::new(),
+            orphan_candidates: BTreeSet::new(),
+            changed: HashMap::new(),
             log: VecDeque::new(),
             history: history.max(1),
             compacted: 0,
@@ -119,12 +148,76 @@ impl Store {
         key: &str,
         namespace: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
-        self.objects
-            .get(key)
+        let objects = self.objects.get(key);
+        let all = objects
+            .filter(|_| namespace.is_none())
             .into_iter()
-            .flat_map(|objs| objs.iter())
-            .filter(move |((ns, _), _)| namespace.is_none_or(|n| n == ns))
-            .map(|(_, v)| v)
+            .flat_map(|objs| objs.values());
+        // One namespace: the range of its keys, not a scan of every namespace's.
+        let one = namespace.zip(objects).into_iter().flat_map(|(ns, objs)| {
+            objs.range((ns.to_string(), String::new())..)
+                .take_while(move |((n, _), _)| n == ns)
+                .map(|(_, v)| v)
+        });
+        all.chain(one)
+    }
+
+    /// The objects whose ownerReferences name `uid`.
+    pub fn dependents(&self, uid: &str) -> impl Iterator<Item = &Location> {
+        self.dependents.get(uid).into_iter().flatten()
+    }
+
+    /// The objects being deleted and held by finalizers, in key order.
+    pub fn deleting(&self) -> Vec<Location> {
+        self.deleting.iter().cloned().collect()
+    }
+
+    /// The objects whose owners changed or went away since the last call (each once).
+    pub fn take_orphan_candidates(&mut self) -> Vec<Location> {
+        std::mem::take(&mut self.orphan_candidates).into_iter().collect()
+    }
+
+    /// The resourceVersion of the last change to an object of `key` (0: none yet).
+    pub fn changed_at(&self, key: &str) -> u64 {
+        self.changed.get(key).copied().unwrap_or(0)
+    }
+
+    /// Keeps the indexes of the object at `at` in step with a change from `previous` to `next`.
+    fn index(&mut self, at: &Location, previous: Option<&Value>, next: Option<&Value>) {
+        let before = previous.map(owner_uids).unwrap_or_default();
+        let after = next.map(owner_uids).unwrap_or_default();
+        for uid in before.difference(&after) {
+            if let Some(deps) = self.dependents.get_mut(*uid) {
+                deps.remove(at);
+                if deps.is_empty() {
+                    self.dependents.remove(*uid);
+                }
+            }
+        }
+        for uid in after.difference(&before) {
+            self.dependents
+                .entry((*uid).to_string())
+                .or_default()
+                .insert(at.clone());
+        }
+        if next.is_some() && after.difference(&before).next().is_some() {
+            self.orphan_candidates.insert(at.clone());
+        }
+        if next.is_none() {
+            self.orphan_candidates.remove(at);
+        }
+        if next.is_some_and(|o| o.pointer("/metadata/deletionTimestamp").is_some()) {
+            self.deleting.insert(at.clone());
+        } else {
+            self.deleting.remove(at);
+        }
+        // A removed owner: its dependents must be looked at.
+        if next.is_none()
+            && let Some(uid) = previous.and_then(uid_of)
+            && let Some(deps) = self.dependents.get(uid)
+        {
+            self.orphan_candidates.extend(deps.iter().cloned());
+        }
     }
 
     /// Every storage key that holds objects.
@@ -153,6 +246,7 @@ impl Store {
     }
 
     fn record(&mut self, event: Event) -> Arc<Event> {
+        self.changed.insert(event.key.clone(), event.rv);
         let event = Arc::new(event);
         self.log.push_back(event.clone());
         while self.log.len() > self.history {
@@ -179,12 +273,11 @@ impl Store {
             .get_mut(&k)
             .expect("interned")
             .insert((namespace.to_string(), name.to_string()), object.clone());
+        let at: Location = (k.clone(), namespace.to_string(), name.to_string());
         if let Some(uid) = uid_of(&object) {
-            self.uids.insert(
-                uid.to_string(),
-                (k.clone(), namespace.to_string(), name.to_string()),
-            );
+            self.uids.insert(uid.to_string(), at.clone());
         }
+        self.index(&at, previous.as_deref(), Some(&object));
         let kind = if previous.is_some() {
             EventType::Modified
         } else {
@@ -234,6 +327,8 @@ impl Store {
         if let Some(uid) = uid_of(&previous) {
             self.uids.remove(uid);
         }
+        let at: Location = (k.clone(), namespace.to_string(), name.to_string());
+        self.index(&at, Some(&previous), None);
         self.rv += 1;
         let rv = self.rv;
         let mut last = written.unwrap_or_else(|| (*previous).clone());
@@ -323,6 +418,52 @@ mod tests {
         assert_eq!(kinds, [EventType::Added, EventType::Modified, EventType::Deleted]);
         assert_eq!(s.since(3).unwrap().len(), 1);
         assert!(s.locate("u1").is_none());
+    }
+
+    #[test]
+    fn owners_index_their_dependents_and_a_removed_owner_makes_them_candidates() {
+        let mut s = Store::new(10);
+        let owned = |uid: &str| json!({"metadata": {"ownerReferences": [{"uid": uid}]}});
+        s.put("/configmaps", "a", "owner", json!({"metadata": {"uid": "u1"}}));
+        s.put("/configmaps", "a", "dep", owned("u1"));
+        s.put("/configmaps", "b", "other", owned("u2"));
+        let at = |ns: &str, n: &str| (Arc::from("/configmaps"), ns.to_string(), n.to_string());
+        assert_eq!(s.dependents("u1").cloned().collect::<Vec<_>>(), [at("a", "dep")]);
+        // New references are looked at once.
+        assert_eq!(s.take_orphan_candidates(), [at("a", "dep"), at("b", "other")]);
+        assert!(s.take_orphan_candidates().is_empty());
+        s.put("/configmaps", "a", "dep", owned("u1"));
+        assert!(s.take_orphan_candidates().is_empty(), "unchanged references");
+        s.remove("/configmaps", "a", "owner");
+        assert_eq!(s.take_orphan_candidates(), [at("a", "dep")]);
+        s.put(
+            "/configmaps",
+            "a",
+            "dep",
+            json!({"metadata": {"deletionTimestamp": "now"}}),
+        );
+        assert!(s.dependents("u1").next().is_none());
+        assert_eq!(s.deleting(), [at("a", "dep")]);
+        s.remove("/configmaps", "a", "dep");
+        assert!(s.deleting().is_empty());
+    }
+
+    #[test]
+    fn a_list_of_one_namespace_holds_exactly_its_objects() {
+        let mut s = Store::new(10);
+        for (ns, name) in [("a", "x"), ("ab", "y"), ("b", "z"), ("", "c")] {
+            s.put("/configmaps", ns, name, json!({"metadata": {"name": name}}));
+        }
+        let names = |ns: Option<&str>| -> Vec<String> {
+            s.list("/configmaps", ns)
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(Some("a")), ["x"]);
+        assert_eq!(names(Some("b")), ["z"]);
+        assert!(names(Some("c")).is_empty());
+        assert_eq!(names(None), ["c", "x", "y", "z"]);
+        assert_eq!(s.changed_at("/configmaps"), s.rv());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The instance's own metadata: kro's labels and finalizer before any child is made, and the
-//! ApplySet parent annotations (member kinds and namespaces) kept in step with the children.
+//! ApplySet parent annotations (member kinds and namespaces) kept in step with the children;
+//! both in one write when the graph names its kinds and namespaces up front.
 
 use std::{collections::BTreeSet, time::Duration};
 
@@ -38,6 +39,13 @@ pub(super) async fn ensure_managed(
     if has_finalizer && want.iter().all(|(k, v)| instance.label(k) == Some(*v)) {
         return Ok(());
     }
+    // The parent annotations as far as the graph tells them before anything is rendered (the
+    // kinds its templates name): written now, the first apply usually finds them current.
+    let parent = Parent {
+        id: identity.applyset_id(),
+        namespace: key.namespace.as_deref(),
+    };
+    let annotations = parent_annotations(&rev.graph, parent, instance, &[], true);
     let labels: Map<String, Value> = want.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let mut finalizers: Vec<Value> = instance
         .pointer("/metadata/finalizers")
@@ -50,10 +58,13 @@ pub(super) async fn ensure_managed(
     // A merge patch at the resourceVersion we read, never an apply: an apply creates what it
     // does not find, and would bring back an instance deleted before it had our finalizer.
     // Someone else's write in between is a conflict, retried.
-    let patch = json!({
+    let mut patch = json!({
         "labels": labels,
         "finalizers": finalizers,
         "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+    if let Some(a) = annotations {
+        patch["annotations"] = a;
+    }
     patch_instance(
         ctx,
         rev,
