@@ -2,8 +2,12 @@
 //! controller as its own process (release build), so its peak RSS is its own. The server is the
 //! test API server in this process, or with `KROXIDE_SCALE_SERVER=real` the real control plane
 //! of scripts/cluster (requests then come from its audit log). Reports the time until every
-//! instance is ACTIVE, the requests the controller made, and its peak RSS. Run with
-//! `cargo bench -p kroxide --bench scale`.
+//! instance is ACTIVE, the requests the controller made, its CPU time and peak RSS, and (built
+//! with `--features count-allocations`) its heap allocations per instance reconcile. Then,
+//! with `KROXIDE_SCALE_IDLE_SECONDS` (default 0), the controller's requests and CPU while
+//! nothing changes; with `KROXIDE_SCALE_RESTART=1`, the writes of a restarted controller over
+//! the unchanged instances. The last line, `SCALE key=value ...`, is what
+//! `scripts/scale-curve` collects. Run with `cargo bench -p kroxide --bench scale`.
 
 use std::{
     process::{Command, Stdio},
@@ -21,6 +25,69 @@ use kube::{
     discovery::oneshot,
 };
 use serde_json::json;
+
+/// CPU time (user + system) of process `pid` so far.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) closed by the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    let hz = 100;
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+}
+
+/// A sample of the controller's /metrics (0 when absent).
+async fn scrape(port: u16, series: &str) -> f64 {
+    let Ok(text) = reqwest_lite(port).await else {
+        return 0.0;
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .sum()
+}
+
+/// GET /metrics over a bare TCP connection (HTTP/1.0, the endpoint closes when done).
+async fn reqwest_lite(port: u16) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    Ok(out)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn start_controller(kubeconfig: &std::path::Path, metrics_port: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_kroxide"))
+        .args([
+            "controller",
+            "--namespace=default",
+            "--health-probe-bind-address=0",
+        ])
+        .arg(format!("--metrics-bind-address=127.0.0.1:{metrics_port}"))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg("--dynamic-controller-concurrent-reconciles=4")
+        .arg("--client-qps=100000")
+        .arg("--client-burst=100000")
+        .arg("--log-level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+const INSTANCE_RECONCILES: &str =
+    "kroxide_reconcile_total{kind=\"instance\",graph=\"scales.bench.kroxide.dev\"}";
+const ALLOCATIONS: &str = "kroxide_heap_allocations_total";
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -85,22 +152,8 @@ async fn main() {
     .await
     .unwrap();
 
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_kroxide"))
-        .args([
-            "controller",
-            "--namespace=default",
-            "--metrics-bind-address=0",
-            "--health-probe-bind-address=0",
-        ])
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .arg("--dynamic-controller-concurrent-reconciles=4")
-        .arg("--client-qps=100000")
-        .arg("--client-burst=100000")
-        .arg("--log-level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let port = free_port();
+    let mut controller = start_controller(&kubeconfig, port);
     let pid = controller.id();
 
     let rgd = json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition", "metadata": {"name": "scales.bench.kroxide.dev"},
@@ -145,6 +198,11 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.reset_requests();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "scale", &ar);
+    let (cpu0, own_cpu0) = (cpu(pid), cpu(std::process::id()));
+    let (reconciles0, allocations0) = (
+        scrape(port, INSTANCE_RECONCILES).await,
+        scrape(port, ALLOCATIONS).await,
+    );
     let started = Instant::now();
     for i in 0..n {
         let inst: DynamicObject = serde_json::from_value(
@@ -175,6 +233,9 @@ async fn main() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    let (controller_cpu, own_cpu) = (cpu(pid) - cpu0, cpu(std::process::id()) - own_cpu0);
+    let reconciles = scrape(port, INSTANCE_RECONCILES).await - reconciles0;
+    let allocations = scrape(port, ALLOCATIONS).await - allocations0;
     tokio::time::sleep(Duration::from_secs(2)).await;
     peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
     let requests = server.requests();
@@ -188,8 +249,49 @@ async fn main() {
         .count();
     let events = ours.iter().filter(|r| r.resource == "events").count();
     let watches = ours.iter().filter(|r| r.verb == "watch").count();
+    // Idle: nothing changes; the controller should make no requests and burn little CPU.
+    let idle_seconds: u64 = std::env::var("KROXIDE_SCALE_IDLE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let idle = if idle_seconds > 0 {
+        server.reset_requests();
+        let c = cpu(pid);
+        tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+        let idle_cpu = cpu(pid) - c;
+        let requests = server.requests();
+        let n_requests = requests
+            .iter()
+            .filter(|r| r.user_agent.starts_with("kroxide/"))
+            .count();
+        Some((idle_cpu, n_requests))
+    } else {
+        None
+    };
     let _ = controller.kill();
     let _ = controller.wait();
+    // A restart over the unchanged instances: every instance is reconciled again, nothing written.
+    let restart = if std::env::var("KROXIDE_SCALE_RESTART").is_ok_and(|v| v == "1") {
+        server.reset_requests();
+        let mut again = start_controller(&kubeconfig, port);
+        let t = Instant::now();
+        // Every instance reconciled once more (the count starts from zero in a new process).
+        while scrape(port, INSTANCE_RECONCILES).await < n as f64 && t.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let took = t.elapsed();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let writes = server
+            .requests()
+            .iter()
+            .filter(|r| r.user_agent.starts_with("kroxide/") && r.is_write() && r.resource != "events")
+            .count();
+        let _ = again.kill();
+        let _ = again.wait();
+        Some((took, writes))
+    } else {
+        None
+    };
     println!(
         "server: {}",
         if real {
@@ -221,6 +323,53 @@ async fn main() {
     println!(
         "| **controller peak RSS** | **{:.1} MiB** |",
         peak as f64 / 1024.0
+    );
+    println!(
+        "| controller CPU per instance | {:.2} ms |",
+        controller_cpu.as_secs_f64() * 1000.0 / n as f64
+    );
+    println!(
+        "| {} CPU per instance | {:.2} ms |",
+        if real {
+            "benchmark client"
+        } else {
+            "test server and client"
+        },
+        own_cpu.as_secs_f64() * 1000.0 / n as f64
+    );
+    let per_reconcile = if allocations > 0.0 && reconciles > 0.0 {
+        println!(
+            "| heap allocations per instance reconcile | {:.0} ({reconciles:.0} reconciles) |",
+            allocations / reconciles
+        );
+        allocations / reconciles
+    } else {
+        println!("| heap allocations | not counted (build with --features count-allocations) |");
+        0.0
+    };
+    if let Some((c, r)) = idle {
+        println!(
+            "| idle {idle_seconds} s: controller requests, CPU | {r}, {:.2} s |",
+            c.as_secs_f64()
+        );
+    }
+    if let Some((took, w)) = restart {
+        println!(
+            "| restart: every instance reconciled again in, writes | {:.1} s, {w} |",
+            took.as_secs_f64()
+        );
+    }
+    println!(
+        "SCALE server={} n={n} active_s={:.2} writes_per_instance={:.3} requests={} cpu_ms_per_instance={:.3} \
+         server_cpu_ms_per_instance={:.3} rss_mib={:.1} allocs_per_reconcile={per_reconcile:.0} reconciles_per_instance={:.2}",
+        if real { "real" } else { "embedded" },
+        all_active.as_secs_f64(),
+        writes as f64 / n as f64,
+        ours.len(),
+        controller_cpu.as_secs_f64() * 1000.0 / n as f64,
+        own_cpu.as_secs_f64() * 1000.0 / n as f64,
+        peak as f64 / 1024.0,
+        reconciles / n as f64
     );
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,6 +14,7 @@
 //! the sandbox. Items are `pub(crate)` unless the binary, the tests, the benchmarks or the fuzz
 //! targets need them.
 
+pub mod allocations;
 pub mod cel;
 pub mod child;
 pub mod cli;

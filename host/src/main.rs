@@ -1,5 +1,9 @@
 use clap::Parser;
 
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static ALLOCATOR: kroxide::allocations::Counting = kroxide::allocations::Counting;
+
 fn main() -> std::process::ExitCode {
     let cli = kroxide::cli::Cli::parse();
     match kroxide::cli::run(cli) {

@@ -53,6 +53,7 @@ pub struct Metrics {
     plugin_cache_bytes: Gauge,
     watch_events: Family<Labels, Counter>,
     leader: Gauge,
+    allocations: Counter,
     kro: Kro,
     runtime: Runtime,
 }
@@ -353,6 +354,7 @@ impl Default for Metrics {
             plugin_cache_bytes: Gauge::default(),
             watch_events: Family::default(),
             leader: Gauge::default(),
+            allocations: Counter::default(),
             kro,
             runtime,
         };
@@ -424,6 +426,13 @@ impl Default for Metrics {
                 "1 while this replica holds the leader Lease (or runs without election)",
                 m.leader.clone(),
             );
+            if cfg!(feature = "count-allocations") {
+                r.register(
+                    "heap_allocations",
+                    "Heap allocations since start (built with the count-allocations feature)",
+                    m.allocations.clone(),
+                );
+            }
         }
         m
     }
@@ -597,6 +606,9 @@ impl Metrics {
         self.kro.queue_length.set((rgd_queue + instance_queue) as i64);
         self.plugin_cache_bytes.set(cache_bytes as i64);
         self.leader.set(i64::from(leader));
+        let counted = crate::allocations::count();
+        self.allocations
+            .inc_by(counted.saturating_sub(self.allocations.get()));
     }
 
     /// The OpenMetrics text exposition.

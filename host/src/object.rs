@@ -2,7 +2,7 @@
 //! annotations, finalizers, deletion, resourceVersion, group-kind) and [`ObjectId`], the identity
 //! of an object across versions.
 
-use std::fmt;
+use std::{fmt, hash::Hash};
 
 use serde_json::Value;
 
@@ -114,6 +114,37 @@ pub(crate) struct ObjectId {
     pub(crate) namespace: String,
     /// Name.
     pub(crate) name: String,
+}
+
+/// Feeds a JSON value to `h` without copying or printing it, each kind of value tagged so
+/// that different trees hash apart (object keys in their sorted order).
+pub(crate) fn hash_json(v: &Value, h: &mut impl std::hash::Hasher) {
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => {
+            2u8.hash(h);
+            match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => (0u8, i).hash(h),
+                (None, Some(u)) => (1u8, u).hash(h),
+                _ => (2u8, n.as_f64().unwrap_or_default().to_bits()).hash(h),
+            }
+        }
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(items) => {
+            (4u8, items.len()).hash(h);
+            for item in items {
+                hash_json(item, h);
+            }
+        }
+        Value::Object(map) => {
+            (5u8, map.len()).hash(h);
+            for (k, v) in map {
+                k.hash(h);
+                hash_json(v, h);
+            }
+        }
+    }
 }
 
 impl ObjectId {

@@ -170,6 +170,80 @@ async fn an_instance_of_three_configmaps_costs_at_most_k_plus_2_writes_then_none
     env.shutdown().await;
 }
 
+/// A controller restarted over instances that did not change writes nothing: with no record
+/// of its earlier applies, it reads from the live children (defaulted by the server, labelled by
+/// others) that each intent is in place. A child changed while it was down is still put back.
+async fn a_restarted_controller_writes_nothing_over_unchanged_instances(server: Server) {
+    let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
+    // As the chart installs it: the graph's revision is found again, not issued anew.
+    support::install_graph_revision_crd(&env.client).await;
+    let first = start(&env, &[]).await;
+    apply_rgd(
+        &env,
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition",
+            "metadata": {"name": "restarts.test.kroxide.dev"},
+            "spec": {"schema": {"apiVersion": "v1alpha1", "kind": "Restart", "group": "test.kroxide.dev",
+                    "spec": {"image": "string | default=nginx:1.27"},
+                    "status": {"replicas": "${deployment.status.?availableReplicas.orValue(0)}"}},
+                "resources": [
+                    {"id": "config", "template": {"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "${schema.metadata.name}"}, "data": {"image": "${schema.spec.image}"}}},
+                    {"id": "deployment", "template": {"apiVersion": "apps/v1", "kind": "Deployment",
+                        "metadata": {"name": "${schema.metadata.name}"},
+                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "${schema.metadata.name}"}},
+                            "template": {"metadata": {"labels": {"app": "${schema.metadata.name}"},
+                                "annotations": {"config": "${config.metadata.name}"}},
+                                "spec": {"containers": [{"name": "c", "image": "${schema.spec.image}",
+                                    "ports": [{"containerPort": 80}]}]}}}}},
+                    {"id": "service", "template": {"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "${schema.metadata.name}"},
+                        "spec": {"selector": {"app": "${schema.metadata.name}"}, "ports": [{"port": 80}]}}}]}}),
+    )
+    .await;
+    wait_active(&env, "restarts.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Restart", "apps").await;
+    for i in 0..5 {
+        create_instance(&api, "Restart", &format!("r{i}")).await;
+    }
+    for i in 0..5 {
+        wait_state(&api, &format!("r{i}"), "ACTIVE").await;
+    }
+    env.settle().await;
+    first.stop(Duration::from_secs(5)).await;
+    // Behind the stopped controller's back: one child's value changed.
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), "apps");
+    cms.patch(
+        "r4",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"image": "changed"}})),
+    )
+    .await
+    .unwrap();
+    env.settle().await;
+    env.reset_requests();
+    let second = start(&env, &[]).await;
+    // Every child of every instance looked at again (and remembered).
+    eventually("15 children remembered", Duration::from_secs(30), async || {
+        (second.footprint().applied_children == 15).then_some(())
+    })
+    .await;
+    eventually(
+        "the changed child put back",
+        Duration::from_secs(30),
+        async || {
+            let cm = cms.get("r4").await.ok()?;
+            (cm.data?.get("image")? == "nginx:1.27").then_some(())
+        },
+    )
+    .await;
+    env.settle().await;
+    let written = writes(&env);
+    println!("writes of the restarted controller:\n{}", write_table(&env));
+    assert_eq!(written.len(), 1, "only the changed child:\n{}", write_table(&env));
+    second.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 async fn live_objects_holding_server_defaults_cause_no_writes(server: Server) {
     let env = Env::start_on(server, "kroxide-controller", Duration::from_millis(100), true).await;
     let running = start(&env, &["--dynamic-controller-default-resync-period=1"]).await;
@@ -1217,6 +1291,7 @@ on_both_servers!(
     a_graph_deleted_while_the_controller_is_down_still_finalizes_its_instances,
     an_instance_of_three_configmaps_costs_at_most_k_plus_2_writes_then_none,
     live_objects_holding_server_defaults_cause_no_writes,
+    a_restarted_controller_writes_nothing_over_unchanged_instances,
     state_made_by_kro_is_adopted_without_creates_or_deletes,
     a_controller_killed_mid_reconcile_is_replaced_without_duplicates_or_orphans,
     a_graph_deleted_with_instances_keeps_serving_them_until_they_go,

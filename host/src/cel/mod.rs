@@ -532,18 +532,21 @@ pub(crate) struct Program {
     references: References,
 }
 
-/// The variables an evaluation sees, as JSON and as CEL values. Each value is converted once,
-/// when bound, and lent to every evaluation by reference (no per-evaluation copy).
+/// The variables an evaluation sees, as JSON and as CEL values. Each value is converted at
+/// most once, when an evaluation first reads it (a bound object no expression reads is never
+/// converted), and lent to every evaluation by reference (no per-evaluation copy).
 #[derive(Debug, Default)]
 pub(crate) struct Scope {
     json: HashMap<String, Json>,
-    values: HashMap<String, Box<dyn Val>>,
+    values: HashMap<String, std::sync::OnceLock<Box<dyn Val>>>,
     largest: u64,
 }
 
 impl VariableResolver for Scope {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
-        self.values.get(variable).map(|v| CowVal::Borrowed(v.as_ref()))
+        let json = self.json.get(variable)?;
+        let value = self.values.get(variable)?.get_or_init(|| convert::to_val(json));
+        Some(CowVal::Borrowed(value.as_ref()))
     }
 }
 
@@ -556,7 +559,7 @@ impl Scope {
     /// Binds `name` to `value`, replacing any previous binding.
     pub(crate) fn set(&mut self, name: &str, value: Json) {
         self.largest = self.largest.max(inspect::max_size(&value));
-        self.values.insert(name.to_string(), convert::to_val(&value));
+        self.values.insert(name.to_string(), std::sync::OnceLock::new());
         self.json.insert(name.to_string(), value);
     }
 

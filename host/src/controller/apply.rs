@@ -10,17 +10,26 @@ use std::hash::{Hash, Hasher};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{children::trim, context::Context, error::Error, informers::to_value, memory::Applied};
+use super::{
+    children::trim,
+    context::Context,
+    error::Error,
+    informers::to_value,
+    memory::{Applied, fields_hash},
+};
 use crate::{
     child::DesiredChild,
     metadata,
     object::{Object, ObjectId},
 };
 
-/// A stable hash of what we ask for.
+/// A stable hash of what we ask for, taken over the tree itself (no copy, no text).
 pub(crate) fn intent_hash(child: &DesiredChild) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    Value::Object(child.object.clone()).to_string().hash(&mut h);
+    for (k, v) in &child.object {
+        k.hash(&mut h);
+        crate::object::hash_json(v, &mut h);
+    }
     h.finish()
 }
 
@@ -46,8 +55,73 @@ pub(crate) fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value
     };
     record.hash == hash
         && live.uid() == Some(record.uid.as_str())
-        && owned_fields(live) == Some(&record.fields)
+        && owned_fields(live).is_some()
+        && fields_hash(owned_fields(live)) == record.fields
         && !live.deleting()
+}
+
+/// Whether applying `intent` over `live` would change nothing, judged without a record of our
+/// last apply (after a restart): our apply owns fields of `live`, every field it owns is still
+/// in the intent (so none would be released), and every value of the intent is already there.
+/// Conservative: a value the server canonicalised (`1000m` stored as `1`), a list others added
+/// to, or a defaulted key of an associative list makes it answer `false`, and the child is
+/// applied once (a no-op for the server) after which the record takes over.
+pub(crate) fn settled(intent: &Value, live: &Value) -> bool {
+    let Some(owned) = owned_fields(live) else {
+        return false;
+    };
+    !live.deleting() && owned_within(owned, intent) && within(intent, live)
+}
+
+/// Whether every value `want` sets is the same in `live`.
+fn within(want: &Value, live: &Value) -> bool {
+    match (want, live) {
+        (Value::Object(w), Value::Object(l)) => w.iter().all(|(k, v)| match l.get(k) {
+            Some(lv) => within(v, lv),
+            None => v.is_null(),
+        }),
+        (Value::Array(w), Value::Array(l)) => {
+            w.len() == l.len() && w.iter().zip(l).all(|(a, b)| within(a, b))
+        }
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => want == live,
+    }
+}
+
+/// Whether every field in `fields` (a `fieldsV1` tree) is set by `want`.
+fn owned_within(fields: &Value, want: &Value) -> bool {
+    let Some(entries) = fields.as_object() else {
+        return true;
+    };
+    entries.iter().all(|(k, sub)| {
+        if k == "." {
+            true
+        } else if let Some(name) = k.strip_prefix("f:") {
+            want.get(name).is_some_and(|w| owned_within(sub, w))
+        } else if let Some(key) = k.strip_prefix("k:") {
+            // An element of an associative list, by its key fields; a key field the intent
+            // leaves out was defaulted by the server.
+            let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
+                return false;
+            };
+            want.as_array().into_iter().flatten().any(|item| {
+                key.iter().any(|(f, v)| item.get(f) == Some(v))
+                    && key.iter().all(|(f, v)| item.get(f).is_none_or(|x| x == v))
+                    && owned_within(sub, item)
+            })
+        } else if let Some(value) = k.strip_prefix("v:") {
+            serde_json::from_str::<Value>(value)
+                .is_ok_and(|v| want.as_array().is_some_and(|items| items.contains(&v)))
+        } else if let Some(index) = k.strip_prefix("i:") {
+            index
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| want.as_array()?.get(i))
+                .is_some_and(|item| owned_within(sub, item))
+        } else {
+            false
+        }
+    })
 }
 
 /// Whether an existing object may become this ApplySet's child: it is already in it (our
@@ -121,7 +195,12 @@ pub(crate) async fn apply(
     live: Option<&Value>,
 ) -> Result<Outcome, ApplyError> {
     let key = child.key.to_string();
-    let id: ObjectId = ObjectId::of(&Value::Object(child.object.clone()));
+    let id = ObjectId {
+        group: crate::object::group_of(child.api_version()).to_string(),
+        kind: child.kind().to_string(),
+        namespace: child.namespace().unwrap_or_default().to_string(),
+        name: child.name().to_string(),
+    };
     let hash = intent_hash(child);
     if let Some(other) = live.and_then(|l| l.label(metadata::APPLYSET_PART_OF))
         && other != applyset
@@ -134,6 +213,20 @@ pub(crate) async fn apply(
     }
     let record = ctx.memory.applied(applyset, &id);
     if unchanged(record.as_ref(), hash, live) {
+        ctx.metrics.apply("unchanged");
+        return Ok(Outcome::Unchanged);
+    }
+    // No record (the controller restarted): the live object may show the intent is in place.
+    if record.is_none()
+        && let Some(live) = live
+        && settled(&Value::Object(child.object.clone()), live)
+    {
+        let entry = Applied {
+            hash,
+            uid: live.uid().unwrap_or_default().to_string(),
+            fields: fields_hash(owned_fields(live)),
+        };
+        ctx.memory.record_applied(applyset, id, entry);
         ctx.metrics.apply("unchanged");
         return Ok(Outcome::Unchanged);
     }
@@ -172,12 +265,11 @@ pub(crate) async fn apply(
             }
         }
     }
-    let body = Value::Object(child.object.clone());
     let result = api
         .patch(
             child.name(),
             &PatchParams::apply(metadata::APPLY_MANAGER).force(),
-            &Patch::Apply(&body),
+            &Patch::Apply(&child.object),
         )
         .await;
     let applied = match result {
@@ -198,7 +290,7 @@ pub(crate) async fn apply(
     let entry = Applied {
         hash,
         uid: applied.uid().unwrap_or_default().to_string(),
-        fields: owned_fields(&applied).cloned().unwrap_or(Value::Null),
+        fields: fields_hash(owned_fields(&applied)),
     };
     ctx.memory.record_applied(applyset, id, entry);
     ctx.children.upsert(trim(applied.clone()));
@@ -229,13 +321,38 @@ mod tests {
     }
 
     #[test]
+    fn after_a_restart_a_live_object_holding_the_intent_is_left_alone_and_any_difference_is_applied() {
+        let intent = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web",
+            "labels": {"app": "web"}}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+        let ours = json!({"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {"f:selector": {"f:app": {}},
+            "f:ports": {"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}}}}});
+        let live = |fields: Value, port: u64, extra: Value| {
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "uid": "u1",
+                "labels": {"app": "web", "other": "x"},
+                "managedFields": [{"manager": metadata::APPLY_MANAGER, "operation": "Apply", "fieldsV1": fields}]},
+                "spec": {"selector": {"app": "web"}, "clusterIP": "10.0.0.1", "extra": extra,
+                    "ports": [{"port": port, "protocol": "TCP", "targetPort": 80}]}})
+        };
+        // Server defaults (protocol, targetPort, clusterIP) and others' labels do not count.
+        assert!(settled(&intent, &live(ours.clone(), 80, json!(null))));
+        // A value someone changed, a field we own that the intent no longer sets, no apply of
+        // ours at all: apply.
+        assert!(!settled(&intent, &live(ours.clone(), 81, json!(null))));
+        let released = json!({"f:spec": {"f:extra": {}}, "f:metadata": {}});
+        assert!(!settled(&intent, &live(released, 80, json!("kept"))));
+        let mut theirs = live(ours, 80, json!(null));
+        theirs["metadata"]["managedFields"][0]["manager"] = json!("kubectl");
+        assert!(!settled(&intent, &theirs));
+    }
+
+    #[test]
     fn an_unchanged_intent_with_intact_ownership_needs_no_apply() {
         let c = child();
         let fields = json!({"f:data": {"f:k": {}}});
         let record = Applied {
             hash: intent_hash(&c),
             uid: "u1".into(),
-            fields: fields.clone(),
+            fields: fields_hash(Some(&fields)),
         };
         assert!(unchanged(
             Some(&record),

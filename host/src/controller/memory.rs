@@ -35,6 +35,22 @@ pub(crate) struct Memory {
 const FINALIZED_TTL: Duration = Duration::from_secs(300);
 
 impl Memory {
+    /// Drops the copy of `cached`'s object our last write returned once the cache holds that
+    /// version or a newer one (called for each watch event of graphs and instances).
+    pub(crate) fn caught_up(&self, cached: &Value) {
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        if fresh.is_empty() {
+            return;
+        }
+        let id = ObjectId::of(cached);
+        if fresh
+            .get(&id)
+            .is_some_and(|mine| mine.resource_version() <= cached.resource_version())
+        {
+            fresh.remove(&id);
+        }
+    }
+
     /// `cached`, or the copy our last write returned when that one is newer.
     pub(crate) fn freshest(&self, cached: Value) -> Value {
         let id = ObjectId::of(&cached);
@@ -157,6 +173,16 @@ pub(crate) struct Applied {
     pub(crate) hash: u64,
     /// uid of the object it produced.
     pub(crate) uid: String,
-    /// `fieldsV1` of our apply entry afterwards.
-    pub(crate) fields: Value,
+    /// Hash of the `fieldsV1` of our apply entry afterwards ([`fields_hash`]).
+    pub(crate) fields: u64,
+}
+
+/// The hash [`Applied::fields`] keeps of a `fieldsV1` tree (0 when there is none).
+pub(crate) fn fields_hash(fields: Option<&Value>) -> u64 {
+    use std::hash::Hasher;
+    fields.map_or(0, |f| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        crate::object::hash_json(f, &mut h);
+        h.finish()
+    })
 }

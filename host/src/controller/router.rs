@@ -18,16 +18,17 @@ use crate::metadata;
 use crate::object::{Object, ObjectId};
 
 fn fingerprint(v: &Value) -> u64 {
-    use std::hash::{Hash, Hasher};
+    use std::hash::Hasher;
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for p in [
-        "/metadata/generation",
-        "/metadata/labels",
-        "/metadata/annotations",
-        "/metadata/deletionTimestamp",
-        "/metadata/finalizers",
+    let meta = v.get("metadata");
+    for field in [
+        "generation",
+        "labels",
+        "annotations",
+        "deletionTimestamp",
+        "finalizers",
     ] {
-        v.pointer(p).map(Value::to_string).hash(&mut h);
+        crate::object::hash_json(meta.and_then(|m| m.get(field)).unwrap_or(&Value::Null), &mut h);
     }
     h.finish()
 }
@@ -155,23 +156,25 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
         };
         match key.role {
             Role::Rgds => {
+                ctx.memory.caught_up(&object);
                 if changed(Role::Rgds) && !object.name().is_empty() {
                     work.push(Work::Graph(object.name().to_string()));
                 }
             }
             Role::Instances => {
+                ctx.memory.caught_up(&object);
                 if changed(Role::Instances) {
                     work.push(Work::Instance(instance_key(&key, &object)));
                 }
             }
             Role::Children => {
+                if let Some(owner) = owner_of(&object) {
+                    work.push(Work::Instance(owner));
+                }
                 if deleted {
                     ctx.children.remove(&object);
                 } else {
-                    ctx.children.upsert(trim(object.clone()));
-                }
-                if let Some(owner) = owner_of(&object) {
-                    work.push(Work::Instance(owner));
+                    ctx.children.upsert(trim(object));
                 }
             }
             Role::External => {
