@@ -131,12 +131,13 @@ async fn main() {
     )
     .unwrap();
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    crds.create(
-        &PostParams::default(),
-        &serde_json::from_value(rgd_crd()).unwrap(),
-    )
-    .await
-    .unwrap();
+    // Both CRDs the chart installs: with GraphRevisions a restarted controller finds its
+    // revision again instead of issuing a new one.
+    for crd in [rgd_crd(), kroxide::graph::crd::graph_revision_crd()] {
+        crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap())
+            .await
+            .unwrap();
+    }
     kube::runtime::wait::await_condition(
         crds,
         "resourcegraphdefinitions.kro.run",
