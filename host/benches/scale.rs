@@ -5,9 +5,11 @@
 //! instance is ACTIVE, the requests the controller made, its CPU time and peak RSS, and (built
 //! with `--features count-allocations`) its heap allocations per instance reconcile. Then,
 //! with `KROXIDE_SCALE_IDLE_SECONDS` (default 0), the controller's requests and CPU while
-//! nothing changes; with `KROXIDE_SCALE_RESTART=1`, the writes of a restarted controller over
+//! nothing changes; with `KROXIDE_SCALE_CHANGES` (default 0), that many spec changes one at a
+//! time, each timed until the child holds it (p50, p99); with `KROXIDE_SCALE_RESTART=1`, the writes of a restarted controller over
 //! the unchanged instances. The last line, `SCALE key=value ...`, is what
 //! `scripts/scale-curve` collects. Run with `cargo bench -p kroxide --bench scale`.
+//! `KROXIDE_SCALE_WRAP` runs the controller under a profiler (see [`controller_command`]).
 
 use std::{
     process::{Command, Stdio},
@@ -66,8 +68,23 @@ fn free_port() -> u16 {
         .unwrap_or(0)
 }
 
+/// The controller's command: its binary, or with `KROXIDE_SCALE_WRAP` (a profiler such as
+/// `heaptrack -o /tmp/scale`) that command running it; CPU and RSS are then the wrapper's.
+fn controller_command() -> Command {
+    let bin = env!("CARGO_BIN_EXE_kroxide");
+    match std::env::var("KROXIDE_SCALE_WRAP") {
+        Ok(wrap) if !wrap.trim().is_empty() => {
+            let mut words = wrap.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap_or(bin));
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
 fn start_controller(kubeconfig: &std::path::Path, metrics_port: u16) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_kroxide"))
+    controller_command()
         .args([
             "controller",
             "--namespace=default",
@@ -288,6 +305,55 @@ async fn main() {
     } else {
         None
     };
+    // Spec changes, one at a time: an instance's `spec.image` patched, timed until its
+    // ConfigMap (a child) holds the new value, as a watch on ConfigMaps reports it.
+    let changes: usize = std::env::var("KROXIDE_SCALE_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let latencies = if changes > 0 {
+        use futures::StreamExt;
+        use k8s_openapi::api::core::v1::ConfigMap;
+        use kube::runtime::watcher;
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "scale");
+        let mut events = watcher(cms, watcher::Config::default()).boxed();
+        // Past the initial list: from here every event is a change.
+        while let Some(e) = events.next().await {
+            if matches!(e.unwrap(), watcher::Event::InitDone) {
+                break;
+            }
+        }
+        let mut took = Vec::with_capacity(changes);
+        for i in 0..changes {
+            let name = format!("s{:04}", (i * 7919) % n);
+            let image = format!("nginx:change-{i}");
+            let t = Instant::now();
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"image": image}})),
+            )
+            .await
+            .unwrap();
+            loop {
+                let e = tokio::time::timeout(Duration::from_secs(60), events.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("{name}'s ConfigMap never held {image}"));
+                if let Some(Ok(watcher::Event::Apply(cm))) = e
+                    && cm.metadata.name.as_deref() == Some(name.as_str())
+                    && cm.data.as_ref().and_then(|d| d.get("image")) == Some(&image)
+                {
+                    break;
+                }
+            }
+            took.push(t.elapsed());
+        }
+        took.sort();
+        let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+        Some((at(0.5), at(0.99)))
+    } else {
+        None
+    };
     let _ = controller.kill();
     let _ = controller.wait();
     // A restart over the unchanged instances: every instance is reconciled again, nothing written.
@@ -373,15 +439,31 @@ async fn main() {
             c.as_secs_f64()
         );
     }
+    if let Some((p50, p99)) = latencies {
+        println!(
+            "| spec change to child ({changes} changes, one at a time): p50, p99 | {:.1} ms, {:.1} ms |",
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0
+        );
+    }
     if let Some((took, w)) = restart {
         println!(
             "| restart: every instance reconciled again in, writes | {:.1} s, {w} |",
             took.as_secs_f64()
         );
     }
+    let change_figures = latencies
+        .map(|(p50, p99)| {
+            format!(
+                " change_p50_ms={:.2} change_p99_ms={:.2}",
+                p50.as_secs_f64() * 1000.0,
+                p99.as_secs_f64() * 1000.0
+            )
+        })
+        .unwrap_or_default();
     println!(
         "SCALE server={} n={n} active_s={:.2} writes_per_instance={:.3} requests={} cpu_ms_per_instance={:.3} \
-         server_cpu_ms_per_instance={:.3} rss_mib={:.1} allocs_per_reconcile={per_reconcile:.0} reconciles_per_instance={:.2}",
+         server_cpu_ms_per_instance={:.3} rss_mib={:.1} allocs_per_reconcile={per_reconcile:.0} reconciles_per_instance={:.2}{change_figures}",
         if real { "real" } else { "embedded" },
         all_active.as_secs_f64(),
         writes as f64 / n as f64,
