@@ -1268,8 +1268,16 @@ async fn graph_revisions_are_retained_up_to_the_limit_and_numbered_on(server: Se
         .then_some(())
     })
     .await;
-    let state = rgd_state(&env, "budgets.test.kroxide.dev").await.unwrap();
-    assert_eq!(state["lastIssuedRevision"], 4, "{state}");
+    // The revision object is created before the graph's status reports it: wait for the status.
+    eventually(
+        "lastIssuedRevision 4 in status",
+        Duration::from_secs(20),
+        async || {
+            let state = rgd_state(&env, "budgets.test.kroxide.dev").await?;
+            (state["lastIssuedRevision"] == 4).then_some(())
+        },
+    )
+    .await;
     running.stop(Duration::from_secs(5)).await;
     env.shutdown().await;
 }
