@@ -6,8 +6,8 @@
 //! with `--features count-allocations`) its heap allocations per instance reconcile. Then,
 //! with `KROXIDE_SCALE_IDLE_SECONDS` (default 0), the controller's requests and CPU while
 //! nothing changes; with `KROXIDE_SCALE_CHANGES` (default 0), that many spec changes one at a
-//! time, each timed until the child holds it (p50, p99); with `KROXIDE_SCALE_RESTART=1`, the writes of a restarted controller over
-//! the unchanged instances. The last line, `SCALE key=value ...`, is what
+//! time, each timed until the child holds it (p50, p99); with `KROXIDE_SCALE_RESTART=1`, the
+//! writes of a restarted controller over the unchanged instances. The last line, `SCALE key=value ...`, is what
 //! `scripts/scale-curve` collects. Run with `cargo bench -p kroxide --bench scale`.
 //! `KROXIDE_SCALE_WRAP` runs the controller under a profiler (see [`controller_command`]).
 
@@ -73,14 +73,29 @@ fn free_port() -> u16 {
 fn controller_command() -> Command {
     let bin = env!("CARGO_BIN_EXE_kroxide");
     match std::env::var("KROXIDE_SCALE_WRAP") {
-        Ok(wrap) if !wrap.trim().is_empty() => {
-            let mut words = wrap.split_whitespace();
-            let mut cmd = Command::new(words.next().unwrap_or(bin));
-            cmd.args(words).arg(bin);
-            cmd
-        }
-        _ => Command::new(bin),
+        Ok(wrap) => match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        },
+        Err(_) => Command::new(bin),
     }
+}
+
+/// A whole number from the environment, or `default` when unset or not a number.
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A duration in milliseconds.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn start_controller(kubeconfig: &std::path::Path, metrics_port: u16) -> std::process::Child {
@@ -116,10 +131,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
-    let n: usize = std::env::var("KROXIDE_SCALE_INSTANCES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let n: usize = env_number("KROXIDE_SCALE_INSTANCES", 1000);
     let real = std::env::var("KROXIDE_SCALE_SERVER").is_ok_and(|v| v == "real");
     let dir = std::env::temp_dir().join(format!("kroxide-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -287,10 +299,7 @@ async fn main() {
     let events = ours.iter().filter(|r| r.resource == "events").count();
     let watches = ours.iter().filter(|r| r.verb == "watch").count();
     // Idle: nothing changes; the controller should make no requests and burn little CPU.
-    let idle_seconds: u64 = std::env::var("KROXIDE_SCALE_IDLE_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let idle_seconds: u64 = env_number("KROXIDE_SCALE_IDLE_SECONDS", 0);
     let idle = if idle_seconds > 0 {
         server.reset_requests();
         let c = cpu(pid);
@@ -307,10 +316,7 @@ async fn main() {
     };
     // Spec changes, one at a time: an instance's `spec.image` patched, timed until its
     // ConfigMap (a child) holds the new value, as a watch on ConfigMaps reports it.
-    let changes: usize = std::env::var("KROXIDE_SCALE_CHANGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let changes: usize = env_number("KROXIDE_SCALE_CHANGES", 0);
     let latencies = if changes > 0 {
         use futures::StreamExt;
         use k8s_openapi::api::core::v1::ConfigMap;
@@ -350,7 +356,7 @@ async fn main() {
         }
         took.sort();
         let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
-        Some((at(0.5), at(0.99)))
+        Some((ms(at(0.5)), ms(at(0.99))))
     } else {
         None
     };
@@ -412,7 +418,7 @@ async fn main() {
     );
     println!(
         "| controller CPU per instance | {:.2} ms |",
-        controller_cpu.as_secs_f64() * 1000.0 / n as f64
+        ms(controller_cpu) / n as f64
     );
     println!(
         "| {} CPU per instance | {:.2} ms |",
@@ -421,7 +427,7 @@ async fn main() {
         } else {
             "test server and client"
         },
-        own_cpu.as_secs_f64() * 1000.0 / n as f64
+        ms(own_cpu) / n as f64
     );
     let per_reconcile = if allocations > 0.0 && reconciles > 0.0 {
         println!(
@@ -441,9 +447,7 @@ async fn main() {
     }
     if let Some((p50, p99)) = latencies {
         println!(
-            "| spec change to child ({changes} changes, one at a time): p50, p99 | {:.1} ms, {:.1} ms |",
-            p50.as_secs_f64() * 1000.0,
-            p99.as_secs_f64() * 1000.0
+            "| spec change to child ({changes} changes, one at a time): p50, p99 | {p50:.1} ms, {p99:.1} ms |"
         );
     }
     if let Some((took, w)) = restart {
@@ -453,13 +457,7 @@ async fn main() {
         );
     }
     let change_figures = latencies
-        .map(|(p50, p99)| {
-            format!(
-                " change_p50_ms={:.2} change_p99_ms={:.2}",
-                p50.as_secs_f64() * 1000.0,
-                p99.as_secs_f64() * 1000.0
-            )
-        })
+        .map(|(p50, p99)| format!(" change_p50_ms={p50:.2} change_p99_ms={p99:.2}"))
         .unwrap_or_default();
     println!(
         "SCALE server={} n={n} active_s={:.2} writes_per_instance={:.3} requests={} cpu_ms_per_instance={:.3} \
@@ -468,8 +466,8 @@ async fn main() {
         all_active.as_secs_f64(),
         writes as f64 / n as f64,
         ours.len(),
-        controller_cpu.as_secs_f64() * 1000.0 / n as f64,
-        own_cpu.as_secs_f64() * 1000.0 / n as f64,
+        ms(controller_cpu) / n as f64,
+        ms(own_cpu) / n as f64,
         peak as f64 / 1024.0,
         reconciles / n as f64
     );
