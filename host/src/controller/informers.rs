@@ -93,8 +93,25 @@ pub(crate) enum Change {
     Relisting,
     /// An object of a (re)list.
     Listed(Value),
-    /// The (re)list is complete.
-    Synced,
+    /// The (re)list is complete. The router sets the flag once it has taken in every listed
+    /// object: children live in the router's own index, so a watch whose list has arrived but
+    /// not been indexed must not count as synced (a reconcile would find its children missing).
+    Synced(SyncedFlag),
+}
+
+/// Whether a watch's initial list has been taken in; set by whoever processes its `Synced`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SyncedFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl SyncedFlag {
+    /// Marks the list taken in.
+    pub(crate) fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// A change and the watch that saw it.
@@ -114,7 +131,7 @@ pub(crate) struct Informer {
     /// Whether objects are namespaced.
     pub(crate) namespaced: bool,
     store: reflector::Store<DynamicObject>,
-    synced: Arc<std::sync::atomic::AtomicBool>,
+    synced: SyncedFlag,
     task: JoinHandle<()>,
 }
 
@@ -166,9 +183,9 @@ impl Informer {
         }
     }
 
-    /// Whether the initial list has been received.
+    /// Whether the initial list has been received and taken in by the router.
     pub(crate) fn synced(&self) -> bool {
-        self.synced.load(std::sync::atomic::Ordering::Acquire)
+        self.synced.get()
     }
 
     /// Waits until the initial list has been received, at most `timeout`.
@@ -353,7 +370,7 @@ impl Informers {
         let notices = self.notices.clone();
         let watch_key = key.clone();
         let ar = resource.clone();
-        let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let synced = SyncedFlag::default();
         let mark = synced.clone();
         // Children are kept by the controller's own index (trimmed), not a second cache.
         let cache = key.role.cached();
@@ -383,10 +400,7 @@ impl Informers {
                     Ok(watcher::Event::Apply(o)) => Change::Applied(to_value(&o, &ar)),
                     Ok(watcher::Event::InitApply(o)) => Change::Listed(to_value(&o, &ar)),
                     Ok(watcher::Event::Delete(o)) => Change::Deleted(to_value(&o, &ar)),
-                    Ok(watcher::Event::InitDone) => {
-                        mark.store(true, std::sync::atomic::Ordering::Release);
-                        Change::Synced
-                    }
+                    Ok(watcher::Event::InitDone) => Change::Synced(mark.clone()),
                     Ok(watcher::Event::Init) => Change::Relisting,
                     Err(e) => {
                         tracing::debug!(kind = %watch_key.kind, error = %e, "watch interrupted; retrying");
@@ -475,5 +489,48 @@ pub(crate) fn child_watch(api_version: &str, kind: &str) -> WatchKey {
     WatchKey {
         labels: Some(format!("{}=true", metadata::OWNED)),
         ..WatchKey::all(api_version, kind, Role::Children)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kroxide_apiserver::{ApiServer, Config};
+    use kube::api::PostParams;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_children_watch_counts_as_synced_only_once_its_list_is_taken_in() {
+        let server = ApiServer::start(Config::default()).await.unwrap();
+        let client = Client::try_from(kube::Config::new(server.url().parse().unwrap())).unwrap();
+        let cm: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "child", "namespace": "default", "labels": {metadata::OWNED: "true"}}}))
+        .unwrap();
+        let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
+        Api::<DynamicObject>::namespaced_with(client.clone(), "default", &resource)
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let informers = Informers::new(client, tx);
+        let informer = informers.ensure(&child_watch("v1", "ConfigMap")).await.unwrap();
+        let mut listed = 0;
+        let flag = loop {
+            match rx.recv().await.unwrap().change {
+                Change::Listed(_) => listed += 1,
+                Change::Synced(flag) => break flag,
+                _ => {}
+            }
+        };
+        assert_eq!(listed, 1);
+        // The list has arrived, but nothing has indexed it: a reconcile must keep waiting.
+        assert!(!informer.synced());
+        assert!(!informer.wait_synced(Duration::from_millis(50)).await);
+        flag.set();
+        assert!(informer.synced());
+        drop(informer);
+        drop(informers);
+        server.shutdown().await;
     }
 }

@@ -120,11 +120,8 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
                 relists.begin(key);
                 continue;
             }
-            Change::Synced => {
+            Change::Synced(flag) => {
                 let (held, seen) = relists.synced(&key);
-                for work in held {
-                    start(&ctx, work);
-                }
                 // Children that vanished while the watch was down: gone, and their instances
                 // must hear of it (a relist after 410 Gone reports no deletions).
                 if let Some(seen) = seen {
@@ -133,6 +130,12 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
                             ctx.instance_queue.add(owner);
                         }
                     }
+                }
+                // Every listed object is indexed now: reconciles waiting for this watch may
+                // read it (before, a child of the list could look missing and be applied).
+                flag.set();
+                for work in held {
+                    start(&ctx, work);
                 }
                 continue;
             }
