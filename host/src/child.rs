@@ -100,6 +100,16 @@ impl DesiredChild {
             .and_then(|m| m.get("namespace"))
             .and_then(Value::as_str)
     }
+
+    /// The object's identity (what [`crate::object::ObjectId::of`] gives for it), without a copy.
+    pub(crate) fn id(&self) -> crate::object::ObjectId {
+        crate::object::ObjectId {
+            group: crate::object::group_of(self.api_version()).to_string(),
+            kind: self.kind().to_string(),
+            namespace: self.namespace().unwrap_or_default().to_string(),
+            name: self.name().to_string(),
+        }
+    }
 }
 
 /// A live child as the cluster reports it.

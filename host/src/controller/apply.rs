@@ -17,11 +17,7 @@ use super::{
     informers::to_value,
     memory::{Applied, fields_hash},
 };
-use crate::{
-    child::DesiredChild,
-    metadata,
-    object::{Object, ObjectId},
-};
+use crate::{child::DesiredChild, metadata, object::Object};
 
 /// A stable hash of what we ask for, taken over the tree itself (no copy, no text).
 pub(crate) fn intent_hash(child: &DesiredChild) -> u64 {
@@ -53,10 +49,11 @@ pub(crate) fn unchanged(record: Option<&Applied>, hash: u64, live: Option<&Value
     let (Some(record), Some(live)) = (record, live) else {
         return false;
     };
+    let owned = owned_fields(live);
     record.hash == hash
         && live.uid() == Some(record.uid.as_str())
-        && owned_fields(live).is_some()
-        && fields_hash(owned_fields(live)) == record.fields
+        && owned.is_some()
+        && fields_hash(owned) == record.fields
         && !live.deleting()
 }
 
@@ -136,8 +133,8 @@ pub(crate) fn may_take_over(existing: &Value, applyset: &str) -> bool {
 pub(crate) enum Outcome {
     /// Nothing to do.
     Unchanged,
-    /// Applied; the server's answer.
-    Applied(Value),
+    /// Applied; the server's answer is in the children cache.
+    Applied,
 }
 
 /// Why a child could not be applied.
@@ -195,12 +192,7 @@ pub(crate) async fn apply(
     live: Option<&Value>,
 ) -> Result<Outcome, ApplyError> {
     let key = child.key.to_string();
-    let id = ObjectId {
-        group: crate::object::group_of(child.api_version()).to_string(),
-        kind: child.kind().to_string(),
-        namespace: child.namespace().unwrap_or_default().to_string(),
-        name: child.name().to_string(),
-    };
+    let id = child.id();
     let hash = intent_hash(child);
     if let Some(other) = live.and_then(|l| l.label(metadata::APPLYSET_PART_OF))
         && other != applyset
@@ -293,8 +285,8 @@ pub(crate) async fn apply(
         fields: fields_hash(owned_fields(&applied)),
     };
     ctx.memory.record_applied(applyset, id, entry);
-    ctx.children.upsert(trim(applied.clone()));
-    Ok(Outcome::Applied(applied))
+    ctx.children.upsert(trim(applied));
+    Ok(Outcome::Applied)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::{
     child::{DesiredChild, ObservedChild},
     graph::runtime::{self, Resolution},
     metadata::InstanceIdentity,
-    object::{Object, ObjectId},
+    object::Object,
     status::{Failure, Reason},
     transform::{self, PluginStage},
 };
@@ -41,6 +41,13 @@ pub(super) struct Converged {
     /// A desired child is terminating: nothing was applied, as kro holds every child (its
     /// dependents above all) until the old object is gone and can be made anew.
     pub(super) held: bool,
+    /// The children the last pass resolved against.
+    pub(super) observed: Vec<ObservedChild>,
+    /// The last pass wrote nothing: its resolution still describes the instance (as of
+    /// `instance_version`) and its children, and the status stage reuses it.
+    pub(super) current: bool,
+    /// The instance's resourceVersion the last pass resolved.
+    pub(super) instance_version: Option<u64>,
 }
 
 impl Converged {
@@ -70,7 +77,9 @@ pub(super) async fn converge(
     loop {
         pass += 1;
         let observed = children(ctx, identity);
+        let instance_version = instance.resource_version();
         let resolution = runtime::resolve(&rev.graph, instance, &observed, &Live(ctx));
+        let mut current = true;
         let failure = if resolution.first_error().is_some() {
             None
         } else {
@@ -89,6 +98,7 @@ pub(super) async fn converge(
                     Ok(()) => {
                         ensure_parent(ctx, rev, key, identity, instance, &out.desired, true).await?;
                         let applied = apply_all(ctx, identity, &observed, &out.desired).await;
+                        current = matches!(applied, Ok(false));
                         let again =
                             matches!(applied, Ok(true)) && !resolution.pending.is_empty() && pass < passes;
                         output = Some(out);
@@ -105,6 +115,9 @@ pub(super) async fn converge(
             resolution,
             failure,
             held,
+            observed,
+            current,
+            instance_version,
         });
     }
 }
@@ -125,17 +138,12 @@ async fn apply_all(
 ) -> Result<bool, Failure> {
     let mut applied = false;
     for child in desired {
-        let live = observed
-            .iter()
-            .find(|o| o.key == child.key)
-            .map(|o| o.object.clone())
-            .or_else(|| {
-                ctx.children
-                    .get(&ObjectId::of(&Value::Object(child.object.clone())))
-                    .map(|v| (*v).clone())
-            });
-        match apply::apply(ctx, identity.applyset_id(), child, live.as_ref()).await {
-            Ok(Outcome::Applied(_)) => applied = true,
+        // Observed under its node's key, else by identity (a child another pass just made).
+        let found = observed.iter().find(|o| o.key == child.key);
+        let by_id = found.is_none().then(|| ctx.children.get(&child.id())).flatten();
+        let live = found.map(|o| &o.object).or(by_id.as_deref());
+        match apply::apply(ctx, identity.applyset_id(), child, live).await {
+            Ok(Outcome::Applied) => applied = true,
             Ok(Outcome::Unchanged) => {}
             Err(e) => {
                 let reason = match e {
@@ -170,7 +178,8 @@ pub(super) async fn watch_externals(ctx: &Context, key: &InstanceKey, resolution
 }
 
 /// Deletes the ApplySet's members no longer desired (never those of pending resources), in
-/// waves; once they are gone, the parent annotations shrink to what is left.
+/// waves; once they are gone, the parent annotations shrink to what is left. Whether any
+/// member was stale.
 pub(super) async fn prune_stale(
     ctx: &Context,
     rev: &Revision,
@@ -178,16 +187,17 @@ pub(super) async fn prune_stale(
     instance: &mut Value,
     identity: &InstanceIdentity,
     converged: &Converged,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let Some(out) = &converged.output else {
-        return Ok(());
+        return Ok(false);
     };
     let members = ctx.children.of(identity.applyset_id());
     let stale = prune::stale(&members, &out.desired, &converged.resolution.pending);
-    if stale.is_empty() || prune::delete_waves(ctx, stale).await? {
+    let pruned = !stale.is_empty();
+    if !pruned || prune::delete_waves(ctx, stale).await? {
         ensure_parent(ctx, rev, key, identity, instance, &out.desired, false).await?;
     }
-    Ok(())
+    Ok(pruned)
 }
 
 /// The desired set: templates, then the plugin's `transform` (on a blocking thread, with owned

@@ -56,10 +56,12 @@ pub(crate) async fn reconcile(ctx: &Arc<Context>, key: &InstanceKey) -> Result<A
         return Ok(Action::done());
     }
     let now = report::now();
-    let converged = converge::converge(ctx, &rev, key, &mut instance, &identity).await?;
+    let mut converged = converge::converge(ctx, &rev, key, &mut instance, &identity).await?;
     converge::watch_externals(ctx, key, &converged.resolution).await;
-    if converged.clean() {
-        converge::prune_stale(ctx, &rev, key, &mut instance, &identity, &converged).await?;
+    if converged.clean()
+        && converge::prune_stale(ctx, &rev, key, &mut instance, &identity, &converged).await?
+    {
+        converged.current = false;
     }
     let report = report::status(ctx, &rev, &instance, &identity, &converged, managed, &now).await;
     report::publish_report(ctx, &rev, key, &instance, &converged, report).await

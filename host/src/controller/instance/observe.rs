@@ -94,7 +94,8 @@ pub(super) fn children(ctx: &Context, identity: &InstanceIdentity) -> Vec<Observ
             let index = o.label(metadata::COLLECTION_INDEX).and_then(|i| i.parse().ok());
             Some(ObservedChild {
                 key: ChildKey { id, index },
-                object: (*o).clone(),
+                // Parsed for this read alone: no other holder, so no copy.
+                object: std::sync::Arc::unwrap_or_clone(o),
             })
         })
         .collect();

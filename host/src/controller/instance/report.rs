@@ -2,8 +2,8 @@
 //! plugin's `derive-status`, conditions, `state`), written only when it changed; an Event per
 //! state transition and per plugin event.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
-    Resource,
     api::{Patch, PatchParams},
     runtime::events::{Event, EventType},
 };
@@ -20,6 +20,7 @@ use crate::controller::{
 use crate::{
     graph::runtime,
     metadata::{self, InstanceIdentity},
+    object::Object,
     plugin::{CallInput, PluginEvent, StatusOutput},
     status::{self, Failure, Mark, Reason},
 };
@@ -36,7 +37,8 @@ pub(super) struct Report {
 }
 
 /// The status of an instance from what the passes left and what exists now: its children
-/// observed and resolved again, the plugin's `derive-status` (unless a failure stopped the
+/// observed and resolved again when the passes wrote anything (else the last pass's
+/// resolution, which still holds), the plugin's `derive-status` (unless a failure stopped the
 /// reconcile), kro's conditions.
 pub(super) async fn status(
     ctx: &Context,
@@ -47,8 +49,20 @@ pub(super) async fn status(
     managed: Mark,
     now: &str,
 ) -> Report {
-    let observed = children(ctx, identity);
-    let resolution = runtime::resolve(&rev.graph, instance, &observed, &Live(ctx));
+    // The last pass's resolution, unless something was written since (then the status reads
+    // the children and instance as they are now).
+    let again;
+    let (resolution, observed) =
+        if converged.current && converged.instance_version == instance.resource_version() {
+            (&converged.resolution, &converged.observed)
+        } else {
+            let observed = children(ctx, identity);
+            again = (
+                runtime::resolve(&rev.graph, instance, &observed, &Live(ctx)),
+                observed,
+            );
+            (&again.0, &again.1)
+        };
     let mut failure = converged.failure.clone();
     let mut plugin = None;
     if failure.is_none()
@@ -102,9 +116,9 @@ pub(super) async fn status(
         .unwrap_or_default();
     let status = status::derive(&status::Input {
         instance,
-        resolution: Some(&resolution),
+        resolution: Some(resolution),
         desired,
-        observed: &observed,
+        observed,
         plugin: plugin.as_ref(),
         managed,
         failure,
@@ -218,9 +232,16 @@ async fn publish(
     (reason, action): (&str, String),
     note: String,
 ) {
-    let reference = match serde_json::from_value::<kube::api::DynamicObject>(instance.clone()) {
-        Ok(o) => o.object_ref(&rev.resource),
-        Err(_) => return,
+    // What `Resource::object_ref` gives, read off the instance without a copy of it.
+    let field = |p: &str| instance.pointer(p).and_then(Value::as_str).map(String::from);
+    let reference = ObjectReference {
+        api_version: Some(rev.resource.api_version.clone()),
+        kind: Some(rev.resource.kind.clone()),
+        name: field("/metadata/name"),
+        namespace: field("/metadata/namespace"),
+        uid: field("/metadata/uid"),
+        resource_version: field("/metadata/resourceVersion"),
+        field_path: None,
     };
     let event = Event {
         type_,
