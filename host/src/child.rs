@@ -103,12 +103,7 @@ impl DesiredChild {
 
     /// The object's identity (what [`crate::object::ObjectId::of`] gives for it), without a copy.
     pub(crate) fn id(&self) -> crate::object::ObjectId {
-        crate::object::ObjectId {
-            group: crate::object::group_of(self.api_version()).to_string(),
-            kind: self.kind().to_string(),
-            namespace: self.namespace().unwrap_or_default().to_string(),
-            name: self.name().to_string(),
-        }
+        crate::object::ObjectId::new(self.api_version(), self.kind(), self.namespace(), self.name())
     }
 }
 

@@ -150,11 +150,16 @@ pub(crate) fn hash_json(v: &Value, h: &mut impl std::hash::Hasher) {
 impl ObjectId {
     /// The identity of `v`.
     pub(crate) fn of(v: &Value) -> Self {
+        Self::new(v.api_version(), v.kind(), v.namespace(), v.name())
+    }
+
+    /// The identity of an object of `api_version` and `kind` named `name` (in `namespace`).
+    pub(crate) fn new(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Self {
         Self {
-            group: group_of(v.api_version()).to_string(),
-            kind: v.kind().to_string(),
-            namespace: v.namespace().unwrap_or_default().to_string(),
-            name: v.name().to_string(),
+            group: group_of(api_version).to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.unwrap_or_default().to_string(),
+            name: name.to_string(),
         }
     }
 }

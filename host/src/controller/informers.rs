@@ -188,7 +188,7 @@ impl Informer {
         self.synced.get()
     }
 
-    /// Waits until the initial list has been received, at most `timeout`.
+    /// Waits until the initial list has been received and taken in, at most `timeout`.
     pub(crate) async fn wait_synced(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         while !self.synced() {

@@ -233,14 +233,16 @@ async fn publish(
     note: String,
 ) {
     // What `Resource::object_ref` gives, read off the instance without a copy of it.
-    let field = |p: &str| instance.pointer(p).and_then(Value::as_str).map(String::from);
     let reference = ObjectReference {
         api_version: Some(rev.resource.api_version.clone()),
         kind: Some(rev.resource.kind.clone()),
-        name: field("/metadata/name"),
-        namespace: field("/metadata/namespace"),
-        uid: field("/metadata/uid"),
-        resource_version: field("/metadata/resourceVersion"),
+        name: Some(instance.name().to_string()),
+        namespace: instance.namespace().map(String::from),
+        uid: instance.uid().map(String::from),
+        resource_version: instance
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
         field_path: None,
     };
     let event = Event {
