@@ -71,14 +71,16 @@ pub fn observed() -> Vec<ObservedChild> {
             "status": { "replicas": 3, "readyReplicas": 3, "availableReplicas": 3, "updatedReplicas": 3, "observedGeneration": 2,
                 "conditions": [
                     { "type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability." },
-                    { "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "ReplicaSet has successfully progressed." }] } }),
+                    { "type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "ReplicaSet has successfully progressed." }] } })
+            .into(),
         },
         ObservedChild {
             key: ChildKey::new("service"),
             object: json!({
             "apiVersion": "v1", "kind": "Service", "metadata": meta("Service"),
             "spec": { "clusterIP": "10.96.12.34", "ports": [{ "name": "http", "port": 8080, "protocol": "TCP", "targetPort": "http" }],
-                "selector": { "app.kubernetes.io/name": "storefront" }, "type": "ClusterIP" } }),
+                "selector": { "app.kubernetes.io/name": "storefront" }, "type": "ClusterIP" } })
+            .into(),
         },
         ObservedChild {
             key: ChildKey::new("ingress"),
@@ -86,7 +88,8 @@ pub fn observed() -> Vec<ObservedChild> {
             "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta("Ingress"),
             "spec": { "rules": [{ "host": "shop.example.com", "http": { "paths": [{ "path": "/", "pathType": "Prefix",
                 "backend": { "service": { "name": "storefront", "port": { "name": "http" } } } }] } }] },
-            "status": { "loadBalancer": { "ingress": [{ "ip": "192.0.2.10" }] } } }),
+            "status": { "loadBalancer": { "ingress": [{ "ip": "192.0.2.10" }] } } })
+            .into(),
         },
     ]
 }

@@ -59,11 +59,10 @@ fn main() {
             "ingress": { "enabled": true } }
     });
     let mut observed: Vec<ObservedChild> = common::observed();
-    observed[0].object["spec"]["replicas"] = json!(3);
-    observed[0].object["metadata"]["name"] = json!("storefront");
+    std::sync::Arc::make_mut(&mut observed[0].object)["spec"]["replicas"] = json!(3);
     observed
         .iter_mut()
-        .for_each(|o| o.object["metadata"]["name"] = json!("storefront"));
+        .for_each(|o| std::sync::Arc::make_mut(&mut o.object)["metadata"]["name"] = json!("storefront"));
     let cluster = Offline::default();
     let orders = g.apply_orders();
     let render_once = || {

@@ -112,8 +112,8 @@ impl DesiredChild {
 pub struct ObservedChild {
     /// Which node (and item).
     pub key: ChildKey,
-    /// The full live object.
-    pub object: Value,
+    /// The full live object, shared with the cache it was read from.
+    pub object: std::sync::Arc<Value>,
 }
 
 #[cfg(test)]

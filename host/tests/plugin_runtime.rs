@@ -90,7 +90,7 @@ fn webapp_transform_and_derive_status_round_trip_through_the_sandbox() {
         "status": { "availableReplicas": 2, "conditions": [{ "type": "Available", "status": "True" }] } });
     let observed = [ObservedChild {
         key: kroxide::child::ChildKey::new("deployment"),
-        object: deployment,
+        object: deployment.into(),
     }];
     let instance = instance();
     let config = json!({});

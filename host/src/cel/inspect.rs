@@ -301,13 +301,13 @@ pub(crate) fn max_size(v: &Json) -> u64 {
 #[derive(Debug)]
 pub(crate) struct CostInputs<'a> {
     /// The variables an expression may read.
-    pub(crate) variables: &'a HashMap<String, Json>,
+    pub(crate) variables: &'a HashMap<String, std::sync::Arc<Json>>,
     /// The largest size of anything in the variables, for sizes the model cannot resolve.
     pub(crate) largest: u64,
 }
 
 fn resolve<'a>(inputs: &'a CostInputs<'_>, root: &str, path: &[String]) -> Option<&'a Json> {
-    let mut v = inputs.variables.get(root)?;
+    let mut v: &Json = inputs.variables.get(root)?;
     for seg in path {
         v = match v {
             Json::Object(o) => o.get(seg)?,

@@ -14,6 +14,7 @@ pub(crate) mod functions;
 pub(crate) mod inspect;
 mod kubernetes;
 mod native;
+pub(crate) mod reads;
 pub(crate) mod template;
 
 use std::{
@@ -33,6 +34,7 @@ use cel::{
 use serde_json::Value as Json;
 
 pub(crate) use inspect::References;
+pub(crate) use reads::Reads;
 
 /// Longest expression accepted, in bytes.
 pub(crate) const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
@@ -534,18 +536,25 @@ pub(crate) struct Program {
 
 /// The variables an evaluation sees, as JSON and as CEL values. Each value is converted at
 /// most once, when an evaluation first reads it (a bound object no expression reads is never
-/// converted), and lent to every evaluation by reference (no per-evaluation copy).
+/// converted), and lent to every evaluation by reference (no per-evaluation copy). A scope
+/// [reading](Scope::reading) known paths converts only the fields on them.
 #[derive(Debug, Default)]
 pub(crate) struct Scope {
-    json: HashMap<String, Json>,
+    json: HashMap<String, Arc<Json>>,
     values: HashMap<String, std::sync::OnceLock<Box<dyn Val>>>,
+    reads: Option<Arc<Reads>>,
     largest: u64,
 }
 
 impl VariableResolver for Scope {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
         let json = self.json.get(variable)?;
-        let value = self.values.get(variable)?.get_or_init(|| convert::to_val(json));
+        let value = self.values.get(variable)?.get_or_init(|| {
+            match self.reads.as_deref().and_then(|r| r.get(variable)) {
+                Some(projection) => projection.to_val(json),
+                None => convert::to_val(json),
+            }
+        });
         Some(CowVal::Borrowed(value.as_ref()))
     }
 }
@@ -556,15 +565,25 @@ impl Scope {
         Self::default()
     }
 
+    /// An empty scope for evaluating only programs whose reads are in `reads`: a bound value
+    /// is converted to CEL only as far as they read it.
+    pub(crate) fn reading(reads: Arc<Reads>) -> Self {
+        Self {
+            reads: Some(reads),
+            ..Self::default()
+        }
+    }
+
     /// Binds `name` to `value`, replacing any previous binding.
-    pub(crate) fn set(&mut self, name: &str, value: Json) {
+    pub(crate) fn set(&mut self, name: &str, value: impl Into<Arc<Json>>) {
+        let value = value.into();
         self.largest = self.largest.max(inspect::max_size(&value));
         self.values.insert(name.to_string(), std::sync::OnceLock::new());
         self.json.insert(name.to_string(), value);
     }
 
-    /// Every binding, as JSON.
-    pub(crate) fn bindings(&self) -> Vec<(String, Json)> {
+    /// Every binding, as JSON (shared, not copied).
+    pub(crate) fn bindings(&self) -> Vec<(String, Arc<Json>)> {
         self.json.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 

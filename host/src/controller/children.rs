@@ -50,7 +50,18 @@ struct Stored {
     rv: Option<u64>,
     uid: Option<String>,
     set: Option<String>,
+    /// Its `kro.run/node-id` label.
+    node: Option<String>,
     text: Arc<[u8]>,
+}
+
+/// A member of an ApplySet as the index knows it, without parsing the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    /// Its identity.
+    pub(crate) id: ObjectId,
+    /// Its `kro.run/node-id` label: the graph node it was made for.
+    pub(crate) node: Option<String>,
 }
 
 impl Stored {
@@ -59,6 +70,7 @@ impl Stored {
             rv: v.resource_version(),
             uid: v.uid().map(String::from),
             set: part_of(v),
+            node: v.label(metadata::NODE_ID).map(String::from),
             // Writing a JSON tree to memory cannot fail.
             text: serde_json::to_vec(v).unwrap_or_default().into(),
         }
@@ -205,6 +217,25 @@ impl Children {
                 .unwrap_or_default()
         };
         texts.iter().map(|t| parse(t)).collect()
+    }
+
+    /// The members of an ApplySet, by identity and node, without reading the objects.
+    pub(crate) fn members(&self, applyset: &str) -> Vec<Member> {
+        let guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .sets
+            .get(applyset)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| {
+                        guard.objects.get(id).map(|o| Member {
+                            id: id.clone(),
+                            node: o.node.clone(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// How many children are cached, and how many deletions are remembered.

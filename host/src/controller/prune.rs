@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use kube::api::DeleteParams;
 use serde_json::Value;
 
-use super::{context::Context, error::Error, informers::to_value};
+use super::{children::Member, context::Context, error::Error, informers::to_value};
 use crate::{
     child::DesiredChild,
     metadata,
@@ -17,23 +17,13 @@ use crate::{
 
 /// Members of the ApplySet that the desired set no longer holds, except children of pending
 /// nodes (whose template could not be rendered this time).
-pub(crate) fn stale(
-    members: &[Arc<Value>],
-    desired: &[DesiredChild],
-    pending: &[(String, String)],
-) -> Vec<Arc<Value>> {
-    let wanted: Vec<_> = desired
-        .iter()
-        .map(|d| ObjectId::of(&Value::Object(d.object.clone())))
-        .collect();
+pub(crate) fn stale(members: &[Member], desired: &[DesiredChild], pending: &[(String, String)]) -> Vec<ObjectId> {
+    let wanted: Vec<ObjectId> = desired.iter().map(DesiredChild::id).collect();
     members
         .iter()
-        .filter(|m| !wanted.contains(&ObjectId::of(m)))
-        .filter(|m| {
-            !m.label(metadata::NODE_ID)
-                .is_some_and(|id| pending.iter().any(|(p, _)| p == id))
-        })
-        .cloned()
+        .filter(|m| !wanted.contains(&m.id))
+        .filter(|m| !m.node.as_ref().is_some_and(|id| pending.iter().any(|(p, _)| p == id)))
+        .map(|m| m.id.clone())
         .collect()
 }
 
@@ -117,13 +107,20 @@ mod tests {
     use crate::child::{ChildKey, Readiness};
     use serde_json::json;
 
-    fn member(name: &str, node: &str, order: Option<&str>) -> Arc<Value> {
+    fn object(name: &str, node: &str, order: Option<&str>) -> Arc<Value> {
         let mut v = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": "n", "labels": {"kro.run/node-id": node}, "annotations": {}}});
         if let Some(o) = order {
             v["metadata"]["annotations"]["internal.kro.run/apply-order"] = json!(o);
         }
         Arc::new(v)
+    }
+
+    fn member(name: &str, node: &str) -> Member {
+        Member {
+            id: ObjectId::new("v1", "ConfigMap", Some("n"), name),
+            node: Some(node.to_string()),
+        }
     }
 
     fn desired(name: &str) -> DesiredChild {
@@ -140,24 +137,19 @@ mod tests {
 
     #[test]
     fn only_undesired_members_of_settled_nodes_are_stale() {
-        let members = [
-            member("keep", "a", Some("0")),
-            member("gone", "b", Some("1")),
-            member("wait", "c", Some("2")),
-        ];
+        let members = [member("keep", "a"), member("gone", "b"), member("wait", "c")];
         let pending = [("c".to_string(), "waiting".to_string())];
         let s = stale(&members, &[desired("keep")], &pending);
-        assert_eq!(s.len(), 1);
-        assert_eq!(s[0]["metadata"]["name"], "gone");
+        assert_eq!(s, [member("gone", "b").id]);
     }
 
     #[test]
     fn waves_delete_dependents_first_and_unknown_order_last() {
         let w = waves(vec![
-            member("a", "a", Some("0")),
-            member("x", "x", None),
-            member("c", "c", Some("2")),
-            member("b", "b", Some("2")),
+            object("a", "a", Some("0")),
+            object("x", "x", None),
+            object("c", "c", Some("2")),
+            object("b", "b", Some("2")),
         ]);
         let names: Vec<Vec<&str>> = w
             .iter()

@@ -109,6 +109,7 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits, catalog: &Catalog) -
     }
     let names = crd::KindNames::of(rgd);
     let crd = crd::instance_crd(rgd, &names, spec_schema.clone(), status_schema);
+    let reads = std::sync::Arc::new(Graph::resolve_reads(&nodes, &status));
     Ok(Graph {
         name: rgd.name().to_string(),
         names,
@@ -126,6 +127,7 @@ pub fn build(rgd: &ResourceGraphDefinition, limits: Limits, catalog: &Catalog) -
         )
         .map_err(Error::Validation)?,
         limits,
+        reads,
     })
 }
 

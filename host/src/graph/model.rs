@@ -231,6 +231,9 @@ pub struct Graph {
     pub(crate) propagate_labels: metadata::Propagation,
     /// Collection limits.
     pub(crate) limits: Limits,
+    /// What the programs resolution evaluates read of each variable (see
+    /// [`Graph::resolve_reads`]).
+    pub(crate) reads: std::sync::Arc<crate::cel::Reads>,
 }
 
 impl Graph {
@@ -256,6 +259,25 @@ impl Graph {
             })
             .sum::<usize>()
             + self.status.iter().map(|f| f.expr.programs().len()).sum::<usize>()
+    }
+
+    /// What resolution's programs read: template and externalRef fields, `includeWhen`,
+    /// `readyWhen`, `forEach` and status fields (the author's conditions are evaluated in a
+    /// scope of their own).
+    pub(crate) fn resolve_reads(nodes: &[Node], status: &[StatusField]) -> crate::cel::Reads {
+        let fields = nodes
+            .iter()
+            .flat_map(|n| &n.fields)
+            .map(|f| &f.expr)
+            .chain(status.iter().map(|f| &f.expr))
+            .flat_map(Expr::programs);
+        let conditions = nodes.iter().flat_map(|n| {
+            n.include_when
+                .iter()
+                .chain(&n.ready_when)
+                .chain(n.for_each.iter().map(|(_, p)| p))
+        });
+        crate::cel::Reads::of(fields.chain(conditions).map(crate::cel::Program::references))
     }
 
     /// Node ids in topological order.

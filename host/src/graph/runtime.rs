@@ -3,7 +3,7 @@
 //! references, judge readiness (`readyWhen`), then project status fields softly (a field whose
 //! inputs are not available yet is left out). Pure: live objects come in as arguments.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use serde_json::{Map, Value};
 
@@ -72,7 +72,7 @@ pub struct Resolution {
     pub(crate) status_errors: Vec<String>,
     /// What the author's conditions read (`schema`, resources, externals), when the graph has
     /// any: they are evaluated with the status, once kro's own conditions are known.
-    pub(crate) bindings: Vec<(String, Value)>,
+    pub(crate) bindings: Vec<(String, std::sync::Arc<Value>)>,
 }
 
 impl Resolution {
@@ -259,9 +259,9 @@ fn schema_view(instance: &Value) -> Value {
     v
 }
 
-fn ready_when(node: &Node, scope: &mut Scope, object: &Value, each: bool) -> Result<bool, Failure> {
+fn ready_when(node: &Node, scope: &mut Scope, object: &Arc<Value>, each: bool) -> Result<bool, Failure> {
     let var = if each { "each" } else { node.id.as_str() };
-    scope.set(var, object.clone());
+    scope.set(var, Arc::clone(object));
     let mut ready = true;
     for program in &node.ready_when {
         match program.eval_bool(scope) {
@@ -310,7 +310,7 @@ pub fn resolve(
     observed: &[ObservedChild],
     cluster: &dyn Cluster,
 ) -> Resolution {
-    let mut scope = Scope::new();
+    let mut scope = Scope::reading(graph.reads.clone());
     scope.set("schema", schema_view(instance));
     let instance_ns = instance
         .pointer("/metadata/namespace")
@@ -524,8 +524,8 @@ fn resolve_collection(
         .filter(|o| o.key.id == node.id && o.key.index.is_some())
         .collect();
     live.sort_by_key(|o| o.key.index);
-    let items: Vec<Value> = live.iter().map(|o| o.object.clone()).collect();
-    scope.set(&node.id, Value::Array(items.clone()));
+    let items: Vec<Value> = live.iter().map(|o| Value::clone(&o.object)).collect();
+    scope.set(&node.id, Value::Array(items));
     if live.len() < wanted {
         return NodeState::NotReady(format!(
             "waiting for {} of {} items of {} to be created",
@@ -534,8 +534,8 @@ fn resolve_collection(
             node.id
         ));
     }
-    for item in &items {
-        match ready_when(node, scope, item, true) {
+    for item in &live {
+        match ready_when(node, scope, &item.object, true) {
             Ok(true) => {}
             Ok(false) => {
                 return NodeState::NotReady(format!(
@@ -607,7 +607,7 @@ fn resolve_external(
             "waiting for external reference {kind} {}{name} to exist",
             namespace.map(|n| format!("{n}/")).unwrap_or_default()
         )),
-        Some(object) => match ready_when(node, scope, &object, false) {
+        Some(object) => match ready_when(node, scope, &Arc::new(object), false) {
             Ok(true) => NodeState::Ready,
             Ok(false) => NodeState::NotReady(format!(
                 "waiting for external reference {} to satisfy readyWhen",

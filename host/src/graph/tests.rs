@@ -285,7 +285,7 @@ fn instance(spec: Value) -> Value {
 fn live(id: &str, object: Value) -> ObservedChild {
     ObservedChild {
         key: ChildKey::new(id),
-        object,
+        object: object.into(),
     }
 }
 
@@ -374,7 +374,7 @@ fn for_each_expands_the_cartesian_product_in_order() {
     let items: Vec<ObservedChild> = (0..4)
         .map(|i| ObservedChild {
             key: ChildKey::item("cm", i),
-            object: json!({ "data": { "ok": "yes" } }),
+            object: json!({ "data": { "ok": "yes" } }).into(),
         })
         .collect();
     assert!(resolve(&g, &inst, &items, &Offline::default()).all_ready());

@@ -269,7 +269,7 @@ fn authored(
         .bindings
         .iter()
         .find(|(name, _)| name == "schema")
-        .map(|(_, v)| v.clone())
+        .map(|(_, v)| Value::clone(v))
         .unwrap_or_else(|| json!({}));
     let kro: Vec<Value> = built_in
         .iter()
@@ -469,7 +469,7 @@ mod tests {
     }
 
     fn with_bindings(resolution: &mut Resolution, schema: Value) {
-        resolution.bindings = vec![("schema".to_string(), schema)];
+        resolution.bindings = vec![("schema".to_string(), schema.into())];
     }
 
     #[test]
@@ -567,7 +567,7 @@ mod tests {
         let desired = [child("a")];
         let observed = [ObservedChild {
             key: ChildKey::new("a"),
-            object: json!({"metadata": {"name": "cm", "namespace": "apps", "deletionTimestamp": "t"}}),
+            object: json!({"metadata": {"name": "cm", "namespace": "apps", "deletionTimestamp": "t"}}).into(),
         }];
         let s = derive(&input(&i, &desired, &observed));
         assert_eq!(s["conditions"][2]["reason"], "ResourceDeleting");

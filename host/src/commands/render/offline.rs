@@ -66,7 +66,7 @@ fn match_observed(docs: &[Value], desired: &[DesiredChild]) -> Vec<ObservedChild
         if let Some(key) = key {
             out.push(ObservedChild {
                 key,
-                object: doc.clone(),
+                object: doc.clone().into(),
             });
         }
     }
@@ -89,7 +89,7 @@ pub(super) fn settle(loaded: &Loaded) -> Result<(Vec<ObservedChild>, Vec<Observe
             if !live.iter().any(|o| o.key == child.key) {
                 next.push(ObservedChild {
                     key: child.key.clone(),
-                    object: as_applied(child, n),
+                    object: as_applied(child, n).into(),
                 });
             }
         }

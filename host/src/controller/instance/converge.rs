@@ -141,7 +141,7 @@ async fn apply_all(
         // Observed under its node's key, else by identity (a child another pass just made).
         let found = observed.iter().find(|o| o.key == child.key);
         let by_id = found.is_none().then(|| ctx.children.get(&child.id())).flatten();
-        let live = found.map(|o| &o.object).or(by_id.as_deref());
+        let live = found.map(|o| &*o.object).or(by_id.as_deref());
         match apply::apply(ctx, identity.applyset_id(), child, live).await {
             Ok(Outcome::Applied) => applied = true,
             Ok(Outcome::Unchanged) => {}
@@ -191,8 +191,11 @@ pub(super) async fn prune_stale(
     let Some(out) = &converged.output else {
         return Ok(false);
     };
-    let members = ctx.children.of(identity.applyset_id());
-    let stale = prune::stale(&members, &out.desired, &converged.resolution.pending);
+    let members = ctx.children.members(identity.applyset_id());
+    let stale: Vec<Arc<Value>> = prune::stale(&members, &out.desired, &converged.resolution.pending)
+        .iter()
+        .filter_map(|id| ctx.children.get(id))
+        .collect();
     let pruned = !stale.is_empty();
     if !pruned || prune::delete_waves(ctx, stale).await? {
         ensure_parent(ctx, rev, key, identity, instance, &out.desired, false).await?;

@@ -94,8 +94,7 @@ pub(super) fn children(ctx: &Context, identity: &InstanceIdentity) -> Vec<Observ
             let index = o.label(metadata::COLLECTION_INDEX).and_then(|i| i.parse().ok());
             Some(ObservedChild {
                 key: ChildKey { id, index },
-                // Parsed for this read alone: no other holder, so no copy.
-                object: std::sync::Arc::unwrap_or_clone(o),
+                object: o,
             })
         })
         .collect();
