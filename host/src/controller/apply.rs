@@ -14,7 +14,7 @@ use super::{
     children::trim,
     context::Context,
     error::Error,
-    informers::to_value,
+    wire::to_value,
     memory::{Applied, fields_hash},
 };
 use crate::{child::DesiredChild, metadata, object::Object};
@@ -237,7 +237,7 @@ pub(crate) async fn apply(
         match api.get_opt(child.name()).await {
             Ok(None) => {}
             Ok(Some(existing)) => {
-                let existing = to_value(&existing, &resource);
+                let existing = to_value(existing, &resource);
                 if !may_take_over(&existing, applyset) {
                     return Err(ApplyError::NotOurs {
                         key,
@@ -265,7 +265,7 @@ pub(crate) async fn apply(
         )
         .await;
     let applied = match result {
-        Ok(o) => to_value(&o, &resource),
+        Ok(o) => to_value(o, &resource),
         Err(source) => {
             ctx.metrics.apply("error");
             return Err(ApplyError::Api {
@@ -285,7 +285,7 @@ pub(crate) async fn apply(
         fields: fields_hash(owned_fields(&applied)),
     };
     ctx.memory.record_applied(applyset, id, entry);
-    ctx.children.upsert(trim(applied));
+    ctx.children.upsert(&trim(applied));
     Ok(Outcome::Applied)
 }
 

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::informers::WatchKey;
+use super::{informers::WatchKey, wire};
 pub(crate) use crate::object::ObjectId;
 use crate::{metadata, object::Object};
 
@@ -90,8 +90,8 @@ fn parse(text: &[u8]) -> Arc<Value> {
 impl Children {
     /// Records a live child unless a newer copy is known, or it was deleted at a
     /// resourceVersion at least as new.
-    pub(crate) fn upsert(&self, v: Value) {
-        let id = ObjectId::of(&v);
+    pub(crate) fn upsert(&self, v: &Value) {
+        let id = ObjectId::of(v);
         let rv = v.resource_version();
         let mut guard = self.objects.lock().unwrap_or_else(|e| e.into_inner());
         let index = &mut *guard;
@@ -108,7 +108,7 @@ impl Children {
             // Created again since.
             index.tombstones.remove(&id);
         }
-        let stored = Stored::of(&v);
+        let stored = Stored::of(v);
         if let Some(old) = index.objects.get(&id)
             && let Some(set) = &old.set
             && stored.set.as_ref() != Some(set)
@@ -257,12 +257,7 @@ impl Children {
 
 /// Drops what no stage reads from a cached child: other managers' field ownership.
 pub(crate) fn trim(mut child: Value) -> Value {
-    if let Some(entries) = child
-        .pointer_mut("/metadata/managedFields")
-        .and_then(Value::as_array_mut)
-    {
-        entries.retain(|e| e.get("manager").and_then(Value::as_str) == Some(metadata::APPLY_MANAGER));
-    }
+    wire::retain_managed_fields(&mut child, wire::ours);
     child
 }
 
@@ -288,11 +283,11 @@ mod tests {
     #[test]
     fn a_late_delete_response_does_not_bring_back_a_child_the_watch_saw_deleted() {
         let children = Children::default();
-        children.upsert(namespace("10", false));
+        children.upsert(&namespace("10", false));
         // The watch reports the namespace gone (finalized at once) ...
         children.remove(&namespace("12", true));
         // ... before our DELETE's answer, still Terminating, is handled.
-        children.upsert(namespace("11", true));
+        children.upsert(&namespace("11", true));
         assert!(children.of("applyset-x").is_empty());
         assert!(children.get(&ObjectId::of(&namespace("11", true))).is_none());
     }
@@ -304,9 +299,9 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "n",
                 "resourceVersion": "3", "labels": {"applyset.kubernetes.io/part-of": "applyset-x"}}})
         };
-        children.upsert(cm("kept"));
-        children.upsert(cm("deleted-in-the-gap"));
-        children.upsert(namespace("4", false));
+        children.upsert(&cm("kept"));
+        children.upsert(&cm("deleted-in-the-gap"));
+        children.upsert(&namespace("4", false));
         let listed: HashSet<ObjectId> = [ObjectId::of(&cm("kept"))].into();
         let gone = children.retain_listed(&child_watch("v1", "ConfigMap"), &listed);
         assert_eq!(gone.len(), 1);
@@ -329,11 +324,11 @@ mod tests {
                 "uid": uid, "resourceVersion": rv, "labels": {"applyset.kubernetes.io/part-of": "applyset-x"}}})
         };
         let children = Children::default();
-        children.upsert(cm("a", "10"));
-        children.upsert(cm("b", "12"));
+        children.upsert(&cm("a", "10"));
+        children.upsert(&cm("b", "12"));
         children.remove(&cm("a", "11"));
         assert_eq!(children.of("applyset-x").len(), 1, "the new incarnation stays");
-        children.upsert(cm("b", "12"));
+        children.upsert(&cm("b", "12"));
         let kept = children.get(&ObjectId::of(&cm("b", "12"))).unwrap();
         assert_eq!(kept["metadata"]["uid"], "b");
         // Its own deletion still removes it.
@@ -344,17 +339,17 @@ mod tests {
     #[test]
     fn a_child_created_again_after_its_deletion_is_recorded() {
         let children = Children::default();
-        children.upsert(namespace("10", false));
+        children.upsert(&namespace("10", false));
         children.remove(&namespace("12", true));
-        children.upsert(namespace("15", false));
+        children.upsert(&namespace("15", false));
         assert_eq!(children.of("applyset-x").len(), 1);
     }
 
     #[test]
     fn an_older_copy_never_replaces_a_newer_one() {
         let children = Children::default();
-        children.upsert(namespace("10", true));
-        children.upsert(namespace("9", false));
+        children.upsert(&namespace("10", true));
+        children.upsert(&namespace("9", false));
         let kept = children.get(&ObjectId::of(&namespace("10", true))).unwrap();
         assert_eq!(kept["metadata"]["resourceVersion"], "10");
     }
@@ -366,14 +361,14 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "a", "namespace": "n", "resourceVersion": rv, "labels": {"applyset.kubernetes.io/part-of": set}}})
         };
-        c.upsert(obj("5", "s1"));
-        c.upsert(obj("4", "s1"));
+        c.upsert(&obj("5", "s1"));
+        c.upsert(&obj("4", "s1"));
         assert_eq!(
             c.of("s1")[0]["metadata"]["resourceVersion"],
             "5",
             "an older copy does not win"
         );
-        c.upsert(obj("6", "s2"));
+        c.upsert(&obj("6", "s2"));
         assert!(c.of("s1").is_empty());
         assert_eq!(c.of("s2").len(), 1);
         c.remove(&obj("7", "s2"));

@@ -8,7 +8,7 @@ use std::{
 use crate::object::Object;
 use kube::{
     Api, Client,
-    api::{ApiResource, DynamicObject},
+    api::ApiResource,
     runtime::events::{Recorder, Reporter},
 };
 use tokio::sync::mpsc;
@@ -94,7 +94,7 @@ impl Context {
         resource: &ApiResource,
         namespaced: bool,
         namespace: Option<&str>,
-    ) -> Api<DynamicObject> {
+    ) -> Api<super::wire::Wire> {
         self.limiter.acquire().await;
         match (namespaced, namespace) {
             (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, resource),

@@ -11,14 +11,17 @@ use std::{
 use futures::StreamExt;
 use kube::{
     Api, Client,
-    api::{ApiResource, DynamicObject, GroupVersionKind},
+    api::{ApiResource, GroupVersionKind},
     discovery::{Scope, oneshot},
     runtime::{WatchStreamExt, reflector, watcher},
 };
 use serde_json::Value;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::error::Error;
+use super::{
+    error::Error,
+    wire::{self, Wire},
+};
 use crate::metadata;
 
 /// What a watch is for, which decides how its events are routed.
@@ -86,13 +89,13 @@ impl WatchKey {
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
     /// Created or updated.
-    Applied(Value),
+    Applied(Arc<Value>),
     /// Deleted (its last state).
-    Deleted(Value),
+    Deleted(Arc<Value>),
     /// A (re)list begins.
     Relisting,
     /// An object of a (re)list.
-    Listed(Value),
+    Listed(Arc<Value>),
     /// The (re)list is complete. The router sets the flag once it has taken in every listed
     /// object: children live in the router's own index, so a watch whose list has arrived but
     /// not been indexed must not count as synced (a reconcile would find its children missing).
@@ -130,7 +133,7 @@ pub(crate) struct Informer {
     pub(crate) resource: ApiResource,
     /// Whether objects are namespaced.
     pub(crate) namespaced: bool,
-    store: reflector::Store<DynamicObject>,
+    store: reflector::Store<Wire>,
     synced: SyncedFlag,
     task: JoinHandle<()>,
 }
@@ -141,36 +144,25 @@ impl Drop for Informer {
     }
 }
 
-/// A cached object as the engine sees it: JSON with `apiVersion` and `kind` set (list items
-/// of built-in kinds arrive without them).
-pub(crate) fn to_value(object: &DynamicObject, resource: &ApiResource) -> Value {
-    let mut v = serde_json::to_value(object).unwrap_or(Value::Null);
-    if let Some(m) = v.as_object_mut() {
-        m.insert("apiVersion".into(), Value::String(resource.api_version.clone()));
-        m.insert("kind".into(), Value::String(resource.kind.clone()));
-    }
-    v
-}
-
 impl Informer {
     /// Every cached object.
     pub(crate) fn list(&self) -> Vec<Value> {
         self.store
             .state()
             .iter()
-            .map(|o| to_value(o, &self.resource))
+            .map(|o| Value::clone(o.object()))
             .collect()
     }
 
     /// One cached object.
     pub(crate) fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
-        let mut key = reflector::ObjectRef::<DynamicObject>::new_with(name, self.resource.clone());
+        let mut key = reflector::ObjectRef::<Wire>::new_with(name, self.resource.clone());
         if self.namespaced
             && let Some(ns) = namespace
         {
             key = key.within(ns);
         }
-        self.store.get(&key).map(|o| to_value(&o, &self.resource))
+        self.store.get(&key).map(|o| Value::clone(o.object()))
     }
 
     /// One cached object, telling a missing object apart from a cache that has not received its
@@ -354,7 +346,7 @@ impl Informers {
         if let Some(i) = running.get(key) {
             return Ok(i.clone());
         }
-        let api: Api<DynamicObject> = match (&key.namespace, namespaced) {
+        let api: Api<Wire> = match (&key.namespace, namespaced) {
             (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),
             _ => Api::all_with(self.client.clone(), &resource),
         };
@@ -379,17 +371,13 @@ impl Informers {
             // What no reconcile reads is dropped before it is cached or copied: managedFields of
             // instances and graphs, and of children all but our own apply's entry (the drift
             // check compares it).
-            let events = watcher(api, config)
-                .default_backoff()
-                .modify(move |o| match role {
-                    Role::Instances | Role::Rgds => o.metadata.managed_fields = None,
-                    Role::Children => {
-                        if let Some(entries) = o.metadata.managed_fields.as_mut() {
-                            entries.retain(|e| e.manager.as_deref() == Some(metadata::APPLY_MANAGER));
-                        }
-                    }
+            let events = watcher(api, config).default_backoff().modify(move |o| {
+                o.complete(&ar, |v| match role {
+                    Role::Instances | Role::Rgds => wire::retain_managed_fields(v, |_| false),
+                    Role::Children => wire::retain_managed_fields(v, wire::ours),
                     Role::External | Role::PluginSource | Role::Crds => {}
-                });
+                })
+            });
             let mut stream = if cache {
                 events.reflect(writer).boxed()
             } else {
@@ -397,9 +385,9 @@ impl Informers {
             };
             while let Some(event) = stream.next().await {
                 let change = match event {
-                    Ok(watcher::Event::Apply(o)) => Change::Applied(to_value(&o, &ar)),
-                    Ok(watcher::Event::InitApply(o)) => Change::Listed(to_value(&o, &ar)),
-                    Ok(watcher::Event::Delete(o)) => Change::Deleted(to_value(&o, &ar)),
+                    Ok(watcher::Event::Apply(o)) => Change::Applied(o.object().clone()),
+                    Ok(watcher::Event::InitApply(o)) => Change::Listed(o.object().clone()),
+                    Ok(watcher::Event::Delete(o)) => Change::Deleted(o.object().clone()),
                     Ok(watcher::Event::InitDone) => Change::Synced(mark.clone()),
                     Ok(watcher::Event::Init) => Change::Relisting,
                     Err(e) => {
@@ -495,7 +483,7 @@ pub(crate) fn child_watch(api_version: &str, kind: &str) -> WatchKey {
 #[cfg(test)]
 mod tests {
     use kroxide_apiserver::{ApiServer, Config};
-    use kube::api::PostParams;
+    use kube::api::{DynamicObject, PostParams};
 
     use super::*;
 

@@ -68,9 +68,7 @@ impl Memory {
 
     /// Remembers what a write returned (without its managedFields, which no reconcile reads).
     pub(crate) fn saw(&self, mut written: Value) {
-        if let Some(m) = written.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("managedFields");
-        }
+        super::wire::retain_managed_fields(&mut written, |_| false);
         let id = ObjectId::of(&written);
         self.fresh
             .lock()

@@ -23,6 +23,7 @@ mod revisions;
 pub(crate) mod rgd;
 mod router;
 mod run;
+mod wire;
 mod worker;
 
 pub use client::client;

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use kube::api::DeleteParams;
 use serde_json::Value;
 
-use super::{children::Member, context::Context, error::Error, informers::to_value};
+use super::{children::Member, context::Context, error::Error, wire::to_value};
 use crate::{
     child::DesiredChild,
     metadata,
@@ -70,9 +70,9 @@ pub(crate) async fn delete_waves(ctx: &Context, objects: Vec<Arc<Value>>) -> Res
                 Ok(answer) => match answer.left() {
                     // The object itself: still there, held by finalizers.
                     Some(still) => {
-                        let v = to_value(&still, &resource);
+                        let v = to_value(still, &resource);
                         waiting |= v.deleting();
-                        ctx.children.upsert(v);
+                        ctx.children.upsert(&v);
                     }
                     // A Status: deleted.
                     None => {

@@ -9,7 +9,6 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{
-    children::trim,
     context::Context,
     informers::{Change, Notice, Role, WatchKey},
     key::{InstanceKey, instance_key, owner_of},
@@ -177,7 +176,7 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
                 if deleted {
                     ctx.children.remove(&object);
                 } else {
-                    ctx.children.upsert(trim(object));
+                    ctx.children.upsert(&object);
                 }
             }
             Role::External => {

@@ -17,7 +17,8 @@ use crate::controller::{
     children::trim,
     context::Context,
     error::Error,
-    informers::{child_watch, to_value},
+    informers::child_watch,
+    wire::to_value,
     key::InstanceKey,
     prune,
     revisions::Revision,
@@ -98,7 +99,7 @@ async fn unseen_members(
                 source,
             })?;
         for item in listed.items {
-            let v = to_value(&item, &resource);
+            let v = to_value(item, &resource);
             if ctx.children.get(&ObjectId::of(&v)).is_none() {
                 out.push(v);
             }
@@ -148,7 +149,7 @@ pub(super) async fn finalize(
             "children the cache had not seen found; deleting them first"
         );
         for child in unseen {
-            ctx.children.upsert(trim(child));
+            ctx.children.upsert(&trim(child));
         }
         return Ok(Action::after(Duration::from_millis(200)));
     }

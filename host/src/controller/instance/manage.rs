@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use crate::controller::{
     context::Context,
     error::Error,
-    informers::{child_watch, to_value},
+    informers::child_watch,
+    wire::to_value,
     key::InstanceKey,
     revisions::Revision,
 };
@@ -104,7 +105,7 @@ pub(super) async fn patch_instance(
             object: key.to_string(),
             source,
         })?;
-    *instance = to_value(&written, &rev.resource);
+    *instance = to_value(written, &rev.resource);
     ctx.memory.saw(instance.clone());
     Ok(())
 }

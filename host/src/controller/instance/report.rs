@@ -15,7 +15,7 @@ use super::{
     observe::{Live, children},
 };
 use crate::controller::{
-    context::Context, error::Error, informers::to_value, key::InstanceKey, revisions::Revision,
+    context::Context, error::Error, wire::to_value, key::InstanceKey, revisions::Revision,
 };
 use crate::{
     graph::runtime,
@@ -289,7 +289,7 @@ pub(super) async fn write_status(
             object: key.to_string(),
             source,
         })?;
-    let written = to_value(&written, &rev.resource);
+    let written = to_value(written, &rev.resource);
     ctx.memory.saw(written.clone());
     Ok(Some(written))
 }

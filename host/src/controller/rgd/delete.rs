@@ -40,8 +40,8 @@ pub(super) async fn set_finalizers(
             object: format!("ResourceGraphDefinition {name}"),
             source,
         })?;
-    ctx.memory.saw(crate::controller::informers::to_value(
-        &written,
+    ctx.memory.saw(crate::controller::wire::to_value(
+        written,
         &crate::rgd::api_resource(),
     ));
     Ok(())

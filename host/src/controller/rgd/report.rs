@@ -269,7 +269,7 @@ pub(super) async fn write_status(
             source,
         })?;
     ctx.memory
-        .saw(crate::controller::informers::to_value(&written, &resource));
+        .saw(crate::controller::wire::to_value(written, &resource));
     Ok(())
 }
 
