@@ -1,6 +1,7 @@
 //! The labels and annotations kroxide puts on instances and children, exactly as kro names them,
 //! and the propagation of an instance's own labels to its children.
 
+use crate::object::Pointer as _;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -126,7 +127,7 @@ impl InstanceIdentity {
     pub fn from_object(instance: &Value) -> Self {
         let s = |p: &str| {
             instance
-                .pointer(p)
+                .at(p)
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string()
@@ -135,7 +136,7 @@ impl InstanceIdentity {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
         let namespace = s("/metadata/namespace");
         let labels = instance
-            .pointer("/metadata/labels")
+            .at("/metadata/labels")
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()

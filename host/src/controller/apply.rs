@@ -5,6 +5,7 @@
 //! A field someone else changed moves to their field manager, so our owned set shrinks and the
 //! next reconcile applies again, reverting the drift.
 
+use crate::object::Pointer as _;
 use std::hash::{Hash, Hasher};
 
 use kube::api::{Patch, PatchParams};
@@ -31,7 +32,7 @@ pub(crate) fn intent_hash(child: &DesiredChild) -> u64 {
 
 /// The `fieldsV1` our apply owns on `live`.
 pub(crate) fn owned_fields(live: &Value) -> Option<&Value> {
-    live.pointer("/metadata/managedFields")?
+    live.at("/metadata/managedFields")?
         .as_array()?
         .iter()
         .find_map(|e| {

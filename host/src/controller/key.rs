@@ -1,5 +1,6 @@
 //! The names of work items: an instance of a graph's kind, and how a child names its owner.
 
+use crate::object::Pointer as _;
 use serde_json::Value;
 
 use super::{informers::WatchKey, queue};
@@ -53,7 +54,7 @@ pub(crate) fn owner_of(child: &Value) -> Option<InstanceKey> {
 }
 
 pub(crate) fn instance_key(key: &WatchKey, v: &Value) -> InstanceKey {
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
+    let s = |p: &str| v.at(p).and_then(Value::as_str).map(String::from);
     InstanceKey {
         api_version: key.api_version.clone(),
         kind: key.kind.clone(),

@@ -1,7 +1,11 @@
 //! What the controller remembers between reconciles: applied intents, the copies its own writes
 //! returned, last reported states and finalized instances.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use serde_json::Value;
 
@@ -22,7 +26,7 @@ pub(crate) struct Memory {
     /// Per graph and instance: the object as our last write returned it. The watch cache may
     /// lag behind our own writes; reconciles read whichever copy is newer, so they never
     /// repeat a write because they have not seen it yet.
-    pub(crate) fresh: Mutex<HashMap<ObjectId, Value>>,
+    pub(crate) fresh: Mutex<HashMap<ObjectId, Arc<Value>>>,
     /// Per instance: the state last reported, for transition events.
     pub(crate) states: Mutex<HashMap<InstanceKey, String>>,
     /// Instances whose finalizer we removed (their uid, and when), until the watch reports
@@ -56,7 +60,7 @@ impl Memory {
         let id = ObjectId::of(&cached);
         let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
         match fresh.get(&id) {
-            Some(mine) if mine.resource_version() > cached.resource_version() => mine.clone(),
+            Some(mine) if mine.resource_version() > cached.resource_version() => Value::clone(mine),
             Some(_) => {
                 // The cache caught up: our copy is no longer needed.
                 fresh.remove(&id);
@@ -66,14 +70,17 @@ impl Memory {
         }
     }
 
-    /// Remembers what a write returned (without its managedFields, which no reconcile reads).
-    pub(crate) fn saw(&self, mut written: Value) {
+    /// Remembers what a write returned (without its managedFields, which no reconcile reads),
+    /// and hands it back shared.
+    pub(crate) fn saw(&self, mut written: Value) -> Arc<Value> {
         super::wire::retain_managed_fields(&mut written, |_| false);
         let id = ObjectId::of(&written);
+        let written = Arc::new(written);
         self.fresh
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, written);
+            .insert(id, written.clone());
+        written
     }
 
     /// What the controller remembers of `applyset`'s child `id`.

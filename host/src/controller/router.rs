@@ -1,5 +1,6 @@
 //! The router: turns watch notices into work, graphs and instances whose inputs changed.
 
+use crate::object::Pointer as _;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
@@ -209,7 +210,7 @@ pub(crate) async fn route(ctx: Arc<Context>, mut notices: mpsc::UnboundedReceive
             Role::PluginSource => {
                 let s = |p: &str| {
                     object
-                        .pointer(p)
+                        .at(p)
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string()

@@ -1,6 +1,7 @@
 //! Objects as the API server sends them: each JSON document decoded once, straight into the
 //! tree the reconcilers read, with only the metadata kube's watch machinery needs beside it.
 
+use crate::object::Pointer as _;
 use std::{borrow::Cow, sync::Arc};
 
 use kube::{
@@ -25,7 +26,7 @@ pub(crate) struct Wire {
 impl Wire {
     /// Wraps a decoded object. Not checked further than being a JSON object.
     pub(crate) fn new(object: Value) -> Self {
-        let field = |f: &str| object.pointer(f).and_then(Value::as_str).map(String::from);
+        let field = |f: &str| object.at(f).and_then(Value::as_str).map(String::from);
         let meta = ObjectMeta {
             name: field("/metadata/name"),
             namespace: field("/metadata/namespace"),

@@ -3,6 +3,7 @@
 //! references, judge readiness (`readyWhen`), then project status fields softly (a field whose
 //! inputs are not available yet is left out). Pure: live objects come in as arguments.
 
+use crate::object::Pointer as _;
 use std::{collections::BTreeMap, sync::Arc};
 
 use serde_json::{Map, Value};
@@ -252,11 +253,16 @@ fn fill(object: &Value, fields: &[Field], scope: &Scope) -> Result<Value, Failur
 
 /// The instance as `schema` sees it: everything but `status`.
 fn schema_view(instance: &Value) -> Value {
-    let mut v = instance.clone();
-    if let Value::Object(m) = &mut v {
-        m.remove("status");
+    match instance {
+        // Copied without the status (the larger part of an instance), not copied and cut.
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| *k != "status")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
     }
-    v
 }
 
 fn ready_when(node: &Node, scope: &mut Scope, object: &Arc<Value>, each: bool) -> Result<bool, Failure> {
@@ -313,7 +319,7 @@ pub fn resolve(
     let mut scope = Scope::reading(graph.reads.clone());
     scope.set("schema", schema_view(instance));
     let instance_ns = instance
-        .pointer("/metadata/namespace")
+        .at("/metadata/namespace")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
     let mut res = Resolution::default();
@@ -564,20 +570,20 @@ fn resolve_external(
     };
     let s = |p: &str| {
         reference
-            .pointer(p)
+            .at(p)
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string()
     };
     let (api_version, kind) = (s("/apiVersion"), s("/kind"));
     let explicit_ns = reference
-        .pointer("/metadata/namespace")
+        .at("/metadata/namespace")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty());
     if selector {
         // An empty namespace means every namespace.
         let sel = reference
-            .pointer("/metadata/selector")
+            .at("/metadata/selector")
             .cloned()
             .unwrap_or(Value::Null);
         let items = cluster.list(&api_version, &kind, explicit_ns, &sel);

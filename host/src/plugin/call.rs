@@ -1,6 +1,7 @@
 //! One call into a plugin: a fresh `Store` with a memory limit and an epoch deadline, the `log`
 //! import, and every failure mapped to a typed error.
 
+use crate::object::Pointer as _;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -283,7 +284,7 @@ fn observed(children: &[ObservedChild]) -> Vec<bindings::Observed> {
         .map(|c| {
             let s = |p: &str| {
                 c.object
-                    .pointer(p)
+                    .at(p)
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string()

@@ -8,6 +8,7 @@ mod conditions;
 
 pub(crate) use conditions::{Mark, READY, condition, ready};
 
+use crate::object::Pointer as _;
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
@@ -162,13 +163,13 @@ fn resources_mark(input: &Input<'_>) -> (Mark, bool) {
 pub(crate) fn derive(input: &Input<'_>) -> Map<String, Value> {
     let previous: Vec<Value> = input
         .instance
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let generation = input
         .instance
-        .pointer("/metadata/generation")
+        .at("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(1);
     // A resource that cannot render, else a status field whose expression fails for a reason

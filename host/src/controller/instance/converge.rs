@@ -78,12 +78,12 @@ pub(super) async fn converge(
         pass += 1;
         let observed = children(ctx, identity);
         let instance_version = instance.resource_version();
-        let resolution = runtime::resolve(&rev.graph, instance, &observed, &Live(ctx));
+        let mut resolution = runtime::resolve(&rev.graph, instance, &observed, &Live(ctx));
         let mut current = true;
         let failure = if resolution.first_error().is_some() {
             None
         } else {
-            match transform(ctx, rev, instance, &observed, &resolution).await {
+            match transform(ctx, rev, instance, &observed, &mut resolution).await {
                 Err(f) => Some(f),
                 Ok(out) => match watch_children(ctx, &out.desired).await {
                     Err(e) => Some(Failure {
@@ -204,17 +204,33 @@ pub(super) async fn prune_stale(
 }
 
 /// The desired set: templates, then the plugin's `transform` (on a blocking thread, with owned
-/// inputs), namespaces and kro's labels. A kind whose scope is not known yet is looked up by
-/// discovery and the stage runs again.
-/// Renders the desired set (templates, then the plugin on a blocking thread), learning the
-/// scope of kinds it has not met yet.
+/// inputs), namespaces and kro's labels. Kinds whose scope is not known yet are looked up by
+/// discovery: a template's before the stage runs (so the rendered children are moved into it,
+/// not copied; `resolution.rendered` is empty afterwards), a plugin's own when it names them,
+/// and then the stage runs again.
 async fn transform(
     ctx: &Context,
     rev: &Arc<Revision>,
     instance: &Value,
     observed: &[ObservedChild],
-    resolution: &Resolution,
+    resolution: &mut Resolution,
 ) -> Result<transform::Output, Failure> {
+    if rev.plugin.is_none() {
+        for d in &resolution.rendered {
+            if crate::cluster::Cluster::namespaced(&Live(ctx), d.api_version(), d.kind()).is_none()
+                && let Err(e) = ctx
+                    .informers
+                    .kinds
+                    .resolve(&ctx.client, d.api_version(), d.kind())
+                    .await
+            {
+                return Err(Failure {
+                    reason: Reason::KindNotReady,
+                    message: format!("resource {}: {e}", d.key),
+                });
+            }
+        }
+    }
     for _ in 0..4 {
         let orders = rev.graph.apply_orders();
         let result = match &rev.plugin {
@@ -223,7 +239,7 @@ async fn transform(
                 revision: rev.number,
                 instance,
                 observed,
-                rendered: resolution.rendered.clone(),
+                rendered: std::mem::take(&mut resolution.rendered),
                 pending: resolution.pending.clone(),
                 apply_orders: &orders,
                 plugin: None,
@@ -270,6 +286,13 @@ async fn transform(
         };
         match result {
             Ok(o) => return Ok(o),
+            // The template children were moved into the stage: no second try without them.
+            Err(transform::Error::UnknownScope { key, kind, .. }) if rev.plugin.is_none() => {
+                return Err(Failure {
+                    reason: Reason::KindNotReady,
+                    message: format!("resource {key}: the scope of kind {kind} is not known yet"),
+                });
+            }
             Err(transform::Error::UnknownScope {
                 api_version,
                 kind,

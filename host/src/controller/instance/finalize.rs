@@ -2,6 +2,7 @@
 //! lists, so none is missed after a restart; then asking the server for members the cache has
 //! not seen), then the finalizer.
 
+use crate::object::Pointer as _;
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use kube::api::ListParams;
@@ -134,9 +135,8 @@ pub(super) async fn finalize(
     if !instance.has_finalizer(metadata::FINALIZER) {
         return Ok(Action::done());
     }
-    let instance = write_status(ctx, rev, key, instance, status)
-        .await?
-        .unwrap_or_else(|| instance.clone());
+    let written = write_status(ctx, rev, key, instance, status).await?;
+    let instance: &Value = written.as_deref().unwrap_or(instance);
     let kinds = watch_inventory(ctx, rev, &instance).await;
     let members = ctx.children.of(identity.applyset_id());
     if !prune::delete_waves(ctx, members).await? {
@@ -154,13 +154,13 @@ pub(super) async fn finalize(
         return Ok(Action::after(Duration::from_millis(200)));
     }
     let rest: Vec<Value> = instance
-        .pointer("/metadata/finalizers")
+        .at("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|f| f.iter().filter(|x| *x != metadata::FINALIZER).cloned().collect())
         .unwrap_or_default();
     let patch = json!({
         "finalizers": if rest.is_empty() { Value::Null } else { Value::Array(rest) },
-        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+        "resourceVersion": instance.at("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
     let mut written = instance.clone();
     match patch_instance(
         ctx,

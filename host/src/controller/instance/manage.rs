@@ -2,6 +2,7 @@
 //! ApplySet parent annotations (member kinds and namespaces) kept in step with the children;
 //! both in one write when the graph names its kinds and namespaces up front.
 
+use crate::object::Pointer as _;
 use std::{collections::BTreeSet, time::Duration};
 
 use kube::api::{Patch, PatchParams};
@@ -49,7 +50,7 @@ pub(super) async fn ensure_managed(
     let annotations = parent_annotations(&rev.graph, parent, instance, &[], true);
     let labels: Map<String, Value> = want.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let mut finalizers: Vec<Value> = instance
-        .pointer("/metadata/finalizers")
+        .at("/metadata/finalizers")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -62,7 +63,7 @@ pub(super) async fn ensure_managed(
     let mut patch = json!({
         "labels": labels,
         "finalizers": finalizers,
-        "resourceVersion": instance.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
+        "resourceVersion": instance.at("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)});
     if let Some(a) = annotations {
         patch["annotations"] = a;
     }

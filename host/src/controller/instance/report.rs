@@ -2,6 +2,7 @@
 //! plugin's `derive-status`, conditions, `state`), written only when it changed; an Event per
 //! state transition and per plugin event.
 
+use crate::object::Pointer as _;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     api::{Patch, PatchParams},
@@ -240,7 +241,7 @@ async fn publish(
         namespace: instance.namespace().map(String::from),
         uid: instance.uid().map(String::from),
         resource_version: instance
-            .pointer("/metadata/resourceVersion")
+            .at("/metadata/resourceVersion")
             .and_then(Value::as_str)
             .map(String::from),
         field_path: None,
@@ -257,14 +258,15 @@ async fn publish(
     }
 }
 
-/// Writes `status` unless the instance already has it; returns the instance as written.
+/// Writes `status` unless the instance already has it; returns the instance as written
+/// (shared with the controller's memory of its writes).
 pub(super) async fn write_status(
     ctx: &Context,
     rev: &Revision,
     key: &InstanceKey,
     instance: &Value,
     status: Map<String, Value>,
-) -> Result<Option<Value>, Error> {
+) -> Result<Option<std::sync::Arc<Value>>, Error> {
     let status = Value::Object(status);
     if instance.get("status") == Some(&status) {
         return Ok(None);
@@ -289,9 +291,7 @@ pub(super) async fn write_status(
             object: key.to_string(),
             source,
         })?;
-    let written = to_value(written, &rev.resource);
-    ctx.memory.saw(written.clone());
-    Ok(Some(written))
+    Ok(Some(ctx.memory.saw(to_value(written, &rev.resource))))
 }
 
 pub(super) async fn report_transition(
@@ -314,7 +314,7 @@ pub(super) async fn report_transition(
         .insert(key.clone(), state.clone());
     let before = previous.or_else(|| {
         instance
-            .pointer("/status/state")
+            .at("/status/state")
             .and_then(Value::as_str)
             .map(String::from)
     });
