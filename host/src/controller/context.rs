@@ -11,13 +11,14 @@ use kube::{
     api::ApiResource,
     runtime::events::{Recorder, Reporter},
 };
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{
     children::Children,
     client::Limiter,
     error::Error,
-    informers::{Informers, Notice, rgd_watch},
+    informers::{Informers, Notice, WatchKey, rgd_watch},
     interest::Interest,
     key::InstanceKey,
     memory::Memory,
@@ -74,6 +75,16 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// Remembers what a write to an object of `watch` returned (see [`Memory::saw`]), unless
+    /// that watch's cache already holds it; hands it back shared.
+    pub(crate) fn remember_write(&self, watch: &WatchKey, written: Value) -> Arc<Value> {
+        let informer = self.informers.get(watch);
+        self.memory.saw(written, |id| {
+            let namespace = (!id.namespace.is_empty()).then_some(id.namespace.as_str());
+            informer.as_ref()?.resource_version(namespace, &id.name)
+        })
+    }
+
     /// Ready: every cache has its initial list, and every graph has been reconciled once (so
     /// its plugin is loaded, or refused with a condition).
     pub(crate) fn ready(&self) -> bool {

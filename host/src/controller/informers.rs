@@ -22,7 +22,7 @@ use super::{
     error::Error,
     wire::{self, Wire},
 };
-use crate::metadata;
+use crate::{metadata, object::Object};
 
 /// What a watch is for, which decides how its events are routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -154,15 +154,23 @@ impl Informer {
             .collect()
     }
 
+    fn store_key(&self, namespace: Option<&str>, name: &str) -> reflector::ObjectRef<Wire> {
+        let key = reflector::ObjectRef::<Wire>::new_with(name, self.resource.clone());
+        match namespace {
+            Some(ns) if self.namespaced => key.within(ns),
+            _ => key,
+        }
+    }
+
     /// One cached object.
     pub(crate) fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
-        let mut key = reflector::ObjectRef::<Wire>::new_with(name, self.resource.clone());
-        if self.namespaced
-            && let Some(ns) = namespace
-        {
-            key = key.within(ns);
-        }
+        let key = self.store_key(namespace, name);
         self.store.get(&key).map(|o| Value::clone(o.object()))
+    }
+
+    /// The resourceVersion of a cached object, read without copying it.
+    pub(crate) fn resource_version(&self, namespace: Option<&str>, name: &str) -> Option<u64> {
+        self.store.get(&self.store_key(namespace, name))?.object().resource_version()
     }
 
     /// One cached object, telling a missing object apart from a cache that has not received its

@@ -71,15 +71,22 @@ impl Memory {
     }
 
     /// Remembers what a write returned (without its managedFields, which no reconcile reads),
-    /// and hands it back shared.
-    pub(crate) fn saw(&self, mut written: Value) -> Arc<Value> {
+    /// and hands it back shared. `cached_version` reads the resourceVersion the watch cache
+    /// holds for the object now: when that is already this version or newer, the watch event
+    /// came before the write's answer and nothing is remembered (a copy kept then would outlive
+    /// every event that could drop it: one copy of every instance, held for good). The cache is
+    /// read under the memory's lock, and the watch updates its cache before the router calls
+    /// [`Memory::caught_up`], so a copy remembered here is always dropped by one of the two.
+    pub(crate) fn saw(&self, mut written: Value, cached_version: impl FnOnce(&ObjectId) -> Option<u64>) -> Arc<Value> {
         super::wire::retain_managed_fields(&mut written, |_| false);
         let id = ObjectId::of(&written);
         let written = Arc::new(written);
-        self.fresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, written.clone());
+        let mut fresh = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        if cached_version(&id).is_some_and(|cached| Some(cached) >= written.resource_version()) {
+            fresh.remove(&id);
+        } else {
+            fresh.insert(id, written.clone());
+        }
         written
     }
 
@@ -190,4 +197,29 @@ pub(crate) fn fields_hash(fields: Option<&Value>) -> u64 {
         crate::object::hash_json(f, &mut h);
         h.finish()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn instance(rv: &str) -> Value {
+        json!({"apiVersion": "kro.run/v1alpha1", "kind": "WebApp",
+            "metadata": {"name": "a", "namespace": "shop", "resourceVersion": rv}})
+    }
+
+    #[test]
+    fn a_write_the_watch_delivered_before_its_answer_is_not_remembered() {
+        let memory = Memory::default();
+        // The watch cache already holds version 7 when the answer (7) arrives.
+        memory.saw(instance("7"), |_| Some(7));
+        assert!(memory.fresh.lock().unwrap().is_empty());
+        // The cache is behind (6): the copy is kept until the watch catches up.
+        memory.saw(instance("8"), |_| Some(6));
+        assert_eq!(memory.freshest(instance("6"))["metadata"]["resourceVersion"], "8");
+        memory.caught_up(&instance("8"));
+        assert!(memory.fresh.lock().unwrap().is_empty());
+    }
 }

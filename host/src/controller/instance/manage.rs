@@ -107,7 +107,7 @@ pub(super) async fn patch_instance(
             source,
         })?;
     *instance = to_value(written, &rev.resource);
-    ctx.memory.saw(instance.clone());
+    ctx.remember_write(&rev.watch, instance.clone());
     Ok(())
 }
 

@@ -291,7 +291,7 @@ pub(super) async fn write_status(
             object: key.to_string(),
             source,
         })?;
-    Ok(Some(ctx.memory.saw(to_value(written, &rev.resource))))
+    Ok(Some(ctx.remember_write(&rev.watch, to_value(written, &rev.resource))))
 }
 
 pub(super) async fn report_transition(

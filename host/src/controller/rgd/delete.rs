@@ -40,10 +40,10 @@ pub(super) async fn set_finalizers(
             object: format!("ResourceGraphDefinition {name}"),
             source,
         })?;
-    ctx.memory.saw(crate::controller::wire::to_value(
-        written,
-        &crate::rgd::api_resource(),
-    ));
+    ctx.remember_write(
+        &crate::controller::informers::rgd_watch(),
+        crate::controller::wire::to_value(written, &crate::rgd::api_resource()),
+    );
     Ok(())
 }
 

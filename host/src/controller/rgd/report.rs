@@ -268,8 +268,10 @@ pub(super) async fn write_status(
             object: format!("ResourceGraphDefinition {name}"),
             source,
         })?;
-    ctx.memory
-        .saw(crate::controller::wire::to_value(written, &resource));
+    ctx.remember_write(
+        &crate::controller::informers::rgd_watch(),
+        crate::controller::wire::to_value(written, &resource),
+    );
     Ok(())
 }
 
