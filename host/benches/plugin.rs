@@ -55,9 +55,9 @@ fn benches(c: &mut Criterion) {
     });
 
     let call = kroxide_plugin::testing::Call::new(instance.clone()).config(config.clone());
-    let call = observed
-        .iter()
-        .fold(call, |call, o| call.observe(&o.key.id, serde_json::Value::clone(&o.object)));
+    let call = observed.iter().fold(call, |call, o| {
+        call.observe(&o.key.id, serde_json::Value::clone(&o.object))
+    });
     c.bench_function("webapp transform, native (same code, no wasm)", |b| {
         b.iter(|| black_box(call.transform::<webapp::WebApp>().unwrap()))
     });

@@ -220,9 +220,20 @@ mod tests {
         let v = json!({"metadata": {"name": "a", "labels": {"x/y": "1", "t~": "2"}},
             "spec": {"ports": [{"port": 80}, {"port": 81}]}, "": {"": 3}});
         for p in [
-            "", "/", "//", "/metadata/name", "/metadata/missing", "/spec/ports/1/port", "/spec/ports/01",
-            "/spec/ports/+1", "/spec/ports/2", "/spec/ports/x", "/metadata/labels/x~1y",
-            "/metadata/labels/t~0", "metadata", "/metadata/name/deeper",
+            "",
+            "/",
+            "//",
+            "/metadata/name",
+            "/metadata/missing",
+            "/spec/ports/1/port",
+            "/spec/ports/01",
+            "/spec/ports/+1",
+            "/spec/ports/2",
+            "/spec/ports/x",
+            "/metadata/labels/x~1y",
+            "/metadata/labels/t~0",
+            "metadata",
+            "/metadata/name/deeper",
         ] {
             assert_eq!(v.at(p), v.pointer(p), "{p:?}");
         }

@@ -15,8 +15,8 @@ use super::{
     children::trim,
     context::Context,
     error::Error,
-    wire::to_value,
     memory::{Applied, fields_hash},
+    wire::to_value,
 };
 use crate::{child::DesiredChild, metadata, object::Object};
 

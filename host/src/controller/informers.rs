@@ -170,7 +170,10 @@ impl Informer {
 
     /// The resourceVersion of a cached object, read without copying it.
     pub(crate) fn resource_version(&self, namespace: Option<&str>, name: &str) -> Option<u64> {
-        self.store.get(&self.store_key(namespace, name))?.object().resource_version()
+        self.store
+            .get(&self.store_key(namespace, name))?
+            .object()
+            .resource_version()
     }
 
     /// One cached object, telling a missing object apart from a cache that has not received its

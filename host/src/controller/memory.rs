@@ -77,7 +77,11 @@ impl Memory {
     /// every event that could drop it: one copy of every instance, held for good). The cache is
     /// read under the memory's lock, and the watch updates its cache before the router calls
     /// [`Memory::caught_up`], so a copy remembered here is always dropped by one of the two.
-    pub(crate) fn saw(&self, mut written: Value, cached_version: impl FnOnce(&ObjectId) -> Option<u64>) -> Arc<Value> {
+    pub(crate) fn saw(
+        &self,
+        mut written: Value,
+        cached_version: impl FnOnce(&ObjectId) -> Option<u64>,
+    ) -> Arc<Value> {
         super::wire::retain_managed_fields(&mut written, |_| false);
         let id = ObjectId::of(&written);
         let written = Arc::new(written);

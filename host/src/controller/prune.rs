@@ -17,12 +17,20 @@ use crate::{
 
 /// Members of the ApplySet that the desired set no longer holds, except children of pending
 /// nodes (whose template could not be rendered this time).
-pub(crate) fn stale(members: &[Member], desired: &[DesiredChild], pending: &[(String, String)]) -> Vec<ObjectId> {
+pub(crate) fn stale(
+    members: &[Member],
+    desired: &[DesiredChild],
+    pending: &[(String, String)],
+) -> Vec<ObjectId> {
     let wanted: Vec<ObjectId> = desired.iter().map(DesiredChild::id).collect();
     members
         .iter()
         .filter(|m| !wanted.contains(&m.id))
-        .filter(|m| !m.node.as_ref().is_some_and(|id| pending.iter().any(|(p, _)| p == id)))
+        .filter(|m| {
+            !m.node
+                .as_ref()
+                .is_some_and(|id| pending.iter().any(|(p, _)| p == id))
+        })
         .map(|m| m.id.clone())
         .collect()
 }

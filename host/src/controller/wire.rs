@@ -162,7 +162,10 @@ mod tests {
     #[test]
     fn a_document_that_is_not_an_object_is_refused_by_name() {
         let e = serde_json::from_value::<Wire>(json!(["a"])).unwrap_err();
-        assert!(e.to_string().contains("expected a Kubernetes object, got list"), "{e}");
+        assert!(
+            e.to_string().contains("expected a Kubernetes object, got list"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -172,7 +175,10 @@ mod tests {
         let resource = ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&());
         w.complete(&resource, |o| retain_managed_fields(o, ours));
         let o = w.into_value();
-        assert_eq!((o["apiVersion"].as_str(), o["kind"].as_str()), (Some("v1"), Some("ConfigMap")));
+        assert_eq!(
+            (o["apiVersion"].as_str(), o["kind"].as_str()),
+            (Some("v1"), Some("ConfigMap"))
+        );
         assert_eq!(o["metadata"]["managedFields"].as_array().map(Vec::len), Some(1));
         let mut all_gone = o;
         retain_managed_fields(&mut all_gone, |_| false);

@@ -582,10 +582,7 @@ fn resolve_external(
         .filter(|n| !n.is_empty());
     if selector {
         // An empty namespace means every namespace.
-        let sel = reference
-            .at("/metadata/selector")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let sel = reference.at("/metadata/selector").cloned().unwrap_or(Value::Null);
         let items = cluster.list(&api_version, &kind, explicit_ns, &sel);
         res.externals.push(ExternalTarget {
             id: node.id.clone(),

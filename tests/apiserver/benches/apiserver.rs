@@ -106,11 +106,18 @@ async fn apply_cost_by_store_size(sizes: &[usize]) -> Vec<(usize, usize, f64)> {
     let addr = server.addr();
     let mut setup = Conn::open(addr).await;
     let ns = br#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"bulk"}}"#;
-    setup.request("POST", "/api/v1/namespaces", "application/json", ns).await;
+    setup
+        .request("POST", "/api/v1/namespaces", "application/json", ns)
+        .await;
     for i in 0..100 {
         let body = deployment(&format!("d-{i}"), "nginx:0");
         let code = setup
-            .request("POST", "/apis/apps/v1/namespaces/default/deployments", "application/json", body.as_bytes())
+            .request(
+                "POST",
+                "/apis/apps/v1/namespaces/default/deployments",
+                "application/json",
+                body.as_bytes(),
+            )
             .await;
         assert!(code < 300, "create d-{i}: {code}");
     }
@@ -120,7 +127,12 @@ async fn apply_cost_by_store_size(sizes: &[usize]) -> Vec<(usize, usize, f64)> {
         while stored < size {
             let body = deployment(&format!("bulk-{stored}"), "nginx:1");
             let code = setup
-                .request("POST", "/apis/apps/v1/namespaces/bulk/deployments", "application/json", body.as_bytes())
+                .request(
+                    "POST",
+                    "/apis/apps/v1/namespaces/bulk/deployments",
+                    "application/json",
+                    body.as_bytes(),
+                )
                 .await;
             assert!(code < 300, "create bulk-{stored}: {code}");
             stored += 1;

@@ -14,15 +14,8 @@ use super::{
     report::{now, report_transition, write_status},
 };
 use crate::controller::{
-    action::Action,
-    children::trim,
-    context::Context,
-    error::Error,
-    informers::child_watch,
-    wire::to_value,
-    key::InstanceKey,
-    prune,
-    revisions::Revision,
+    action::Action, children::trim, context::Context, error::Error, informers::child_watch, key::InstanceKey,
+    prune, revisions::Revision, wire::to_value,
 };
 use crate::{
     metadata::{self, InstanceIdentity},
@@ -137,7 +130,7 @@ pub(super) async fn finalize(
     }
     let written = write_status(ctx, rev, key, instance, status).await?;
     let instance: &Value = written.as_deref().unwrap_or(instance);
-    let kinds = watch_inventory(ctx, rev, &instance).await;
+    let kinds = watch_inventory(ctx, rev, instance).await;
     let members = ctx.children.of(identity.applyset_id());
     if !prune::delete_waves(ctx, members).await? {
         return Ok(Action::after(Duration::from_secs(5)));

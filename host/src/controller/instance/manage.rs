@@ -9,12 +9,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Map, Value, json};
 
 use crate::controller::{
-    context::Context,
-    error::Error,
-    informers::child_watch,
+    context::Context, error::Error, informers::child_watch, key::InstanceKey, revisions::Revision,
     wire::to_value,
-    key::InstanceKey,
-    revisions::Revision,
 };
 use crate::{
     child::DesiredChild,

@@ -16,7 +16,7 @@ use super::{
     observe::{Live, children},
 };
 use crate::controller::{
-    context::Context, error::Error, wire::to_value, key::InstanceKey, revisions::Revision,
+    context::Context, error::Error, key::InstanceKey, revisions::Revision, wire::to_value,
 };
 use crate::{
     graph::runtime,
@@ -291,7 +291,9 @@ pub(super) async fn write_status(
             object: key.to_string(),
             source,
         })?;
-    Ok(Some(ctx.remember_write(&rev.watch, to_value(written, &rev.resource))))
+    Ok(Some(
+        ctx.remember_write(&rev.watch, to_value(written, &rev.resource)),
+    ))
 }
 
 pub(super) async fn report_transition(
