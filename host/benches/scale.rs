@@ -456,9 +456,18 @@ async fn main() {
             took.as_secs_f64()
         );
     }
-    let change_figures = latencies
+    let mut change_figures = latencies
         .map(|(p50, p99)| format!(" change_p50_ms={p50:.2} change_p99_ms={p99:.2}"))
         .unwrap_or_default();
+    if let Some((c, r)) = idle {
+        change_figures.push_str(&format!(" idle_requests={r} idle_cpu_s={:.2}", c.as_secs_f64()));
+    }
+    if let Some((took, w)) = restart {
+        change_figures.push_str(&format!(
+            " restart_s={:.2} restart_writes={w}",
+            took.as_secs_f64()
+        ));
+    }
     println!(
         "SCALE server={} n={n} active_s={:.2} writes_per_instance={:.3} requests={} cpu_ms_per_instance={:.3} \
          server_cpu_ms_per_instance={:.3} rss_mib={:.1} allocs_per_reconcile={per_reconcile:.0} reconciles_per_instance={:.2}{change_figures}",

@@ -1495,6 +1495,47 @@ fn one_configmap(name: &str, kind: &str) -> Value {
             "metadata": {"name": "${schema.metadata.name}"}, "data": {"value": "${schema.spec.value}"}}}]}})
 }
 
+/// Regression (restart): a restarted controller resolved an instance against the children it
+/// read before their watch had listed them, and its status stage reused that pass: an unchanged
+/// ACTIVE instance was written IN_PROGRESS ("waiting for cm to be created"), then ACTIVE again.
+/// Seen as 6 status writes over 5 instances on the real control plane in CI.
+///
+/// Embedded server only: it holds the restarted controller's list of ConfigMaps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resolves_children_only_once_their_watch_has_listed_them() {
+    let env = Env::start("kroxide-controller", Duration::from_millis(100), true).await;
+    support::install_graph_revision_crd(&env.client).await;
+    let first = start(&env, &[]).await;
+    apply_rgd(&env, one_configmap("relisted.test.kroxide.dev", "Relisted")).await;
+    wait_active(&env, "relisted.test.kroxide.dev").await;
+    let api = instances(&env, "test.kroxide.dev", "Relisted", "apps").await;
+    create_instance(&api, "Relisted", "r").await;
+    wait_state(&api, "r", "ACTIVE").await;
+    env.settle().await;
+    first.stop(Duration::from_secs(5)).await;
+    env.embedded().faults().add(kroxide_apiserver::Fault::delay(
+        "list",
+        "configmaps",
+        Duration::from_millis(800),
+    ));
+    env.reset_requests();
+    let second = start(&env, &[]).await;
+    eventually("the child remembered", Duration::from_secs(30), async || {
+        (second.footprint().applied_children == 1).then_some(())
+    })
+    .await;
+    env.settle().await;
+    let written = writes(&env);
+    assert!(
+        written.is_empty(),
+        "nothing changed, nothing written:\n{}",
+        write_table(&env)
+    );
+    env.embedded().faults().clear();
+    second.stop(Duration::from_secs(5)).await;
+    env.shutdown().await;
+}
+
 /// Regression (start-up race): instances the watch lists before its initial list completes
 /// were reconciled against an empty cache, taken for deleted and never looked at again.
 ///

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{
-    manage::{ensure_parent, watch_children},
+    manage::{Listed, ensure_parent, watch_children},
     observe::{Live, children},
 };
 use crate::controller::{
@@ -90,15 +90,21 @@ pub(super) async fn converge(
                         reason: Reason::KindNotReady,
                         message: e.to_string(),
                     }),
-                    Ok(()) if terminating(&observed, &out.desired) => {
+                    // The children were read before a watch of theirs had listed them (a
+                    // restarted controller, a kind new to it): read and resolve them again, or
+                    // the pass judges children that exist as missing.
+                    Ok(Listed::Now) if pass < passes => continue,
+                    Ok(_) if terminating(&observed, &out.desired) => {
                         held = true;
                         output = Some(out);
                         None
                     }
-                    Ok(()) => {
+                    Ok(listed) => {
                         ensure_parent(ctx, rev, key, identity, instance, &out.desired, true).await?;
                         let applied = apply_all(ctx, identity, &observed, &out.desired).await;
-                        current = matches!(applied, Ok(false));
+                        // A pass that read the children before their watch listed them is not
+                        // what the status may reuse.
+                        current = matches!(applied, Ok(false)) && listed == Listed::Before;
                         let again =
                             matches!(applied, Ok(true)) && !resolution.pending.is_empty() && pass < passes;
                         output = Some(out);

@@ -216,16 +216,35 @@ fn parent_annotations(
     )
 }
 
-pub(super) async fn watch_children(ctx: &Context, desired: &[DesiredChild]) -> Result<(), Error> {
+/// Whether the watches of an instance's children had listed them before it asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listed {
+    /// Every watch had taken in its list: children read before the call are complete.
+    Before,
+    /// A watch was started or still listing, and has listed now (or its wait timed out):
+    /// children read before the call may lack some that exist.
+    Now,
+}
+
+/// Starts the watch of each kind `desired` names (labelled as kro's children) and waits until
+/// each has listed, at most 10 s per watch.
+///
+/// # Errors
+/// A kind discovery does not serve, or a watch that cannot be started.
+pub(super) async fn watch_children(ctx: &Context, desired: &[DesiredChild]) -> Result<Listed, Error> {
     let kinds: BTreeSet<(String, String)> = desired
         .iter()
         .map(|d| (d.api_version().to_string(), d.kind().to_string()))
         .collect();
+    let mut listed = Listed::Before;
     for (api_version, kind) in kinds {
         let informer = ctx.informers.ensure(&child_watch(&api_version, &kind)).await?;
-        informer.wait_synced(Duration::from_secs(10)).await;
+        if !informer.synced() {
+            listed = Listed::Now;
+            informer.wait_synced(Duration::from_secs(10)).await;
+        }
     }
-    Ok(())
+    Ok(listed)
 }
 
 #[cfg(test)]
