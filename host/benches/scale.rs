@@ -306,11 +306,18 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
         let idle_cpu = cpu(pid) - c;
         let requests = server.requests();
-        let n_requests = requests
+        let ours: Vec<&Request> = requests
             .iter()
             .filter(|r| r.user_agent.starts_with("kroxide/"))
-            .count();
-        Some((idle_cpu, n_requests))
+            .collect();
+        let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
+        for r in &ours {
+            *by_kind.entry(format!("{} {}", r.verb, r.resource)).or_default() += 1;
+        }
+        if !by_kind.is_empty() {
+            println!("idle requests: {by_kind:?}");
+        }
+        Some((idle_cpu, ours.len()))
     } else {
         None
     };
@@ -360,6 +367,14 @@ async fn main() {
     } else {
         None
     };
+    if changes > 0 {
+        // The last changes roll out (new ReplicaSets, Deployments available again, the
+        // instances' status): the restart below must find them finished, or it counts their
+        // writes as its own.
+        server
+            .quiet(Duration::from_secs(1), Duration::from_secs(60))
+            .await;
+    }
     let _ = controller.kill();
     let _ = controller.wait();
     // A restart over the unchanged instances: every instance is reconciled again, nothing written.
@@ -514,6 +529,30 @@ impl Server {
                 c.settle(Duration::from_millis(300), Duration::from_secs(10));
                 c.reset_requests().unwrap();
             }
+        }
+    }
+
+    /// Waits until the controller has made no request for `quiet` (at most `max`).
+    async fn quiet(&self, quiet: Duration, max: Duration) {
+        match self {
+            Server::Embedded(_) => {
+                let deadline = Instant::now() + max;
+                let ours = || {
+                    self.requests()
+                        .iter()
+                        .filter(|r| r.user_agent.starts_with("kroxide/"))
+                        .count()
+                };
+                let (mut last, mut since) = (ours(), Instant::now());
+                while Instant::now() < deadline && since.elapsed() < quiet {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let now = ours();
+                    if now != last {
+                        (last, since) = (now, Instant::now());
+                    }
+                }
+            }
+            Server::Real(c) => c.settle(quiet, max),
         }
     }
 

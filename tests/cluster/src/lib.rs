@@ -219,9 +219,23 @@ impl Cluster {
     /// Builds the binaries if needed (minutes, once), starts a control plane in a new directory
     /// under the system temp dir, and waits until it serves with a Ready node.
     ///
+    /// A start that fails is tried once more (the failed one stopped what it started).
+    ///
     /// # Errors
-    /// When `scripts/cluster up` fails; its stderr names the component and its log.
+    /// When `scripts/cluster up` fails twice; its stderr names the component and its log.
     pub fn start() -> Result<Self, Error> {
+        // A start that fails stops what it started; one more try covers the races a busy
+        // machine loses (a component's port taken between its choice and its bind).
+        match Self::start_once() {
+            Err(e @ Error::Script { .. }) => {
+                eprintln!("real control plane did not start, trying once more: {e}");
+                Self::start_once()
+            }
+            r => r,
+        }
+    }
+
+    fn start_once() -> Result<Self, Error> {
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())

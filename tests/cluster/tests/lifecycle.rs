@@ -117,3 +117,36 @@ fn up_serves_a_real_cluster_and_down_leaves_nothing_behind() {
     }
     assert!(!dir.exists(), "{} removed", dir.display());
 }
+
+/// Regression: a start that failed part-way (seen: kube-controller-manager's port taken
+/// between its choice and its bind) left etcd, kube-apiserver, kube-scheduler and KWOK running
+/// until someone killed them by hand.
+#[test]
+fn a_start_that_fails_part_way_leaves_no_process_behind() {
+    let dir = std::env::temp_dir().join(format!("kroxide-cluster-failing-{}", std::process::id()));
+    let out = Command::new(kroxide_cluster::repo().join("scripts/cluster"))
+        .args(["up", "--dir", &dir.display().to_string()])
+        .env("KROXIDE_CLUSTER_FAIL_AFTER", "kube-apiserver")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "up must fail: {stderr}");
+    assert!(stderr.contains("up failed; stopping what it started"), "{stderr}");
+    // No process still names the cluster's directory (etcd's --data-dir, the others' configs).
+    let needle = dir.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle) && !c.contains("scripts/cluster"))
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
