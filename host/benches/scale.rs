@@ -301,6 +301,19 @@ async fn main() {
     // Idle: nothing changes; the controller should make no requests and burn little CPU.
     let idle_seconds: u64 = env_number("KROXIDE_SCALE_IDLE_SECONDS", 0);
     let idle = if idle_seconds > 0 {
+        // Deployments that become available after every instance is ACTIVE still change the
+        // instances' status (`replicas`): the graph reaching its state, not a steady one. Idle
+        // starts once the controller has been quiet for 2 s; its writes until then are reported.
+        settled(&api, n).await;
+        server
+            .quiet(Duration::from_secs(1), Duration::from_secs(60))
+            .await;
+        let late = server
+            .requests()
+            .iter()
+            .filter(|r| r.user_agent.starts_with("kroxide/") && r.is_write() && r.resource != "events")
+            .count()
+            .saturating_sub(writes);
         server.reset_requests();
         let c = cpu(pid);
         tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
@@ -312,12 +325,17 @@ async fn main() {
             .collect();
         let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
         for r in &ours {
-            *by_kind.entry(format!("{} {}", r.verb, r.resource)).or_default() += 1;
+            *by_kind
+                .entry(format!(
+                    "{} {} {} {}",
+                    r.verb, r.resource, r.field_manager, r.code
+                ))
+                .or_default() += 1;
         }
         if !by_kind.is_empty() {
             println!("idle requests: {by_kind:?}");
         }
-        Some((idle_cpu, ours.len()))
+        Some((idle_cpu, ours.len(), late))
     } else {
         None
     };
@@ -371,8 +389,9 @@ async fn main() {
         // The last changes roll out (new ReplicaSets, Deployments available again, the
         // instances' status): the restart below must find them finished, or it counts their
         // writes as its own.
+        settled(&api, n).await;
         server
-            .quiet(Duration::from_secs(1), Duration::from_secs(60))
+            .quiet(Duration::from_secs(2), Duration::from_secs(120))
             .await;
     }
     let _ = controller.kill();
@@ -454,7 +473,8 @@ async fn main() {
         println!("| heap allocations | not counted (build with --features count-allocations) |");
         0.0
     };
-    if let Some((c, r)) = idle {
+    if let Some((c, r, late)) = idle {
+        println!("| writes after every instance was ACTIVE, until the controller was quiet | {late} |");
         println!(
             "| idle {idle_seconds} s: controller requests, CPU | {r}, {:.2} s |",
             c.as_secs_f64()
@@ -474,8 +494,11 @@ async fn main() {
     let mut change_figures = latencies
         .map(|(p50, p99)| format!(" change_p50_ms={p50:.2} change_p99_ms={p99:.2}"))
         .unwrap_or_default();
-    if let Some((c, r)) = idle {
-        change_figures.push_str(&format!(" idle_requests={r} idle_cpu_s={:.2}", c.as_secs_f64()));
+    if let Some((c, r, late)) = idle {
+        change_figures.push_str(&format!(
+            " late_writes={late} idle_requests={r} idle_cpu_s={:.2}",
+            c.as_secs_f64()
+        ));
     }
     if let Some((took, w)) = restart {
         change_figures.push_str(&format!(
@@ -499,6 +522,28 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Waits (at most 5 minutes) until all `n` instances report what the graph settles at: ACTIVE,
+/// with the one replica of their Deployment available.
+async fn settled(api: &Api<DynamicObject>, n: usize) {
+    let t = Instant::now();
+    loop {
+        let list = api.list(&Default::default()).await.unwrap();
+        let done = list
+            .items
+            .iter()
+            .filter(|o| o.data["status"]["state"] == "ACTIVE" && o.data["status"]["replicas"] == 1)
+            .count();
+        if done == n {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "only {done} of {n} instances settled after 5 min"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The server the benchmark runs against.
 enum Server {
     Embedded(ApiServer),
@@ -510,6 +555,8 @@ struct Request {
     verb: String,
     resource: String,
     user_agent: String,
+    field_manager: String,
+    code: u16,
 }
 
 impl Request {
@@ -566,6 +613,8 @@ impl Server {
                     verb: r.verb,
                     resource: r.resource,
                     user_agent: r.user_agent,
+                    field_manager: r.field_manager,
+                    code: r.code,
                 })
                 .collect(),
             Server::Real(c) => {
@@ -574,9 +623,11 @@ impl Server {
                     .unwrap()
                     .into_iter()
                     .map(|r| Request {
+                        resource: r.resource_path(),
                         verb: r.verb,
-                        resource: r.resource,
                         user_agent: r.user_agent,
+                        field_manager: r.field_manager,
+                        code: r.code,
                     })
                     .collect()
             }
