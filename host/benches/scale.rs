@@ -522,8 +522,9 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Waits (at most 5 minutes) until all `n` instances report what the graph settles at: ACTIVE,
-/// with the one replica of their Deployment available.
+/// Waits (at most 20 minutes) until all `n` instances report what the graph settles at: ACTIVE,
+/// with the one replica of their Deployment available. On the real control plane this took more
+/// than 5 minutes at 3,000 (kube-controller-manager runs with its default client rate limits).
 async fn settled(api: &Api<DynamicObject>, n: usize) {
     let t = Instant::now();
     loop {
@@ -537,8 +538,8 @@ async fn settled(api: &Api<DynamicObject>, n: usize) {
             return;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(300),
-            "only {done} of {n} instances settled after 5 min"
+            t.elapsed() < Duration::from_secs(1200),
+            "only {done} of {n} instances settled after 20 min"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
