@@ -288,14 +288,8 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     peak = peak.max(peak_rss_kib(pid).unwrap_or(0));
     let requests = server.requests();
-    let ours: Vec<_> = requests
-        .iter()
-        .filter(|r| r.user_agent.starts_with("kroxide/"))
-        .collect();
-    let writes = ours
-        .iter()
-        .filter(|r| r.is_write() && r.resource != "events")
-        .count();
+    let ours: Vec<_> = requests.iter().filter(|r| r.ours()).collect();
+    let writes = ours.iter().filter(|r| r.is_our_write()).count();
     let events = ours.iter().filter(|r| r.resource == "events").count();
     let watches = ours.iter().filter(|r| r.verb == "watch").count();
     // Idle: nothing changes; the controller should make no requests and burn little CPU.
@@ -303,7 +297,8 @@ async fn main() {
     let idle = if idle_seconds > 0 {
         // Deployments that become available after every instance is ACTIVE still change the
         // instances' status (`replicas`): the graph reaching its state, not a steady one. Idle
-        // starts once the controller has been quiet for 2 s; its writes until then are reported.
+        // starts once it has settled and the controller has been quiet for 1 s; the writes
+        // until then are reported apart.
         settled(&api, n).await;
         server
             .quiet(Duration::from_secs(1), Duration::from_secs(60))
@@ -311,7 +306,7 @@ async fn main() {
         let late = server
             .requests()
             .iter()
-            .filter(|r| r.user_agent.starts_with("kroxide/") && r.is_write() && r.resource != "events")
+            .filter(|r| r.is_our_write())
             .count()
             .saturating_sub(writes);
         server.reset_requests();
@@ -319,10 +314,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
         let idle_cpu = cpu(pid) - c;
         let requests = server.requests();
-        let ours: Vec<&Request> = requests
-            .iter()
-            .filter(|r| r.user_agent.starts_with("kroxide/"))
-            .collect();
+        let ours: Vec<&Request> = requests.iter().filter(|r| r.ours()).collect();
         let mut by_kind = std::collections::BTreeMap::<String, usize>::new();
         for r in &ours {
             *by_kind
@@ -407,11 +399,7 @@ async fn main() {
         }
         let took = t.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let writes = server
-            .requests()
-            .iter()
-            .filter(|r| r.user_agent.starts_with("kroxide/") && r.is_write() && r.resource != "events")
-            .count();
+        let writes = server.requests().iter().filter(|r| r.is_our_write()).count();
         let _ = again.kill();
         let _ = again.wait();
         Some((took, writes))
@@ -567,6 +555,16 @@ impl Request {
             "create" | "update" | "patch" | "delete" | "deletecollection"
         )
     }
+
+    /// Made by the controller.
+    fn ours(&self) -> bool {
+        self.user_agent.starts_with("kroxide/")
+    }
+
+    /// A write of the controller's, Events aside.
+    fn is_our_write(&self) -> bool {
+        self.ours() && self.is_write() && self.resource != "events"
+    }
 }
 
 impl Server {
@@ -585,12 +583,7 @@ impl Server {
         match self {
             Server::Embedded(_) => {
                 let deadline = Instant::now() + max;
-                let ours = || {
-                    self.requests()
-                        .iter()
-                        .filter(|r| r.user_agent.starts_with("kroxide/"))
-                        .count()
-                };
+                let ours = || self.requests().iter().filter(|r| r.ours()).count();
                 let (mut last, mut since) = (ours(), Instant::now());
                 while Instant::now() < deadline && since.elapsed() < quiet {
                     tokio::time::sleep(Duration::from_millis(100)).await;
