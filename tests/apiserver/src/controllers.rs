@@ -520,16 +520,28 @@ fn simulate_now(shared: &Shared, key: &str, ns: &str, name: &str, generation: i6
     let Some(o) = state.store.get(key, ns, name).cloned() else {
         return;
     };
-    let mut next = (*o).clone();
-    next["status"] = status;
     let _ = state.write(
         &rt,
         ns,
         Some(name),
-        Op::Update(next),
+        Op::Update(status_update(&o, status, true)),
         &WriteOptions::system(KCM, Some("status")),
         Utc::now(),
     );
+}
+
+/// The body of an update of `o`'s status subresource to `status` (with `o`'s resourceVersion
+/// as precondition when `precondition`): the status endpoint keeps everything else of the
+/// stored object, so nothing else is sent (or copied).
+fn status_update(o: &Value, status: Value, precondition: bool) -> Value {
+    let mut metadata = json!({"name": meta(o, "name")});
+    if !meta(o, "namespace").is_empty() {
+        metadata["namespace"] = json!(meta(o, "namespace"));
+    }
+    if precondition {
+        metadata["resourceVersion"] = json!(meta(o, "resourceVersion"));
+    }
+    json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": metadata, "status": status})
 }
 
 /// `pod-template-hash` of a Deployment's pod template.
@@ -663,16 +675,11 @@ fn progressing(shared: &Shared, key: &str, o: &Value) {
         return;
     }
     let Some(rt) = rt_of(&state, key) else { return };
-    let mut next = o.clone();
-    next["status"] = status;
-    if let Some(m) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
     let _ = state.write(
         &rt,
         meta(o, "namespace"),
         Some(meta(o, "name")),
-        Op::Update(next),
+        Op::Update(status_update(o, status, false)),
         &WriteOptions::system(KCM, Some("status")),
         Utc::now(),
     );
@@ -739,6 +746,7 @@ mod tests {
             subresource: None,
             dry_run: false,
             validation: FieldValidation::Strict,
+            trusted: false,
         }
     }
 

@@ -333,11 +333,13 @@ impl FieldSet {
         self.0.extend(other.0.iter().cloned());
     }
 
-    /// Removes every path of `other`.
-    pub fn remove_all(&mut self, other: &FieldSet) {
+    /// Removes every path of `other`; returns whether it held any of them.
+    pub fn remove_all(&mut self, other: &FieldSet) -> bool {
+        let mut removed = false;
         for p in &other.0 {
-            self.0.remove(p);
+            removed |= self.0.remove(p);
         }
+        removed
     }
 
     /// Paths of `self` that `other` also has.

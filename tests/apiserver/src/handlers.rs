@@ -435,9 +435,9 @@ fn page<'a>(
 
 /// How an object is shown: custom resources get read-time defaults and the requested version;
 /// built-in list items go without kind and apiVersion, as typed lists do.
-fn shown(state: &State, rt: &ResourceType, object: &Value) -> Value {
+fn shown(state: &State, rt: &ResourceType, object: &Arc<Value>) -> Arc<Value> {
     if State::needs_presenting(rt) {
-        state.present(rt, object)
+        Arc::new(state.present(rt, object))
     } else {
         object.clone()
     }
@@ -509,8 +509,14 @@ pub async fn resource(
                         &rt,
                         Include::from_param(ctx.q.get("includeObject").map(String::as_str)),
                     );
-                    let shown_objects: Vec<Value> = objects.iter().map(|o| shown(&state, &rt, o)).collect();
-                    let mut table = printer.table(shown_objects.iter(), Some(&rv.to_string()), true, now);
+                    let shown_objects: Vec<Arc<Value>> =
+                        objects.iter().map(|o| shown(&state, &rt, o)).collect();
+                    let mut table = printer.table(
+                        shown_objects.iter().map(|o| &**o),
+                        Some(&rv.to_string()),
+                        true,
+                        now,
+                    );
                     continued(&mut table, next, remaining);
                     json_response(200, &table)
                 }
@@ -525,7 +531,7 @@ pub async fn resource(
                     let items: Vec<Value> = objects
                         .iter()
                         .map(|o| {
-                            let mut v = shown(&state, &rt, o);
+                            let mut v = Arc::unwrap_or_clone(shown(&state, &rt, o));
                             if !rt.is_custom()
                                 && let Some(m) = v.as_object_mut()
                             {
@@ -559,7 +565,7 @@ pub async fn resource(
                         &rt,
                         Include::from_param(ctx.q.get("includeObject").map(String::as_str)),
                     );
-                    json_response(200, &printer.table([&obj], None, true, now))
+                    json_response(200, &printer.table([&*obj], None, true, now))
                 }
                 Representation::Metadata => json_response(200, &partial(&obj)),
                 _ => json_response(200, &obj),
@@ -661,6 +667,7 @@ pub async fn resource(
                 subresource: sub.filter(|s| *s != "finalize").map(String::from),
                 dry_run: dry,
                 validation,
+                trusted: false,
             };
             let name = rp.name.as_deref();
             let mut state = shared.lock();
@@ -692,7 +699,7 @@ pub async fn resource(
             }
             let code = if written.created { 201 } else { 200 };
             let obj = if sub == Some("scale") {
-                (*written.object).clone()
+                written.object.clone()
             } else {
                 shown(&state, &rt, &written.object)
             };

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// One `managedFields` entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// Field manager name.
     pub manager: String,
@@ -25,9 +25,39 @@ pub struct Entry {
     pub subresource: String,
     /// Owned fields.
     pub set: FieldSet,
+    /// The entry as [`read`] found it, while nothing of it has changed since: [`write`] puts
+    /// it back as it was instead of encoding it again.
+    raw: Option<Value>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.manager,
+            &self.operation,
+            &self.api_version,
+            &self.time,
+            &self.subresource,
+            &self.set,
+        ) == (
+            &other.manager,
+            &other.operation,
+            &other.api_version,
+            &other.time,
+            &other.subresource,
+            &other.set,
+        )
+    }
 }
 
 impl Entry {
+    /// Gives up every path of `paths` it owns.
+    fn remove_all(&mut self, paths: &FieldSet) {
+        if self.set.remove_all(paths) {
+            self.raw = None;
+        }
+    }
+
     fn same_manager(&self, manager: &str, operation: &str, subresource: &str) -> bool {
         self.manager == manager && self.operation == operation && self.subresource == subresource
     }
@@ -82,6 +112,7 @@ pub fn read(object: &Value) -> Vec<Entry> {
                     .get("fieldsV1")
                     .map(FieldSet::from_fields_v1)
                     .unwrap_or_default(),
+                raw: Some(e.clone()),
             })
         })
         .collect()
@@ -102,6 +133,9 @@ pub fn write(object: &mut Value, entries: &[Entry]) {
     let list: Vec<Value> = sorted
         .into_iter()
         .map(|e| {
+            if let Some(raw) = &e.raw {
+                return raw.clone();
+            }
             let mut v = json!({
                 "manager": e.manager,
                 "operation": e.operation,
@@ -153,6 +187,9 @@ fn upsert(entries: &mut Vec<Entry>, w: &Writer<'_>, operation: &str, set: FieldS
             if touched {
                 e.time = w.now.to_string();
             }
+            if touched || e.set != set || e.api_version != w.api_version {
+                e.raw = None;
+            }
             e.set = set;
             e.api_version = w.api_version.to_string();
         }
@@ -163,6 +200,7 @@ fn upsert(entries: &mut Vec<Entry>, w: &Writer<'_>, operation: &str, set: FieldS
             time: if touched { w.now.to_string() } else { String::new() },
             subresource: w.subresource.to_string(),
             set,
+            raw: None,
         }),
         None => {}
     }
@@ -189,9 +227,9 @@ pub fn track_update(entries: &mut Vec<Entry>, old: Option<&Value>, new: &Value, 
     }
     for e in entries.iter_mut() {
         if !e.same_manager(w.manager, "Update", w.subresource) {
-            e.set.remove_all(&changed);
+            e.remove_all(&changed);
         }
-        e.set.remove_all(&removed);
+        e.remove_all(&removed);
     }
     let mut own = entries
         .iter()
@@ -302,7 +340,7 @@ pub fn apply(
     }
     for e in entries.iter_mut() {
         if !e.same_manager(w.manager, "Apply", w.subresource) {
-            e.set.remove_all(&changed);
+            e.remove_all(&changed);
         }
     }
     // Its time moves only when the apply changed the object.
@@ -339,6 +377,38 @@ mod tests {
         manager: &str,
     ) -> Result<Value, Conflicts> {
         apply(entries, live, &cm(data), force, &writer(manager), |_| {})
+    }
+
+    #[test]
+    fn entries_a_write_leaves_alone_are_written_back_as_read_and_changed_ones_anew() {
+        let mut entries = Vec::new();
+        let mut live = apply_cm(&mut entries, &cm(json!({})), json!({"a": "1"}), false, "alice").unwrap();
+        live = apply_cm(&mut entries, &live, json!({"b": "2"}), false, "bob").unwrap();
+        write(&mut live, &entries);
+        // What was stored, with a mark on alice's entry that only a copy of the stored text keeps.
+        live["metadata"]["managedFields"][0]["marked"] = json!(true);
+        let mut entries = read(&live);
+        let updated = apply_cm(&mut entries, &live, json!({"b": "3"}), false, "bob").unwrap();
+        let mut stored = updated.clone();
+        write(&mut stored, &entries);
+        let fields = stored["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0]["manager"], "alice");
+        assert_eq!(
+            fields[0]["marked"], true,
+            "alice's entry did not change: written back as read"
+        );
+        assert_eq!(fields[1]["manager"], "bob");
+        assert_eq!(fields[1]["time"], "2026-11-25T00:00:00Z");
+        assert!(fields[1].get("marked").is_none());
+        // Taking a field from alice changes her entry: it is encoded again, without the field.
+        let mut entries = read(&stored);
+        apply_cm(&mut entries, &updated, json!({"a": "9", "b": "3"}), true, "bob").unwrap();
+        let mut again = updated.clone();
+        write(&mut again, &entries);
+        let fields = again["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(fields.len(), 1, "alice owns nothing any more: {fields:?}");
+        assert_eq!(fields[0]["manager"], "bob");
     }
 
     #[test]

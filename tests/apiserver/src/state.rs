@@ -97,16 +97,21 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldValidation`.
     pub validation: FieldValidation,
+    /// The body was built by the server's own controllers from stored objects and fields of
+    /// the right types, so it is not decoded again (defaulting, validation and field
+    /// ownership still run). Never set for a client's request.
+    pub trusted: bool,
 }
 
 impl WriteOptions {
-    /// A write by a server-internal controller.
+    /// A write by a server-internal controller (a trusted body).
     pub fn system(manager: &str, subresource: Option<&str>) -> Self {
         Self {
             manager: manager.to_string(),
             subresource: subresource.map(String::from),
             dry_run: false,
             validation: FieldValidation::Ignore,
+            trusted: true,
         }
     }
 }
@@ -561,7 +566,7 @@ impl State {
         };
         let now_s = timestamp(now);
         let not_found = |name: &str| ApiError::not_found(&rt.group, &rt.plural, name);
-        let root = (!rt.is_custom())
+        let root = (!rt.is_custom() && !opts.trusted)
             .then(|| decode::SNAPSHOT.root(&rt.group, &rt.version, &rt.kind))
             .flatten();
         let strict = opts.validation == FieldValidation::Strict;
@@ -1413,6 +1418,7 @@ mod tests {
             subresource: None,
             dry_run: false,
             validation: FieldValidation::Strict,
+            trusted: false,
         }
     }
 
