@@ -6,6 +6,8 @@
 
 pub use kroxide_schema::openapi::{SNAPSHOT, Snapshot};
 
+use std::{collections::HashMap, sync::LazyLock};
+
 use serde_json::Value;
 
 /// Why a body cannot be decoded.
@@ -195,6 +197,24 @@ fn base64_problem(text: &str) -> Option<usize> {
     None
 }
 
+/// The properties with a `default` of each named schema of the snapshot, found once: filling
+/// visits the fields an object has, not every property its schema declares.
+static DEFAULTS: LazyLock<HashMap<&'static str, Vec<(&'static str, &'static Value)>>> = LazyLock::new(|| {
+    SNAPSHOT
+        .schemas
+        .iter()
+        .map(|(name, s)| {
+            let defaults = s["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, p)| Some((k.as_str(), p.get("default")?)))
+                .collect();
+            (name.as_str(), defaults)
+        })
+        .collect()
+});
+
 /// Fills every field the real server always writes: a property whose schema has a `default`
 /// (the zero value of a Go field without `omitempty`, or a declared default) and is absent from
 /// an object that is present, as the real server's JSON encoding of its Go types does
@@ -214,13 +234,26 @@ fn fill_value(snapshot: &Snapshot, value: &mut Value, schema: &Value) {
     match value {
         Value::Object(m) => {
             if let Some(props) = s["properties"].as_object() {
-                for (k, p) in props {
-                    if let Some(d) = p.get("default")
-                        && !m.contains_key(k)
-                    {
-                        m.insert(k.clone(), d.clone());
+                match name.and_then(|n| DEFAULTS.get(n)) {
+                    Some(defaults) => {
+                        for (k, d) in defaults {
+                            if !m.contains_key(*k) {
+                                m.insert((*k).to_string(), (*d).clone());
+                            }
+                        }
                     }
-                    if let Some(v) = m.get_mut(k) {
+                    None => {
+                        for (k, p) in props {
+                            if let Some(d) = p.get("default")
+                                && !m.contains_key(k)
+                            {
+                                m.insert(k.clone(), d.clone());
+                            }
+                        }
+                    }
+                }
+                for (k, v) in m.iter_mut() {
+                    if let Some(p) = props.get(k) {
                         fill_value(snapshot, v, p);
                     }
                 }

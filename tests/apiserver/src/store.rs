@@ -51,6 +51,7 @@ pub struct Event {
     /// The object before the change.
     pub previous: Option<Arc<Value>>,
     encoded: OnceLock<Bytes>,
+    presented: OnceLock<(String, Bytes)>,
 }
 
 impl Event {
@@ -58,6 +59,20 @@ impl Event {
     pub fn encoded(&self) -> &Bytes {
         self.encoded
             .get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default()))
+    }
+
+    /// The object as served through `api_version` (`present` gives that form: a custom
+    /// resource with that version's read-time defaults), as JSON text made once for every
+    /// watch of that version that sends it; other versions get theirs made each time.
+    pub fn presented(&self, api_version: &str, present: impl FnOnce(&Value) -> Value) -> Bytes {
+        if let Some((version, text)) = self.presented.get()
+            && version == api_version
+        {
+            return text.clone();
+        }
+        let text = Bytes::from(serde_json::to_vec(&present(&self.object)).unwrap_or_default());
+        let _ = self.presented.set((api_version.to_string(), text.clone()));
+        text
     }
 }
 
@@ -291,6 +306,7 @@ impl Store {
             object: object.clone(),
             previous,
             encoded: OnceLock::new(),
+            presented: OnceLock::new(),
         });
         object
     }
@@ -344,6 +360,7 @@ impl Store {
             object: last.clone(),
             previous: Some(previous),
             encoded: OnceLock::new(),
+            presented: OnceLock::new(),
         });
         Some(last)
     }

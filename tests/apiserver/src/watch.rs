@@ -41,7 +41,7 @@ impl Encoder {
         state_present: impl Fn(&Value) -> Value,
         kind: &str,
         object: &Value,
-        cached: Option<&Bytes>,
+        event: Option<&Event>,
     ) -> Bytes {
         let body: Bytes = match (&self.repr, &self.printer) {
             (Representation::Table, Some(p)) => {
@@ -60,9 +60,10 @@ impl Encoder {
             (Representation::Metadata, _) => {
                 Bytes::from(serde_json::to_vec(&partial(object)).unwrap_or_default())
             }
-            _ => match cached {
-                Some(b) if !State::needs_presenting(&self.rt) => b.clone(),
-                _ => Bytes::from(serde_json::to_vec(&state_present(object)).unwrap_or_default()),
+            _ => match event {
+                Some(e) if !State::needs_presenting(&self.rt) => e.encoded().clone(),
+                Some(e) => e.presented(&self.rt.api_version(), state_present),
+                None => Bytes::from(serde_json::to_vec(&state_present(object)).unwrap_or_default()),
             },
         };
         let mut out = Vec::with_capacity(body.len() + 32);
@@ -130,7 +131,7 @@ fn encode(encoder: &mut Encoder, present: &impl Fn(&Value) -> Value, kind: &str,
             }
             encoder.event(present, kind, &last, None)
         }
-        _ => encoder.event(present, kind, &e.object, Some(e.encoded())),
+        _ => encoder.event(present, kind, &e.object, Some(e)),
     }
 }
 
