@@ -105,8 +105,25 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn start_controller(kubeconfig: &std::path::Path, metrics_port: u16) -> std::process::Child {
-    controller_command()
+/// The controller's process, stopped when dropped: a benchmark that fails part way (a panic,
+/// a deadline) leaves no controller running behind it.
+struct Controller(std::process::Child);
+
+impl Controller {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_controller(kubeconfig: &std::path::Path, metrics_port: u16) -> Controller {
+    let child = controller_command()
         .args([
             "controller",
             "--namespace=default",
@@ -121,7 +138,8 @@ fn start_controller(kubeconfig: &std::path::Path, metrics_port: u16) -> std::pro
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Controller(child)
 }
 
 const INSTANCE_RECONCILES: &str =
@@ -190,7 +208,7 @@ async fn main() {
     .unwrap();
 
     let port = free_port();
-    let mut controller = start_controller(&kubeconfig, port);
+    let controller = start_controller(&kubeconfig, port);
     let pid = controller.id();
 
     let rgd = json!({"apiVersion": "kro.run/v1alpha1", "kind": "ResourceGraphDefinition", "metadata": {"name": "scales.bench.kroxide.dev"},
@@ -393,12 +411,11 @@ async fn main() {
             .quiet(Duration::from_secs(2), Duration::from_secs(120))
             .await;
     }
-    let _ = controller.kill();
-    let _ = controller.wait();
+    drop(controller);
     // A restart over the unchanged instances: every instance is reconciled again, nothing written.
     let restart = if std::env::var("KROXIDE_SCALE_RESTART").is_ok_and(|v| v == "1") {
         server.reset_requests();
-        let mut again = start_controller(&kubeconfig, port);
+        let again = start_controller(&kubeconfig, port);
         let t = Instant::now();
         // Every instance reconciled once more (the count starts from zero in a new process).
         while scrape(port, INSTANCE_RECONCILES).await < n as f64 && t.elapsed() < Duration::from_secs(600) {
@@ -407,8 +424,7 @@ async fn main() {
         let took = t.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let writes = server.requests().iter().filter(|r| r.is_our_write()).count();
-        let _ = again.kill();
-        let _ = again.wait();
+        drop(again);
         Some((took, writes))
     } else {
         None
