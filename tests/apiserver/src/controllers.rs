@@ -517,29 +517,24 @@ fn simulate_now(shared: &Shared, key: &str, ns: &str, name: &str, generation: i6
             Utc::now(),
         );
     }
-    let Some(o) = state.store.get(key, ns, name).cloned() else {
-        return;
-    };
     let _ = state.write(
         &rt,
         ns,
         Some(name),
-        Op::Update(status_update(&o, status, true)),
+        Op::Update(status_update(&o, status)),
         &WriteOptions::system(KCM, Some("status")),
         Utc::now(),
     );
 }
 
-/// The body of an update of `o`'s status subresource to `status` (with `o`'s resourceVersion
-/// as precondition when `precondition`): the status endpoint keeps everything else of the
-/// stored object, so nothing else is sent (or copied).
-fn status_update(o: &Value, status: Value, precondition: bool) -> Value {
+/// The body of an update of `o`'s status subresource to `status`, without a resourceVersion
+/// precondition (the simulator writes under the lock it read with): the status endpoint keeps
+/// everything else of the stored object, so nothing else is sent (or copied).
+fn status_update(o: &Value, status: Value) -> Value {
     let mut metadata = json!({"name": meta(o, "name")});
-    if !meta(o, "namespace").is_empty() {
-        metadata["namespace"] = json!(meta(o, "namespace"));
-    }
-    if precondition {
-        metadata["resourceVersion"] = json!(meta(o, "resourceVersion"));
+    let namespace = meta(o, "namespace");
+    if !namespace.is_empty() {
+        metadata["namespace"] = json!(namespace);
     }
     json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": metadata, "status": status})
 }
@@ -679,7 +674,7 @@ fn progressing(shared: &Shared, key: &str, o: &Value) {
         &rt,
         meta(o, "namespace"),
         Some(meta(o, "name")),
-        Op::Update(status_update(o, status, false)),
+        Op::Update(status_update(o, status)),
         &WriteOptions::system(KCM, Some("status")),
         Utc::now(),
     );

@@ -204,16 +204,18 @@ static DEFAULTS: LazyLock<HashMap<&'static str, Vec<(&'static str, &'static Valu
         .schemas
         .iter()
         .map(|(name, s)| {
-            let defaults = s["properties"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, p)| Some((k.as_str(), p.get("default")?)))
-                .collect();
-            (name.as_str(), defaults)
+            let props = s["properties"].as_object().into_iter().flatten();
+            (name.as_str(), defaulted(props).collect())
         })
         .collect()
 });
+
+/// The properties (of a schema's `properties`) that have a `default`, with it.
+fn defaulted<'a>(
+    props: impl Iterator<Item = (&'a String, &'a Value)>,
+) -> impl Iterator<Item = (&'a str, &'a Value)> {
+    props.filter_map(|(k, p)| Some((k.as_str(), p.get("default")?)))
+}
 
 /// Fills every field the real server always writes: a property whose schema has a `default`
 /// (the zero value of a Go field without `omitempty`, or a declared default) and is absent from
@@ -234,22 +236,18 @@ fn fill_value(snapshot: &Snapshot, value: &mut Value, schema: &Value) {
     match value {
         Value::Object(m) => {
             if let Some(props) = s["properties"].as_object() {
-                match name.and_then(|n| DEFAULTS.get(n)) {
-                    Some(defaults) => {
-                        for (k, d) in defaults {
-                            if !m.contains_key(*k) {
-                                m.insert((*k).to_string(), (*d).clone());
-                            }
-                        }
-                    }
+                // Named schemas have theirs found once; inline ones are looked through here.
+                let inline: Vec<(&str, &Value)>;
+                let defaults = match name.and_then(|n| DEFAULTS.get(n)) {
+                    Some(d) => d.as_slice(),
                     None => {
-                        for (k, p) in props {
-                            if let Some(d) = p.get("default")
-                                && !m.contains_key(k)
-                            {
-                                m.insert(k.clone(), d.clone());
-                            }
-                        }
+                        inline = defaulted(props.iter()).collect();
+                        &inline
+                    }
+                };
+                for (k, d) in defaults {
+                    if !m.contains_key(*k) {
+                        m.insert((*k).to_string(), (*d).clone());
                     }
                 }
                 for (k, v) in m.iter_mut() {

@@ -26,7 +26,8 @@ pub struct Entry {
     /// Owned fields.
     pub set: FieldSet,
     /// The entry as [`read`] found it, while nothing of it has changed since: [`write`] puts
-    /// it back as it was instead of encoding it again.
+    /// it back as it was instead of encoding it again. Every change this module makes to an
+    /// entry (`upsert`, [`Entry::remove_all`]) clears it.
     raw: Option<Value>,
 }
 
